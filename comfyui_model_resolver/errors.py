@@ -1,0 +1,126 @@
+"""The error tree. Every failure a user can cause or meet is one of these.
+
+    ResolverError                      base: message + hint, safe to show to a user
+    ├── ConfigError                    bad CMR_* value, unreadable config file
+    ├── WorkflowError (ValueError)     unusable workflow / image input
+    │   └── WorkflowTooLarge           over Settings.max_workflow_bytes
+    ├── LocalIndexError                models root unreadable, bad extra_model_paths.yaml
+    ├── SourceError                    an upstream (Hub, Civitai, …) failed
+    │   ├── AuthRequired               401/403: which token to set is in `token_env`
+    │   ├── RateLimited                429: `retry_after` seconds when known
+    │   ├── NotFound                   404 / nothing matched
+    │   └── SourceUnavailable          network error, 5xx, bad JSON
+    ├── DownloadError                  a transfer failed
+    │   ├── IntegrityError             size / sha256 / safetensors header mismatch
+    │   ├── UnsafePath                 target outside the model folders, bad filename
+    │   ├── HostNotAllowed             URL or redirect to a host off the allowlist
+    │   ├── InsufficientSpace          not enough free disk (checked up front, or ENOSPC)
+    │   └── DownloadCancelled          the user cancelled
+    └── JobNotFound                    unknown download job id
+
+Messages never contain tokens; `hint` tells the user what to do next.
+Adapters map these types (never message text) to HTTP statuses in one table.
+"""
+from __future__ import annotations
+
+
+class ResolverError(Exception):
+    """Base class. `message` is user-facing; `hint` suggests a next step."""
+
+    code = "resolver_error"
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def to_dict(self) -> dict:
+        return {"type": type(self).__name__, "code": self.code, "message": self.message, "hint": self.hint}
+
+    def __str__(self) -> str:  # pragma: no cover - trivial
+        return self.message
+
+
+class ConfigError(ResolverError):
+    code = "config_error"
+
+
+class WorkflowError(ResolverError, ValueError):
+    code = "workflow_error"
+
+
+class WorkflowTooLarge(WorkflowError):
+    code = "workflow_too_large"
+
+
+class LocalIndexError(ResolverError):
+    code = "index_error"
+
+
+class SourceError(ResolverError):
+    code = "source_error"
+
+    def __init__(self, message: str, *, hint: str | None = None, source: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.source = source
+
+
+class AuthRequired(SourceError):
+    code = "auth_required"
+
+    def __init__(self, message: str, *, hint: str | None = None, source: str | None = None,
+                 token_env: str | None = None, gated: bool = False) -> None:
+        super().__init__(message, hint=hint, source=source)
+        self.token_env = token_env
+        self.gated = gated
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "token_env": self.token_env}
+
+
+class RateLimited(SourceError):
+    code = "rate_limited"
+
+    def __init__(self, message: str, *, hint: str | None = None, source: str | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, hint=hint, source=source)
+        self.retry_after = retry_after
+
+    def to_dict(self) -> dict:
+        return {**super().to_dict(), "retry_after": self.retry_after}
+
+
+class NotFound(SourceError):
+    code = "not_found"
+
+
+class SourceUnavailable(SourceError):
+    code = "unavailable"
+
+
+class DownloadError(ResolverError):
+    code = "download_error"
+
+
+class IntegrityError(DownloadError):
+    code = "integrity_error"
+
+
+class UnsafePath(DownloadError):
+    code = "unsafe_path"
+
+
+class HostNotAllowed(DownloadError):
+    code = "host_not_allowed"
+
+
+class InsufficientSpace(DownloadError):
+    code = "insufficient_space"
+
+
+class DownloadCancelled(DownloadError):
+    code = "cancelled"
+
+
+class JobNotFound(ResolverError):
+    code = "job_not_found"

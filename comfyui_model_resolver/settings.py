@@ -1,0 +1,257 @@
+"""One Settings object, built once per entry point and passed down.
+
+Precedence (highest first): explicit overrides > CMR_* environment variables >
+a `.env` file > an optional YAML file > defaults. No other module reads os.environ.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from .errors import ConfigError
+
+ENV_PREFIX = "CMR_"
+
+# Hosts we download from without further configuration. A bare host matches
+# only the default port of its scheme; "*." matches any subdomain.
+DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = (
+    "huggingface.co",
+    "*.huggingface.co",
+    "hf.co",
+    "*.hf.co",
+    "civitai.com",
+    "*.civitai.com",
+    "*.r2.cloudflarestorage.com",  # Civitai's signed storage URLs
+)
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _default_data_dir(environ: Mapping[str, str]) -> Path:
+    base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "comfyui-model-resolver"
+
+
+class Settings(BaseModel):
+    """Every knob, with its CMR_* variable named after the field in upper case."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # servers
+    api_host: str = "127.0.0.1"
+    api_port: int = Field(5002, ge=1, le=65535)
+    api_key: SecretStr | None = None  # required for mutating routes on non-loopback binds
+    cors_origins: tuple[str, ...] = ()
+    enable_ui: bool = True
+    gradio_host: str = "127.0.0.1"
+    gradio_port: int = Field(5001, ge=1, le=65535)
+    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    log_level: str = "INFO"
+
+    # local install
+    comfyui_root: Path | None = None
+    models_root: Path | None = None  # default: comfyui_root/models
+    extra_model_paths: tuple[Path, ...] = ()  # default: comfyui_root/extra_model_paths.yaml if present
+    comfyui_url: str | None = None  # a running ComfyUI, for /object_info
+    object_info: Path | None = None  # a saved object_info.json
+    data_dir: Path | None = None  # caches, job state; default ~/.cache/comfyui-model-resolver
+
+    # analysis
+    max_workflow_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+
+    # upstreams
+    hf_endpoint: str = "https://huggingface.co"
+    hf_token: SecretStr | None = None
+    civitai_base_url: str = "https://civitai.com"
+    civitai_api_key: SecretStr | None = None
+    allowed_hosts: tuple[str, ...] = ()  # extends DEFAULT_ALLOWED_HOSTS
+    redis_url: str | None = None
+    disable_catalog: bool = False
+    cache_ttl: int = Field(24 * 3600, ge=0)
+    http_timeout: float = Field(30.0, gt=0)
+    max_upstream_concurrency: int = Field(4, ge=1)
+
+    # downloads
+    max_concurrent_downloads: int = Field(3, ge=1, le=64)
+    download_timeout: float = Field(300.0, gt=0)
+    stall_timeout: float = Field(60.0, gt=0)
+    segment_threshold: int = Field(64 * 1024 * 1024, ge=1)
+    segments: int = Field(4, ge=1, le=32)
+    download_retries: int = Field(5, ge=0, le=50)
+    safetensors_only: bool = False
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, v: str) -> str:
+        v = v.upper()
+        if v not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
+            raise ValueError("must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
+        return v
+
+    @field_validator("hf_endpoint", "civitai_base_url", "comfyui_url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip().rstrip("/")
+        if not (v.startswith("http://") or v.startswith("https://")):
+            raise ValueError("must start with http:// or https://")
+        return v
+
+    # ---- derived values -------------------------------------------------
+    @property
+    def effective_models_root(self) -> Path | None:
+        if self.models_root is not None:
+            return self.models_root
+        if self.comfyui_root is not None:
+            return self.comfyui_root / "models"
+        return None
+
+    @property
+    def effective_extra_model_paths(self) -> tuple[Path, ...]:
+        if self.extra_model_paths:
+            return self.extra_model_paths
+        if self.comfyui_root is not None:
+            p = self.comfyui_root / "extra_model_paths.yaml"
+            if p.is_file():
+                return (p,)
+        return ()
+
+    @property
+    def effective_data_dir(self) -> Path:
+        return self.data_dir if self.data_dir is not None else _default_data_dir(os.environ)
+
+    @property
+    def all_allowed_hosts(self) -> tuple[str, ...]:
+        return DEFAULT_ALLOWED_HOSTS + tuple(self.allowed_hosts)
+
+    def public_dict(self) -> dict[str, Any]:
+        """Settings as JSON with secrets reduced to whether they are set."""
+        out: dict[str, Any] = {}
+        for name, value in self:
+            if isinstance(value, SecretStr) or name in _SECRET_FIELDS:
+                out[name] = {"set": bool(value and value.get_secret_value())}
+            elif isinstance(value, Path):
+                out[name] = str(value)
+            elif isinstance(value, tuple):
+                out[name] = [str(v) for v in value]
+            else:
+                out[name] = value
+        return out
+
+    def with_overrides(self, **overrides: Any) -> "Settings":
+        data = self.model_dump()
+        data.update({k: v for k, v in overrides.items()})
+        return _validate(data)
+
+    # ---- construction ---------------------------------------------------
+    @classmethod
+    def load(
+        cls,
+        environ: Mapping[str, str] | None = None,
+        *,
+        env_file: str | os.PathLike | None = None,
+        yaml_file: str | os.PathLike | None = None,
+        **overrides: Any,
+    ) -> "Settings":
+        """Build Settings from YAML < .env < environment < overrides.
+
+        `env_file` defaults to CMR_ENV_FILE or ./.env; `yaml_file` to CMR_CONFIG.
+        """
+        env = dict(os.environ if environ is None else environ)
+        merged: dict[str, Any] = {}
+
+        yaml_path = yaml_file or env.get("CMR_CONFIG")
+        if yaml_path:
+            merged.update(_read_yaml(Path(yaml_path)))
+
+        env_path = Path(env_file) if env_file else Path(env.get("CMR_ENV_FILE", ".env"))
+        if env_path.is_file():
+            from dotenv import dotenv_values
+
+            merged.update(_from_env_mapping({k: v for k, v in dotenv_values(env_path).items() if v is not None}))
+
+        # HF_ENDPOINT is the fallback for CMR_HF_ENDPOINT.
+        if "CMR_HF_ENDPOINT" not in env and env.get("HF_ENDPOINT") and "hf_endpoint" not in merged:
+            merged["hf_endpoint"] = env["HF_ENDPOINT"]
+        merged.update(_from_env_mapping(env))
+        merged.update({k: v for k, v in overrides.items() if v is not None})
+        return _validate(merged)
+
+
+_SECRET_FIELDS = {"api_key", "hf_token", "civitai_api_key"}
+_TUPLE_FIELDS = {"cors_origins", "extra_model_paths", "allowed_hosts"}
+
+
+def _validate(data: Mapping[str, Any]) -> Settings:
+    try:
+        return Settings.model_validate(dict(data))
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = ".".join(str(p) for p in err["loc"]) or "?"
+            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
+        raise ConfigError("Invalid configuration: " + "; ".join(problems),
+                          hint="Fix the CMR_* variable, .env or YAML value named above.") from None
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    if name in _TUPLE_FIELDS:
+        if isinstance(raw, str):
+            sep = os.pathsep if name == "extra_model_paths" else ","
+            return tuple(p.strip() for p in raw.split(sep) if p.strip())
+        if isinstance(raw, (list, tuple)):
+            return tuple(str(p) for p in raw)
+    if isinstance(raw, str) and name in {"enable_ui", "disable_catalog", "safetensors_only"}:
+        low = raw.strip().lower()
+        if low in _TRUE:
+            return True
+        if low in _FALSE:
+            return False
+    if isinstance(raw, str) and raw.strip() == "" and name not in {"log_level"}:
+        return None
+    return raw
+
+
+def _from_env_mapping(env: Mapping[str, str]) -> dict[str, Any]:
+    fields = Settings.model_fields
+    out: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX):
+            continue
+        name = key[len(ENV_PREFIX):].lower()
+        if name in fields:
+            value = _coerce(name, raw)
+            if value is not None:
+                out[name] = value
+    return out
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"Config file {path} is not valid YAML: {exc}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"Config file {path} must hold a mapping of setting names to values")
+    fields = Settings.model_fields
+    out: dict[str, Any] = {}
+    for key, raw in data.items():
+        name = str(key).lower()
+        if name.startswith(ENV_PREFIX.lower()):
+            name = name[len(ENV_PREFIX):]
+        if name not in fields:
+            raise ConfigError(f"Config file {path}: unknown setting {key!r}")
+        value = _coerce(name, raw)
+        if value is not None:
+            out[name] = value
+    return out

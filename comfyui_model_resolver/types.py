@@ -1,0 +1,160 @@
+"""Frozen value types shared by every layer. They serialise to the public JSON contract."""
+from __future__ import annotations
+
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+WorkflowFormat = Literal["ui", "api", "png", "webp"]
+
+#: Where a reference's folder came from, most trusted first.
+FolderSource = Literal["schema", "table", "embedded", "generic"]
+
+#: Confidence in the folder, by where it came from.
+FOLDER_CONFIDENCE: dict[str, float] = {"schema": 1.0, "table": 0.95, "embedded": 0.8, "generic": 0.3}
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class FolderConflict(_Frozen):
+    """A less trusted source named another folder than the one chosen."""
+
+    folder: str
+    source: FolderSource
+
+
+class ModelRef(_Frozen):
+    """One (node, input) that names a model file. Pure data from the workflow."""
+
+    filename: str  # exactly as written in the workflow
+    folder: str | None  # canonical ComfyUI folder, None when nothing could tell
+    node_id: str
+    node_type: str
+    input: str
+    subgraph_path: tuple[str, ...] = ()  # ids of the subgraph instances (or "def:<id>") that contain the node
+    active: bool = True
+    url: str | None = None
+    hash: str | None = None
+    hash_type: str | None = None
+    folder_source: FolderSource | None = None
+    confidence: float = 0.0  # confidence in `folder`
+    kind: Literal["file", "directory"] = "file"
+    conflicts: tuple[FolderConflict, ...] = ()
+    note: str | None = None  # e.g. "preset PLUS (high strength)" or "embedding in prompt text"
+
+
+class LocalStatus(str, Enum):
+    present = "present"
+    relocated = "relocated"
+    missing = "missing"
+
+
+class LocalMatch(_Frozen):
+    """How a reference relates to the files on disk."""
+
+    status: LocalStatus
+    local_path: str | None = None  # absolute path of the file found
+    relink_value: str | None = None  # widget value that would point at the file (relocated only)
+    sha256: str | None = None
+
+
+class ModelReport(_Frozen):
+    """A reference with its local status: one row of `cmr analyze --json`."""
+
+    filename: str
+    folder: str | None
+    node_id: str
+    node_type: str
+    input: str
+    subgraph_path: tuple[str, ...] = ()
+    active: bool = True
+    status: str = "missing"
+    local_path: str | None = None
+    relink_value: str | None = None
+    url: str | None = None
+    hash: str | None = None
+    hash_type: str | None = None
+    confidence: float = 0.0
+    folder_source: FolderSource | None = None
+    kind: Literal["file", "directory"] = "file"
+    conflicts: tuple[FolderConflict, ...] = ()
+    note: str | None = None
+
+    @classmethod
+    def from_ref(cls, ref: ModelRef, match: LocalMatch) -> "ModelReport":
+        data = ref.model_dump()
+        data.update(status=match.status.value, local_path=match.local_path, relink_value=match.relink_value)
+        return cls.model_validate(data)
+
+
+class Analysis(_Frozen):
+    """The result of analysing one workflow: one line of `cmr analyze --json`."""
+
+    workflow: str
+    format: WorkflowFormat | None = None
+    models: tuple[ModelReport, ...] = ()
+    errors: tuple[dict, ...] = ()
+
+
+class ParsedWorkflow(_Frozen):
+    """What the parser returns before local matching."""
+
+    format: WorkflowFormat
+    refs: tuple[ModelRef, ...]
+    warnings: tuple[str, ...] = ()
+
+
+class Candidate(_Frozen):
+    """One place a missing model could be downloaded from."""
+
+    url: str
+    source: str  # embedded | catalog | huggingface | civitai | manager
+    confidence: float
+    filename: str | None = None  # name the file is served under
+    size: int | None = None
+    sha256: str | None = None
+    repo: str | None = None  # HF repo id or Civitai model/version
+    path: str | None = None  # path inside the repo
+    reasons: tuple[str, ...] = ()
+    gated: bool = False
+    requires_auth: bool = False
+    token_env: str | None = None
+
+
+class DownloadState(str, Enum):
+    queued = "queued"
+    running = "running"
+    paused = "paused"
+    verifying = "verifying"
+    completed = "completed"
+    failed = "failed"
+    cancelled = "cancelled"
+
+
+class ProgressEvent(_Frozen):
+    """Published on the event bus for every change of a download job."""
+
+    job_id: str
+    state: DownloadState
+    filename: str
+    folder: str
+    bytes_done: int = 0
+    total: int | None = None
+    speed: float = 0.0  # bytes per second
+    eta: float | None = None  # seconds
+    error: dict | None = None
+    path: str | None = None
+    sha256: str | None = None
+
+
+class DownloadRequest(_Frozen):
+    url: str
+    folder: str
+    filename: str | None = None  # may include a subfolder, e.g. "SD1.5/x.safetensors"
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    size: int | None = Field(None, ge=0)
+    priority: int = 0
+    source: str | None = None
