@@ -35,6 +35,7 @@ class ModelRef(_Frozen):
     node_type: str
     input: str
     subgraph_path: tuple[str, ...] = ()  # ids of the subgraph instances (or "def:<id>") that contain the node
+    subgraph_id: str | None = None  # id of the subgraph definition holding the node (None: root graph)
     active: bool = True
     url: str | None = None
     hash: str | None = None
@@ -44,6 +45,8 @@ class ModelRef(_Frozen):
     kind: Literal["file", "directory"] = "file"
     conflicts: tuple[FolderConflict, ...] = ()
     note: str | None = None  # e.g. "preset PLUS (high strength)" or "embedding in prompt text"
+    widget_index: int | None = None  # position in the node's widgets_values list, when it has one
+    widget_key: str | None = None  # key inside a dict widget value (rgthree) or dict widgets_values
 
 
 class LocalStatus(str, Enum):
@@ -70,6 +73,7 @@ class ModelReport(_Frozen):
     node_type: str
     input: str
     subgraph_path: tuple[str, ...] = ()
+    subgraph_id: str | None = None
     active: bool = True
     status: str = "missing"
     local_path: str | None = None
@@ -82,6 +86,8 @@ class ModelReport(_Frozen):
     kind: Literal["file", "directory"] = "file"
     conflicts: tuple[FolderConflict, ...] = ()
     note: str | None = None
+    widget_index: int | None = None
+    widget_key: str | None = None
 
     @classmethod
     def from_ref(cls, ref: ModelRef, match: LocalMatch) -> "ModelReport":

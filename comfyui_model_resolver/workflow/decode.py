@@ -1,0 +1,129 @@
+"""Turn raw bytes (JSON, PNG or WebP) into a workflow object, or a clear WorkflowError.
+
+Pure: no I/O. Guards against oversized, deeply nested, truncated and mistyped input.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ..errors import WorkflowError, WorkflowTooLarge
+from .images import is_png, is_webp, png_text_chunks, webp_text_entries
+
+GraphKind = Literal["ui", "api"]
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedWorkflow:
+    """`container` is what the bytes were (ui/api/png/webp); `kind` what the graph is."""
+
+    container: Literal["ui", "api", "png", "webp"]
+    kind: GraphKind
+    graph: dict
+
+
+def _size_error(size: int, limit: int) -> WorkflowTooLarge:
+    return WorkflowTooLarge(
+        f"The input is {size:,} bytes, over the {limit:,}-byte limit.",
+        hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.",
+    )
+
+
+def parse_json_text(text: str | bytes, *, what: str = "workflow") -> Any:
+    """json.loads with errors a user can act on."""
+    if isinstance(text, bytes):
+        if text.startswith(b"\xef\xbb\xbf"):
+            text = text[3:]
+        try:
+            text = text.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise WorkflowError(f"The {what} is not UTF-8 text (bad byte at offset {exc.start}).",
+                                hint="Expected a ComfyUI workflow .json, or a .png/.webp saved by ComfyUI.") from None
+    stripped = text.lstrip()
+    if not stripped:
+        raise WorkflowError(f"The {what} is empty.")
+    if stripped[0] not in "{[":
+        raise WorkflowError(f"The {what} is not JSON and not a PNG or WebP image.",
+                            hint="Expected a ComfyUI workflow .json, or a .png/.webp saved by ComfyUI.")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise WorkflowError(f"The {what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
+                            hint="The file may be truncated or hand-edited.") from None
+    except RecursionError:
+        raise WorkflowError(f"The {what} JSON is nested too deeply to be a ComfyUI workflow.") from None
+    except ValueError as exc:  # e.g. integer string too long
+        raise WorkflowError(f"The {what} JSON holds a value that cannot be read: {exc}.") from None
+
+
+def _is_api_prompt(obj: dict) -> bool:
+    found = False
+    for value in obj.values():
+        if isinstance(value, dict) and isinstance(value.get("class_type"), str):
+            found = True
+        elif not isinstance(value, dict):
+            return False
+    return found
+
+
+def classify_graph(obj: Any, *, _depth: int = 0) -> tuple[GraphKind, dict]:
+    """Find the graph in a parsed JSON value: UI (litegraph) or API, unwrapping
+    `{"workflow": …}` and `{"prompt": …}`. UI is preferred when both are present."""
+    if not isinstance(obj, dict):
+        kind = type(obj).__name__
+        kind = {"list": "a JSON array", "str": "a JSON string", "int": "a number", "float": "a number",
+                "bool": "a boolean", "NoneType": "null"}.get(kind, kind)
+        raise WorkflowError(f"Expected a ComfyUI workflow object, got {kind}.")
+    if _depth > 3:
+        raise WorkflowError("The workflow is wrapped too many times ({\"workflow\": {\"workflow\": …}}).")
+    if "nodes" in obj:
+        if not isinstance(obj["nodes"], list):
+            raise WorkflowError(f"The workflow's \"nodes\" must be a list, got {type(obj['nodes']).__name__}.")
+        return "ui", obj
+    for key in ("workflow", "prompt"):
+        inner = obj.get(key)
+        if isinstance(inner, str):  # some tools store the JSON as a string
+            inner = parse_json_text(inner, what=key)
+        if isinstance(inner, dict):
+            try:
+                return classify_graph(inner, _depth=_depth + 1)
+            except WorkflowError:
+                continue
+    if _is_api_prompt(obj):
+        return "api", obj
+    if not obj:
+        raise WorkflowError("The workflow is an empty JSON object.")
+    raise WorkflowError("This JSON is not a ComfyUI workflow: it has no \"nodes\" list and no API-format "
+                        "{id: {class_type, inputs}} entries.")
+
+
+def decode_workflow(data: bytes, *, max_bytes: int) -> DecodedWorkflow:
+    """Bytes of a .json / .png / .webp file -> DecodedWorkflow."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise WorkflowError(f"Expected bytes, got {type(data).__name__}.")
+    data = bytes(data)
+    if len(data) > max_bytes:
+        raise _size_error(len(data), max_bytes)
+    if is_png(data) or is_webp(data):
+        container: Literal["png", "webp"] = "png" if is_png(data) else "webp"
+        texts = png_text_chunks(data, limit=max_bytes) if container == "png" else webp_text_entries(data)
+        for key in ("workflow", "prompt"):
+            text = texts.get(key)
+            if text:
+                obj = parse_json_text(text, what=f"{key} embedded in the {container.upper()}")
+                kind, graph = classify_graph(obj)
+                return DecodedWorkflow(container, kind, graph)
+        raise WorkflowError(f"This {container.upper()} has no embedded ComfyUI workflow.",
+                            hint="Only images saved by ComfyUI (with metadata kept) carry a workflow.")
+    if data[:4] == b"RIFF" or data[:3] == b"\xff\xd8\xff" or data[:6] in (b"GIF87a", b"GIF89a"):
+        raise WorkflowError("This image format is not supported; use a PNG or WebP saved by ComfyUI.")
+    obj = parse_json_text(data)
+    kind, graph = classify_graph(obj)
+    return DecodedWorkflow(kind, kind, graph)
+
+
+def decode_object(obj: Any) -> DecodedWorkflow:
+    """An already parsed JSON value (e.g. a request body) -> DecodedWorkflow."""
+    kind, graph = classify_graph(obj)
+    return DecodedWorkflow(kind, kind, graph)

@@ -1,0 +1,257 @@
+"""Detect model references in flat node views. Pure: NodeView + Knowledge -> ModelRef.
+
+Folder inference, most trusted first: node schema, loader table, the embedded `directory`
+(`properties.models` / root `models`), and a generic rule for any other widget string with a
+model extension (low confidence). Disagreements are kept as `conflicts`.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Iterable, Iterator
+
+from ..types import FOLDER_CONFIDENCE, FolderConflict, ModelRef
+from .folders import canonical_folder, guess_folder, is_empty_choice, looks_like_model_value
+from .graph import NodeView
+from .knowledge import DirSpec, FolderSpec, Knowledge, NodeInfo, PresetSpec, RepoSpec, Spec
+
+_EMBEDDING = re.compile(r"(?i)embedding:([^\s,()\[\]{}<>|:\"']+)")
+_HASH_TYPES = {"sha256", "sha-256", "autov2", "autov1", "autov3", "blake3", "crc32", "md5", "sha1"}
+
+
+def _basename(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+class _Emitter:
+    """Builds refs for one node, remembering which (input, filename) pairs exist."""
+
+    __slots__ = ("node", "out", "seen")
+
+    def __init__(self, node: NodeView) -> None:
+        self.node = node
+        self.out: list[ModelRef] = []
+        self.seen: set[tuple[str, str]] = set()
+
+    def add(self, filename: str, folder: str | None, source: str | None, input_name: str, *,
+            kind: str = "file", url: str | None = None, note: str | None = None,
+            conflicts: Iterable[FolderConflict] = (), active: bool = True,
+            widget_index: int | None = None, widget_key: str | None = None) -> None:
+        key = (input_name, filename)
+        if key in self.seen:
+            return
+        self.seen.add(key)
+        n = self.node
+        self.out.append(ModelRef(
+            filename=filename,
+            folder=folder,
+            node_id=n.node_id,
+            node_type=n.node_type,
+            input=input_name,
+            subgraph_path=n.subgraph_path,
+            subgraph_id=n.subgraph_id,
+            active=n.active and active,
+            url=url,
+            folder_source=source if folder else None,
+            confidence=FOLDER_CONFIDENCE.get(source or "", 0.0) if folder else 0.0,
+            kind=kind,  # type: ignore[arg-type]
+            conflicts=tuple(conflicts),
+            note=note,
+            widget_index=widget_index,
+            widget_key=widget_key,
+        ))
+
+
+def _named_values(node: NodeView, info: NodeInfo) -> Iterator[tuple[str, Any, int | None, str | None]]:
+    """(input name, value, widget index, dict key) for every widget value of the node."""
+    if node.named is not None:  # API format
+        for name, value in node.named.items():
+            if not isinstance(value, list):  # lists are links to other nodes
+                yield str(name), value, None, None
+        return
+    values = node.values
+    overrides = node.overrides
+    if isinstance(values, dict):
+        for name, value in values.items():
+            yield str(name), overrides.get(str(name), value), None, str(name)
+        return
+    used: set[str] = set()
+    seen_values: list[Any] = []
+    if isinstance(values, list):
+        names = info.widgets
+        if names is None and len(node.widget_inputs) == len(values):
+            # Newer frontends give every widget an input slot, in widget order.
+            names = node.widget_inputs
+        names = names or ()
+        for i, value in enumerate(values):
+            name = names[i] if i < len(names) else f"widget_{i}"
+            if name in overrides:
+                value = overrides[name]
+                used.add(name)
+            seen_values.append(value)
+            yield name, value, i, None
+    # Promoted values whose widget position we do not know.
+    for name, value in overrides.items():
+        if name not in used and value not in seen_values:
+            yield name, value, None, None
+
+
+def _emit_spec(em: _Emitter, spec: Spec, name: str, value: Any, info: NodeInfo,
+               widget_index: int | None, widget_key: str | None) -> None:
+    if not isinstance(value, str) or is_empty_choice(value):
+        return
+    source = getattr(spec, "source", "table")
+    if isinstance(spec, FolderSpec):
+        if "." not in _basename(value):
+            return  # virtual choices such as VAELoader's "pixel_space" or "taesd" name no file
+        conflicts = ()
+        if name in info.conflicts:
+            folder, csrc = info.conflicts[name]
+            conflicts = (FolderConflict(folder=folder, source=csrc),)  # type: ignore[arg-type]
+        em.add(value, spec.folder, source, name, conflicts=conflicts,
+               widget_index=widget_index, widget_key=widget_key)
+    elif isinstance(spec, PresetSpec):
+        files = spec.presets.get(value)
+        if files is None:
+            if looks_like_model_value(value):  # some preset widgets also accept a file
+                em.add(value, None, None, name, widget_index=widget_index, widget_key=widget_key)
+            return
+        for f in files:
+            em.add(f.filename, f.folder, source, name, url=f.url, note=f"preset {value!r}")
+    elif isinstance(spec, RepoSpec):
+        if "/" not in value or value.count("/") > 1 or looks_like_model_value(value):
+            if looks_like_model_value(value):
+                em.add(value, spec.folder, source, name, widget_index=widget_index, widget_key=widget_key)
+            return
+        em.add(spec.local_name(value), spec.folder, source, name, kind="directory",
+               url=f"https://huggingface.co/{value}", note=f"Hugging Face repo {value}",
+               widget_index=widget_index, widget_key=widget_key)
+    elif isinstance(spec, DirSpec):
+        em.add(value, spec.folder, source, name, kind="directory",
+               widget_index=widget_index, widget_key=widget_key)
+
+
+def _emit_generic(em: _Emitter, name: str, value: str, widget_index: int | None, widget_key: str | None,
+                  active: bool = True) -> None:
+    node = em.node
+    folder = guess_folder(name if not name.startswith("widget_") else None, node.node_type, value)
+    em.add(value, folder, "generic" if folder else None, name, active=active,
+           widget_index=widget_index, widget_key=widget_key)
+
+
+def _scan_dict(em: _Emitter, info: NodeInfo, container: dict, base: str, index: int | None) -> None:
+    """rgthree-style dict widgets: {"on": true, "lora": "x.safetensors", "strength": 1}."""
+    enabled = container.get("on", True) is not False
+    for key, value in container.items():
+        if not isinstance(value, str):
+            continue
+        spec = info.dict_widgets.get(key)
+        label = f"{base}.{key}"
+        if spec is not None:
+            if isinstance(spec, FolderSpec) and not is_empty_choice(value):
+                em.add(value, spec.folder, spec.source, label, active=enabled,
+                       widget_index=index, widget_key=key)
+            else:
+                _emit_spec(em, spec, label, value, info, index, key)
+        elif looks_like_model_value(value):
+            _emit_generic(em, key, value, index, key, active=enabled)
+
+
+def _embedded_entries(raw: Any) -> list[dict]:
+    if not isinstance(raw, list):
+        return []
+    return [m for m in raw if isinstance(m, dict) and isinstance(m.get("name"), str) and m["name"]]
+
+
+def _hash_of(entry: dict) -> tuple[str | None, str | None]:
+    h = entry.get("hash")
+    if not isinstance(h, str) or not h.strip():
+        return None, None
+    ht = entry.get("hash_type")
+    ht = ht.lower() if isinstance(ht, str) and ht.lower() in _HASH_TYPES else ("sha256" if len(h) == 64 else None)
+    return h.strip(), ht
+
+
+def apply_embedded(refs: list[ModelRef], entries: list[dict], *, only_missing_url: bool = False) -> tuple[list[ModelRef], list[dict]]:
+    """Attach url/hash/directory from embedded entries to refs with the same file name.
+    Returns the updated refs and the entries that matched nothing."""
+    if not entries:
+        return refs, []
+    by_name: dict[str, dict] = {}
+    for e in entries:
+        by_name.setdefault(e["name"], e)
+        by_name.setdefault(_basename(e["name"]), e)
+    used: set[int] = set()
+    out: list[ModelRef] = []
+    for ref in refs:
+        e = by_name.get(ref.filename) or by_name.get(_basename(ref.filename))
+        if e is None:
+            out.append(ref)
+            continue
+        used.add(id(e))
+        update: dict[str, Any] = {}
+        if isinstance(e.get("url"), str) and e["url"] and not (only_missing_url and ref.url):
+            update["url"] = e["url"]
+        h, ht = _hash_of(e)
+        if h and not ref.hash:
+            update["hash"], update["hash_type"] = h, ht
+        directory = e.get("directory")
+        if isinstance(directory, str) and directory.strip():
+            d = canonical_folder(directory.strip().strip("/"))
+            if ref.folder_source in (None, "generic"):
+                if ref.folder and ref.folder != d:
+                    update["conflicts"] = ref.conflicts + (FolderConflict(folder=ref.folder, source="generic"),)
+                update.update(folder=d, folder_source="embedded", confidence=FOLDER_CONFIDENCE["embedded"])
+            elif d != ref.folder and all(c.folder != d for c in ref.conflicts):
+                update["conflicts"] = ref.conflicts + (FolderConflict(folder=d, source="embedded"),)
+        out.append(ref.model_copy(update=update) if update else ref)
+    return out, [e for e in entries if id(e) not in used]
+
+
+def detect_node(node: NodeView, knowledge: Knowledge) -> list[ModelRef]:
+    """All model references of one node."""
+    info = knowledge.info(node.node_type)
+    if info.non_model_node is not None:
+        return []
+    em = _Emitter(node)
+    string_values: list[tuple[str, str, int | None, str | None]] = []
+    for name, value, index, key in _named_values(node, info):
+        if isinstance(value, dict):
+            _scan_dict(em, info, value, name, index)
+            continue
+        spec = info.spec_for(name)
+        if spec is not None:
+            _emit_spec(em, spec, name, value, info, index, key)
+            continue
+        if not isinstance(value, str):
+            continue
+        string_values.append((name, value, index, key))
+        if name in info.non_model_inputs:
+            continue
+        if looks_like_model_value(value):
+            _emit_generic(em, name, value, index, key)
+
+    # `embedding:name` references in prompt text.
+    for name, value, index, key in string_values:
+        if "mbedding:" in value:
+            for m in _EMBEDDING.finditer(value):
+                em.add(m.group(1).rstrip(".;"), "embeddings", "table", name, note="embedding in prompt text",
+                       widget_index=index, widget_key=key)
+
+    refs = em.out
+    entries = _embedded_entries(node.properties.get("models")) if node.properties else []
+    if entries:
+        refs, unmatched = apply_embedded(refs, entries)
+        # An embedded entry naming a widget value we did not recognise as a model.
+        for e in unmatched:
+            for name, value, index, key in string_values:
+                if value == e["name"] or _basename(value) == e["name"]:
+                    extra, _ = apply_embedded([_generic_ref(node, name, value, index, key)], [e])
+                    refs.extend(extra)
+                    break
+    return refs
+
+
+def _generic_ref(node: NodeView, name: str, value: str, index: int | None, key: str | None) -> ModelRef:
+    em = _Emitter(node)
+    _emit_generic(em, name, value, index, key)
+    return em.out[0]

@@ -1,0 +1,139 @@
+"""Read the text metadata ComfyUI embeds in PNG and WebP files. Pure: bytes in, strings out.
+
+PNG: `tEXt`, `iTXt` and `zTXt` chunks keyed `workflow` and `prompt` (ComfyUI's SaveImage).
+WebP: an `EXIF` chunk whose IFD0 ASCII/UNDEFINED entries hold "workflow:<json>" and
+"prompt:<json>" (ComfyUI's SaveAnimatedWEBP writes tags 0x010F and 0x0110).
+"""
+from __future__ import annotations
+
+import struct
+import zlib
+
+from ..errors import WorkflowError
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def is_png(data: bytes) -> bool:
+    return data[:8] == PNG_SIGNATURE
+
+
+def is_webp(data: bytes) -> bool:
+    return len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP"
+
+
+def _inflate(blob: bytes, limit: int, what: str) -> bytes:
+    d = zlib.decompressobj()
+    try:
+        out = d.decompress(blob, limit + 1)
+    except zlib.error:
+        raise WorkflowError(f"The compressed {what} text in this PNG is corrupt.") from None
+    if len(out) > limit or d.unconsumed_tail:
+        raise WorkflowError(f"The {what} text in this PNG expands beyond the {limit}-byte limit.")
+    return out
+
+
+def png_text_chunks(data: bytes, *, limit: int) -> dict[str, str]:
+    """All text chunks of a PNG as {keyword: text}. Raises WorkflowError on a broken file."""
+    if not is_png(data):
+        raise WorkflowError("Not a PNG file.")
+    out: dict[str, str] = {}
+    pos, end = 8, len(data)
+    while True:
+        if pos + 8 > end:
+            raise WorkflowError("The PNG file is truncated (no IEND chunk).",
+                                hint="The image was probably cut off while downloading; fetch it again.")
+        length, ctype = struct.unpack(">I4s", data[pos:pos + 8])
+        body_start, body_end = pos + 8, pos + 8 + length
+        if body_end + 4 > end:
+            raise WorkflowError(f"The PNG file is truncated inside its {ctype.decode('latin-1', 'replace')!r} chunk.",
+                                hint="The image was probably cut off while downloading; fetch it again.")
+        body = data[body_start:body_end]
+        if ctype == b"IEND":
+            return out
+        if ctype == b"tEXt":
+            key, _, text = body.partition(b"\0")
+            out[key.decode("latin-1")] = text.decode("latin-1")
+        elif ctype == b"zTXt":
+            key, _, rest = body.partition(b"\0")
+            name = key.decode("latin-1")
+            out[name] = _inflate(rest[1:], limit, name).decode("latin-1")
+        elif ctype == b"iTXt":
+            key, _, rest = body.partition(b"\0")
+            name = key.decode("latin-1")
+            if len(rest) < 2:
+                raise WorkflowError(f"The PNG iTXt chunk {name!r} is malformed.")
+            compressed = rest[0] == 1
+            rest = rest[2:]
+            _lang, _, rest = rest.partition(b"\0")
+            _translated, _, text = rest.partition(b"\0")
+            if compressed:
+                text = _inflate(text, limit, name)
+            out[name] = text.decode("utf-8", "replace")
+        pos = body_end + 4  # skip CRC
+
+
+def _tiff_strings(tiff: bytes) -> list[str]:
+    """ASCII/UNDEFINED/BYTE values of IFD0 (and any chained IFDs) of a TIFF/EXIF block."""
+    if len(tiff) < 8:
+        raise WorkflowError("The WebP EXIF block is truncated.")
+    order = tiff[:2]
+    if order == b"II":
+        e = "<"
+    elif order == b"MM":
+        e = ">"
+    else:
+        raise WorkflowError("The WebP EXIF block has no TIFF header.")
+    (offset,) = struct.unpack(e + "I", tiff[4:8])
+    values: list[str] = []
+    seen: set[int] = set()
+    while offset and offset not in seen and len(seen) < 16:
+        seen.add(offset)
+        if offset + 2 > len(tiff):
+            raise WorkflowError("The WebP EXIF block is truncated.")
+        (count,) = struct.unpack(e + "H", tiff[offset:offset + 2])
+        base = offset + 2
+        if base + count * 12 > len(tiff):
+            raise WorkflowError("The WebP EXIF block is truncated.")
+        for i in range(count):
+            _tag, typ, n, raw = struct.unpack(e + "HHI4s", tiff[base + i * 12: base + i * 12 + 12])
+            if typ not in (1, 2, 7):  # BYTE, ASCII, UNDEFINED: one byte per element
+                continue
+            if n <= 4:
+                blob = raw[:n]
+            else:
+                (voff,) = struct.unpack(e + "I", raw)
+                if voff + n > len(tiff):
+                    raise WorkflowError("The WebP EXIF block is truncated.")
+                blob = tiff[voff:voff + n]
+            values.append(blob.rstrip(b"\0").decode("utf-8", "replace"))
+        next_pos = base + count * 12
+        offset = struct.unpack(e + "I", tiff[next_pos:next_pos + 4])[0] if next_pos + 4 <= len(tiff) else 0
+    return values
+
+
+def webp_text_entries(data: bytes) -> dict[str, str]:
+    """{"workflow": json, "prompt": json, …} from a WebP's EXIF chunk (empty if none)."""
+    if not is_webp(data):
+        raise WorkflowError("Not a WebP file.")
+    (riff_size,) = struct.unpack("<I", data[4:8])
+    end = min(len(data), 8 + riff_size)
+    if 8 + riff_size > len(data):
+        raise WorkflowError("The WebP file is truncated.",
+                            hint="The image was probably cut off while downloading; fetch it again.")
+    pos = 12
+    out: dict[str, str] = {}
+    while pos + 8 <= end:
+        fourcc, size = struct.unpack("<4sI", data[pos:pos + 8])
+        body = data[pos + 8: pos + 8 + size]
+        if len(body) < size:
+            raise WorkflowError("The WebP file is truncated inside a chunk.")
+        if fourcc == b"EXIF":
+            if body.startswith(b"Exif\0\0"):
+                body = body[6:]
+            for value in _tiff_strings(body):
+                key, sep, text = value.partition(":")
+                if sep and key in {"workflow", "prompt", "Workflow", "Prompt"}:
+                    out.setdefault(key.lower(), text)
+        pos += 8 + size + (size & 1)
+    return out
