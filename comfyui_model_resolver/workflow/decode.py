@@ -43,7 +43,7 @@ def parse_json_text(text: str | bytes, *, what: str = "workflow") -> Any:
     stripped = text.lstrip()
     if not stripped:
         raise WorkflowError(f"The {what} is empty.")
-    if stripped[0] not in "{[":
+    if stripped[0] not in '{["-0123456789tfn':
         raise WorkflowError(f"The {what} is not JSON and not a PNG or WebP image.",
                             hint="Expected a ComfyUI workflow .json, or a .png/.webp saved by ComfyUI.")
     try:

@@ -1,0 +1,195 @@
+"""The `cmr` command line. An adapter: parses arguments, builds Settings and the Resolver once,
+calls it, and prints. No resolver logic lives here.
+
+Exit codes (a stable contract): 0 the command ran (even if models are missing),
+2 unusable input or configuration, 1 an operation failed (e.g. a download), 130 interrupted.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+from typing import Any, Callable, Sequence
+
+from ..errors import ConfigError, ResolverError, WorkflowError
+from ..settings import Settings
+from ..types import Analysis
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+#: name -> (help, configure). `configure(parser)` adds arguments and returns the async runner.
+#: Other modules (cli_resolve, cli_download, cli_serve) add commands with `@command(...)`.
+_COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable[..., Any]]]] = {}
+
+
+def command(name: str, help: str):
+    def deco(configure: Callable[[argparse.ArgumentParser], Callable[..., Any]]):
+        _COMMANDS[name] = (help, configure)
+        return configure
+    return deco
+
+
+def add_install_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--comfyui-root", metavar="DIR", help="ComfyUI install (models are in DIR/models); CMR_COMFYUI_ROOT")
+    p.add_argument("--models-root", metavar="DIR", help="models folder, if not DIR/models; CMR_MODELS_ROOT")
+    p.add_argument("--extra-model-paths", metavar="YAML", action="append",
+                   help="an extra_model_paths.yaml (repeatable); default: COMFYUI_ROOT/extra_model_paths.yaml")
+    p.add_argument("--object-info", metavar="FILE|URL",
+                   help="node schemas: a saved object_info.json or a running ComfyUI URL; CMR_OBJECT_INFO / CMR_COMFYUI_URL")
+    p.add_argument("--config", metavar="YAML", help="settings file; CMR_CONFIG")
+
+
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+    overrides: dict[str, Any] = dict(extra)
+    if getattr(args, "comfyui_root", None):
+        overrides["comfyui_root"] = args.comfyui_root
+    if getattr(args, "models_root", None):
+        overrides["models_root"] = args.models_root
+    if getattr(args, "extra_model_paths", None):
+        overrides["extra_model_paths"] = tuple(args.extra_model_paths)
+    oi = getattr(args, "object_info", None)
+    if oi:
+        if oi.startswith(("http://", "https://")):
+            overrides["comfyui_url"] = oi
+            overrides["object_info"] = None
+        else:
+            overrides["object_info"] = oi
+    return Settings.load(yaml_file=getattr(args, "config", None), **overrides)
+
+
+# ---- analyze ---------------------------------------------------------------------------------
+def _error_line(path: str, exc: ResolverError) -> dict:
+    return Analysis(workflow=path, format=None, models=(), errors=(exc.to_dict(),)).model_dump(mode="json")
+
+
+_PUBLIC_FIELDS = ("filename", "folder", "node_id", "node_type", "input", "active", "status", "local_path",
+                  "url", "hash", "hash_type", "confidence")
+
+
+def analysis_json(analysis: Analysis) -> dict:
+    """The `cmr analyze --json` object: the contract fields first, then the extra detail."""
+    data = analysis.model_dump(mode="json")
+    models = []
+    for m in data["models"]:
+        ordered = {k: m[k] for k in _PUBLIC_FIELDS}
+        ordered.update({k: v for k, v in m.items() if k not in ordered})
+        models.append(ordered)
+    data["models"] = models
+    return data
+
+
+def _table(analysis: Analysis, out=sys.stdout) -> None:
+    print(f"{analysis.workflow}  [{analysis.format}]", file=out)
+    if not analysis.models:
+        print("  (no model files referenced)", file=out)
+    rows = [("STATUS", "FOLDER", "FILE", "NODE", "NOTE")]
+    for m in analysis.models:
+        node = f"#{'/'.join([*m.subgraph_path, m.node_id])} {m.node_type}" if m.node_id else "(workflow models)"
+        notes = []
+        if not m.active:
+            notes.append("inactive")
+        if m.relink_value:
+            notes.append(f"relink -> {m.relink_value}")
+        elif m.status == "relocated" and m.local_path:
+            notes.append(f"found at {m.local_path}")
+        if m.folder_source == "generic":
+            notes.append("folder guessed")
+        for c in m.conflicts:
+            notes.append(f"{c.source} says {c.folder}")
+        rows.append((m.status, m.folder or "?", m.filename, node, ", ".join(notes)))
+    if analysis.models:
+        widths = [min(max(len(r[i]) for r in rows), 60) for i in range(4)]
+        for r in rows:
+            print("  " + "  ".join(c.ljust(w) for c, w in zip(r[:4], widths)) + ("  " + r[4] if r[4] else ""),
+                  file=out)
+    for e in analysis.errors:
+        print(f"  {e.get('type', 'error')}: {e.get('message')}", file=out)
+    counts = {s: sum(1 for m in analysis.models if m.status == s) for s in ("present", "relocated", "missing")}
+    print(f"  {len(analysis.models)} models: {counts['present']} present, {counts['relocated']} relocated, "
+          f"{counts['missing']} missing", file=out)
+
+
+async def _run_analyze(args: argparse.Namespace) -> int:
+    from ..service import build_resolver
+
+    settings = settings_from_args(args)
+    resolver = await build_resolver(settings, environ=os.environ)
+    status = EXIT_OK
+    try:
+        for path in args.paths:
+            try:
+                analysis = await resolver.analyze_path(path)
+            except WorkflowError as exc:
+                status = EXIT_USAGE
+                if args.json:
+                    print(json.dumps(_error_line(path, exc)), flush=True)
+                else:
+                    print(f"{path}: error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
+                continue
+            if args.json:
+                print(json.dumps(analysis_json(analysis)), flush=True)
+            else:
+                _table(analysis)
+    finally:
+        await resolver.close()
+    return status
+
+
+@command("analyze", "list the models a workflow needs and which are present")
+def _configure_analyze(p: argparse.ArgumentParser) -> Callable[..., Any]:
+    p.add_argument("paths", nargs="+", metavar="PATH", help="workflow .json, or .png/.webp saved by ComfyUI")
+    add_install_options(p)
+    p.add_argument("--json", action="store_true", help="one JSON object per input file, one per line")
+    return _run_analyze
+
+
+# ---- entry point -----------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    _load_command_modules()
+    parser = argparse.ArgumentParser(prog="cmr", description="ComfyUI Model Resolver: find, resolve and "
+                                     "download the models a ComfyUI workflow needs.")
+    parser.add_argument("--log-level", help="CRITICAL, ERROR, WARNING, INFO or DEBUG; CMR_LOG_LEVEL")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (help_text, configure) in _COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(_runner=configure(p))
+    return parser
+
+
+def _load_command_modules() -> None:
+    """Import modules that register further commands (resolve, download, serve)."""
+    import importlib
+
+    for mod in ("cli_resolve", "cli_download", "cli_serve"):
+        try:
+            importlib.import_module(f"{__package__}.{mod}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{mod}":
+                raise
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    level = (args.log_level or os.environ.get("CMR_LOG_LEVEL") or "WARNING").upper()
+    logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(args._runner(args))
+    except ConfigError as exc:
+        print(f"cmr: configuration error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""),
+              file=sys.stderr)
+        return EXIT_USAGE
+    except ResolverError as exc:
+        print(f"cmr: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""), file=sys.stderr)
+        return EXIT_FAILED
+    except KeyboardInterrupt:
+        print("cmr: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

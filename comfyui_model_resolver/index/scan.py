@@ -1,0 +1,214 @@
+"""The local model index: every file and sub-directory under the model folders.
+
+Scanning is blocking I/O; callers run `refresh()` in a worker thread. The index is cached per
+directory, keyed on the directory's path and mtime (the same validation ComfyUI uses for its
+file lists): a directory whose mtime is unchanged is not listed again, so rescanning an
+unchanged tree costs one stat() per directory. The cache is persisted with an atomic write.
+Files are never stat()ed during a scan; sizes are read lazily when a file is used.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import marshal
+import os
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from .layout import FolderLayout
+
+log = logging.getLogger(__name__)
+
+_CACHE_VERSION = 2
+_RACY_NS = 2_000_000_000  # a directory modified this recently may change again within its mtime tick
+_SEP = "\0"
+
+
+@dataclass(frozen=True, slots=True)
+class ScanStats:
+    directories: int
+    files: int
+    rescanned: int  # directories actually listed (the rest came from the cache)
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class _Dir:
+    mtime_ns: int  # -1: do not trust, list again next time
+    files: str  # "\0"-joined names
+    subdirs: str
+
+    def file_names(self) -> list[str]:
+        return self.files.split(_SEP) if self.files else []
+
+    def subdir_names(self) -> list[str]:
+        return self.subdirs.split(_SEP) if self.subdirs else []
+
+
+class ModelIndex:
+    """Directory listings of every model folder, refreshed incrementally."""
+
+    def __init__(self, layout: FolderLayout, cache_dir: str | os.PathLike | None = None) -> None:
+        self.layout = layout
+        self._dirs: dict[str, _Dir] = {}
+        self._lock = threading.RLock()
+        self._by_name: dict[str, list[str]] | None = None
+        self._loaded = False
+        self._cache_file: Path | None = None
+        if cache_dir is not None:
+            key = hashlib.sha256(repr(sorted(layout.all_dirs())).encode()).hexdigest()[:16]
+            self._cache_file = Path(cache_dir) / f"index-{key}.bin"
+        self.last_stats: ScanStats | None = None
+
+    # ---- persistence -------------------------------------------------------------------
+    def _load_cache(self) -> None:
+        self._loaded = True
+        if self._cache_file is None:
+            return
+        try:
+            data = marshal.loads(self._cache_file.read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            return
+        if not isinstance(data, dict) or data.get("v") != _CACHE_VERSION:
+            return
+        self._dirs = {d: _Dir(*t) for d, t in data["dirs"].items()}
+
+    def _save_cache(self) -> None:
+        if self._cache_file is None:
+            return
+        blob = marshal.dumps({"v": _CACHE_VERSION,
+                              "dirs": {d: (e.mtime_ns, e.files, e.subdirs) for d, e in self._dirs.items()}})
+        try:
+            self._cache_file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self._cache_file.with_name(f"{self._cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(blob)
+            os.replace(tmp, self._cache_file)
+        except OSError as exc:  # a cache that cannot be written is not fatal
+            log.warning("index cache not written to %s: %s", self._cache_file, exc.strerror)
+
+    # ---- scanning ----------------------------------------------------------------------
+    def refresh(self) -> ScanStats:
+        """Bring the index up to date. Blocking: run it in a thread."""
+        start = time.perf_counter()
+        now_ns = time.time_ns()
+        with self._lock:
+            if not self._loaded:
+                self._load_cache()
+            old = self._dirs
+            new: dict[str, _Dir] = {}
+            seen_inodes: set[tuple[int, int]] = set()
+            rescanned = files = 0
+            changed = False
+            for _folder, base in self.layout.all_dirs():
+                stack = [base]
+                while stack:
+                    d = stack.pop()
+                    if d in new:
+                        continue
+                    try:
+                        st = os.stat(d)
+                    except OSError:
+                        continue
+                    ident = (st.st_dev, st.st_ino)
+                    if ident in seen_inodes:  # symlink loop or the same directory twice
+                        continue
+                    seen_inodes.add(ident)
+                    cached = old.get(d)
+                    if cached is not None and cached.mtime_ns == st.st_mtime_ns and cached.mtime_ns != -1:
+                        entry = cached
+                    else:
+                        entry = self._list(d, st.st_mtime_ns, now_ns)
+                        rescanned += 1
+                        if cached is None or cached.files != entry.files or cached.subdirs != entry.subdirs:
+                            changed = True
+                    new[d] = entry
+                    if entry.files:
+                        files += entry.files.count(_SEP) + 1
+                    if entry.subdirs:
+                        stack.extend(os.path.join(d, s) for s in entry.subdir_names())
+            if changed or len(new) != len(old):
+                self._by_name = None
+            self._dirs = new
+            if rescanned or len(new) != len(old):
+                self._save_cache()
+            stats = ScanStats(len(new), files, rescanned, time.perf_counter() - start)
+            self.last_stats = stats
+            return stats
+
+    @staticmethod
+    def _list(d: str, mtime_ns: int, now_ns: int) -> _Dir:
+        files: list[str] = []
+        subdirs: list[str] = []
+        try:
+            with os.scandir(d) as it:
+                for e in it:
+                    try:
+                        # follows symlinks, like ComfyUI's os.walk(followlinks=True)
+                        (subdirs if e.is_dir() else files).append(e.name)
+                    except OSError:
+                        continue
+        except OSError:
+            return _Dir(-1, "", "")
+        joined = _SEP.join(files)
+        if "\0." in "\0" + joined or ".part" in joined or ".cmr-tmp" in joined:
+            # hidden files and our own partial downloads are not models
+            files = [f for f in files if not (f.startswith(".") or f.endswith((".part", ".cmr-tmp")))]
+            joined = _SEP.join(files)
+        if subdirs:
+            subdirs = [s for s in subdirs if not s.startswith(".")]
+        trusted = mtime_ns if now_ns - mtime_ns > _RACY_NS else -1
+        return _Dir(trusted, joined, _SEP.join(subdirs))
+
+    # ---- queries -----------------------------------------------------------------------
+    def _entry(self, directory: str) -> _Dir | None:
+        return self._dirs.get(directory)
+
+    def has_file(self, base: str, rel: str) -> bool:
+        parent, _, name = rel.rpartition("/")
+        entry = self._dirs.get(os.path.join(base, *parent.split("/")) if parent else base)
+        return entry is not None and name in entry.file_names()
+
+    def has_dir(self, base: str, rel: str) -> bool:
+        parent, _, name = rel.rstrip("/").rpartition("/")
+        entry = self._dirs.get(os.path.join(base, *parent.split("/")) if parent else base)
+        return entry is not None and name in entry.subdir_names()
+
+    def list_dir(self, directory: str) -> tuple[list[str], list[str]] | None:
+        entry = self._dirs.get(directory)
+        return (entry.file_names(), entry.subdir_names()) if entry else None
+
+    def find_by_basename(self, name: str) -> list[str]:
+        """Absolute paths of files whose base name equals `name`, case-insensitively."""
+        with self._lock:
+            if self._by_name is None:
+                by: dict[str, list[str]] = {}
+                for d, entry in self._dirs.items():
+                    if entry.files:
+                        for f in entry.files.split(_SEP):
+                            by.setdefault(f.lower(), []).append(os.path.join(d, f))
+                self._by_name = by
+            return list(self._by_name.get(name.lower(), ()))
+
+    def iter_files(self):
+        """(folder, base directory, relative path with "/") for every indexed file."""
+        for folder, base in self.layout.all_dirs():
+            stack = [(base, "")]
+            while stack:
+                d, prefix = stack.pop()
+                entry = self._dirs.get(d)
+                if entry is None:
+                    continue
+                for f in entry.file_names():
+                    yield folder, base, prefix + f
+                for s in entry.subdir_names():
+                    stack.append((os.path.join(d, s), prefix + s + "/"))
+
+    def locate(self, path: str) -> tuple[str, str, str] | None:
+        """(folder, base, relative path) of an absolute path inside the layout, longest base first."""
+        best = None
+        for folder, base in self.layout.all_dirs():
+            if path.startswith(base.rstrip(os.sep) + os.sep) and (best is None or len(base) > len(best[1])):
+                best = (folder, base, os.path.relpath(path, base).replace(os.sep, "/"))
+        return best

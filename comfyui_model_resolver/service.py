@@ -1,0 +1,152 @@
+"""The Resolver: the one object every adapter (ComfyUI routes, sidecar, Gradio, CLI) calls.
+
+It wires the pure layers (workflow parsing, matching) to the I/O edges (index scans, hashing)
+and owns their lifetimes. Build it with `build_resolver(settings, …)`, once per entry point.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from typing import Any, Mapping
+
+from .errors import ResolverError, WorkflowError
+from .events import EventBus
+from .index.hashing import HashCache
+from .index.layout import FolderLayout, build_layout
+from .index.match import match_ref
+from .index.scan import ModelIndex, ScanStats
+from .settings import Settings
+from .types import Analysis, ModelReport, ParsedWorkflow
+from .workflow.decode import decode_object, decode_workflow
+from .workflow.knowledge import Knowledge
+from .workflow.object_info import load_object_info
+from .workflow.parse import refs_from_decoded
+
+log = logging.getLogger(__name__)
+
+#: Inputs larger than this are parsed in a worker thread so the event loop stays responsive.
+_THREAD_PARSE_BYTES = 256 * 1024
+#: An index refresh younger than this is reused instead of stat()ing the tree again.
+_INDEX_FRESH_SECONDS = 1.0
+
+
+class Resolver:
+    def __init__(self, settings: Settings, *, knowledge: Knowledge, layout: FolderLayout,
+                 index: ModelIndex, hashes: HashCache, events: EventBus | None = None) -> None:
+        self.settings = settings
+        self.knowledge = knowledge
+        self.layout = layout
+        self.index = index
+        self.hashes = hashes
+        self.events = events or EventBus()
+        self._index_lock = asyncio.Lock()
+        self._index_at = 0.0
+        self._closers: list[Any] = []
+
+    # ---- local index ---------------------------------------------------------------------
+    async def refresh_index(self, *, force: bool = False) -> ScanStats | None:
+        async with self._index_lock:
+            if not force and time.monotonic() - self._index_at < _INDEX_FRESH_SECONDS:
+                return self.index.last_stats
+            stats = await asyncio.to_thread(self.index.refresh)
+            self._index_at = time.monotonic()
+            return stats
+
+    def invalidate_index(self) -> None:
+        self._index_at = 0.0
+
+    # ---- analysis ------------------------------------------------------------------------
+    def _report(self, name: str, parsed: ParsedWorkflow) -> Analysis:
+        models = tuple(ModelReport.from_ref(ref, match_ref(ref, self.index)) for ref in parsed.refs)
+        warnings = tuple({"type": "warning", "message": w} for w in parsed.warnings)
+        return Analysis(workflow=name, format=parsed.format, models=models, errors=warnings)
+
+    def _analyze_sync(self, data: bytes | Mapping[str, Any] | list, name: str) -> Analysis:
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            decoded = decode_workflow(bytes(data), max_bytes=self.settings.max_workflow_bytes)
+        else:
+            decoded = decode_object(data)
+        return self._report(name, refs_from_decoded(decoded, self.knowledge))
+
+    async def analyze(self, data: bytes | Mapping[str, Any] | list, name: str = "workflow") -> Analysis:
+        """Which models does this workflow need, and which are already here?
+
+        `data` is file bytes (.json/.png/.webp) or an already parsed JSON value.
+        Raises WorkflowError for unusable input.
+        """
+        await self.refresh_index()
+        big = isinstance(data, (bytes, bytearray)) and len(data) > _THREAD_PARSE_BYTES
+        if big:
+            return await asyncio.to_thread(self._analyze_sync, data, name)
+        return self._analyze_sync(data, name)
+
+    async def analyze_path(self, path: str | os.PathLike) -> Analysis:
+        """Analyze a file on disk. Unreadable or unusable input gives an Analysis with `errors`."""
+        name = os.fspath(path)
+        try:
+            size = os.path.getsize(name)
+            if size > self.settings.max_workflow_bytes:
+                from .workflow.decode import _size_error
+
+                raise _size_error(size, self.settings.max_workflow_bytes)
+            data = await asyncio.to_thread(_read_bytes, name)
+        except OSError as exc:
+            raise WorkflowError(f"Cannot read {name}: {exc.strerror or exc}") from None
+        return await self.analyze(data, name)
+
+    # ---- lifecycle -----------------------------------------------------------------------
+    def on_close(self, closer: Any) -> None:
+        self._closers.append(closer)
+
+    async def close(self) -> None:
+        for closer in reversed(self._closers):
+            try:
+                result = closer()
+                if asyncio.iscoroutine(result):
+                    await result
+            except Exception:  # pragma: no cover - best effort shutdown
+                log.exception("error while closing")
+        self.events.close()
+        self.hashes.close()
+
+
+def _read_bytes(path: str) -> bytes:
+    with open(path, "rb") as f:
+        return f.read()
+
+
+async def build_resolver(
+    settings: Settings,
+    *,
+    object_info: Mapping[str, Any] | None = None,
+    input_folders: Mapping[str, Mapping[str, Any]] | None = None,
+    folder_dirs: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Resolver:
+    """Wire a Resolver from settings.
+
+    object_info / input_folders / folder_dirs are given by the ComfyUI adapter (live schemas and
+    folder_paths); headless, object_info comes from CMR_OBJECT_INFO or CMR_COMFYUI_URL.
+    """
+    if object_info is None:
+        source = settings.object_info or settings.comfyui_url
+        object_info = await load_object_info(source) if source else None
+    knowledge = Knowledge(object_info=object_info, input_folders=input_folders)
+    layout = build_layout(settings.effective_models_root, settings.effective_extra_model_paths,
+                          environ if environ is not None else {}, explicit=folder_dirs)
+    data_dir = settings.effective_data_dir
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        hashes = HashCache(data_dir / "hashes.sqlite")
+        cache_dir = data_dir
+    except OSError as exc:
+        log.warning("data dir %s is not writable (%s); caches stay in memory", data_dir, exc.strerror)
+        hashes = HashCache(None)
+        cache_dir = None
+    index = ModelIndex(layout, cache_dir)
+    return Resolver(settings, knowledge=knowledge, layout=layout, index=index, hashes=hashes)
+
+
+__all__ = ["Resolver", "build_resolver", "ResolverError"]

@@ -1,0 +1,87 @@
+"""The local index: incremental rescans, persistence, symlinks."""
+from __future__ import annotations
+
+import os
+import time
+
+from comfyui_model_resolver.index.layout import build_layout
+from comfyui_model_resolver.index.scan import ModelIndex
+
+
+def make_tree(root):
+    for rel in ("checkpoints/sd15/a.safetensors", "checkpoints/b.ckpt", "loras/x.safetensors",
+                "loras/.hidden.safetensors", "loras/partial.safetensors.part"):
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+
+
+def age(root):
+    """Push directory mtimes into the past so they are trusted (not 'racily clean')."""
+    past = time.time() - 60
+    for d, _dirs, _files in os.walk(root):
+        os.utime(d, (past, past))
+
+
+def test_scan_lists_files_and_skips_hidden_and_partial(tmp_path):
+    root = tmp_path / "models"
+    make_tree(root)
+    idx = ModelIndex(build_layout(root, [], {}))
+    stats = idx.refresh()
+    files = sorted(rel for folder, _b, rel in idx.iter_files() if folder in ("checkpoints", "loras"))
+    assert files == ["b.ckpt", "sd15/a.safetensors", "x.safetensors"]
+    assert stats.files == 3
+    assert idx.has_file(str(root / "checkpoints"), "sd15/a.safetensors")
+    assert idx.find_by_basename("A.SAFETENSORS") == [str(root / "checkpoints/sd15/a.safetensors")]
+
+
+def test_warm_rescan_lists_nothing_and_changes_are_seen(tmp_path):
+    root = tmp_path / "models"
+    make_tree(root)
+    age(root)
+    cache = tmp_path / "cache"
+    idx = ModelIndex(build_layout(root, [], {}), cache)
+    cold = idx.refresh()
+    assert cold.rescanned == cold.directories
+    # A new Index (a new process) loads the persisted cache: nothing is listed again.
+    idx2 = ModelIndex(build_layout(root, [], {}), cache)
+    warm = idx2.refresh()
+    assert warm.rescanned == 0 and warm.files == cold.files
+    # A new file changes its directory's mtime: only that directory is listed again.
+    (root / "loras" / "new.safetensors").write_bytes(b"y")
+    after = idx2.refresh()
+    assert after.rescanned == 1 and after.files == cold.files + 1
+    assert idx2.find_by_basename("new.safetensors")
+
+
+def test_recent_directories_are_not_trusted(tmp_path):
+    root = tmp_path / "models"
+    make_tree(root)  # mtimes are "now": a change within the same tick could be missed
+    idx = ModelIndex(build_layout(root, [], {}))
+    idx.refresh()
+    assert idx.refresh().rescanned > 0
+
+
+def test_symlinks_are_followed_without_looping(tmp_path):
+    root = tmp_path / "models"
+    make_tree(root)
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (outside / "linked.safetensors").write_bytes(b"z")
+    os.symlink(outside, root / "loras" / "shared")
+    os.symlink(root / "loras", root / "loras" / "loop")
+    idx = ModelIndex(build_layout(root, [], {}))
+    idx.refresh()
+    rels = sorted(rel for f, _b, rel in idx.iter_files() if f == "loras")
+    assert rels == ["shared/linked.safetensors", "x.safetensors"]
+
+
+def test_corrupt_cache_is_ignored(tmp_path):
+    root = tmp_path / "models"
+    make_tree(root)
+    cache = tmp_path / "cache"
+    idx = ModelIndex(build_layout(root, [], {}), cache)
+    idx.refresh()
+    for f in cache.iterdir():
+        f.write_bytes(b"garbage")
+    assert ModelIndex(build_layout(root, [], {}), cache).refresh().files == 3

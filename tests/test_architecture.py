@@ -1,0 +1,50 @@
+"""Layers point one way; the core never imports web frameworks or ComfyUI."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "comfyui_model_resolver"
+FORBIDDEN_IN_CORE = {"fastapi", "gradio", "server", "folder_paths", "starlette", "uvicorn", "httpx", "requests"}
+# Layer order (lower may not import higher).
+LAYERS = {"types": 0, "errors": 0, "settings": 0, "events": 0, "workflow": 1, "index": 1, "sources": 1,
+          "downloads": 1, "service": 2, "adapters": 3}
+
+
+def _imports(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                yield 0, a.name
+        elif isinstance(node, ast.ImportFrom):
+            yield node.level, node.module or ""
+
+
+def _layer_of(path: Path) -> str:
+    rel = path.relative_to(PKG).parts
+    return rel[0].removesuffix(".py")
+
+
+def test_core_imports_no_framework():
+    for path in PKG.rglob("*.py"):
+        if _layer_of(path) == "adapters":
+            continue
+        for level, mod in _imports(path):
+            top = mod.split(".")[0]
+            assert level or top not in FORBIDDEN_IN_CORE, f"{path.relative_to(PKG)} imports {mod}"
+
+
+def test_layers_point_inward():
+    for path in PKG.rglob("*.py"):
+        mine = _layer_of(path)
+        if mine not in LAYERS:
+            continue
+        for level, mod in _imports(path):
+            if level == 0:
+                continue
+            parts = path.relative_to(PKG).with_suffix("").parts
+            base = list(parts[: len(parts) - level])
+            target = (base + mod.split("."))[0] if mod else (base[0] if base else "")
+            if target in LAYERS and target != mine:
+                assert LAYERS[target] <= LAYERS[mine], f"{'/'.join(parts)} ({mine}) imports {target}"

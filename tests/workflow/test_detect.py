@@ -1,0 +1,180 @@
+"""Detection: which (node, input) names a model, and in which folder."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from comfyui_model_resolver.workflow.knowledge import Knowledge
+from comfyui_model_resolver.workflow.parse import parse_workflow_object
+from support.paths import FRONTEND_FIXTURES, OBJECT_INFO
+
+
+def refs(obj, knowledge=None):
+    return parse_workflow_object(obj, knowledge or Knowledge()).refs
+
+
+def ui(*nodes, **extra):
+    return {"nodes": list(nodes), "links": [], **extra}
+
+
+def node(nid, ntype, values, **kw):
+    return {"id": nid, "type": ntype, "mode": 0, "widgets_values": values, **kw}
+
+
+def test_core_loader_from_table():
+    (r,) = refs(ui(node(1, "LoraLoader", ["style.safetensors", 0.8, 1.0])))
+    assert (r.filename, r.folder, r.input, r.folder_source, r.widget_index) == (
+        "style.safetensors", "loras", "lora_name", "table", 0)
+    assert r.confidence >= 0.9
+
+
+def test_filename_kept_exactly_as_written_with_windows_separator():
+    (r,) = refs(ui(node(1, "CheckpointLoaderSimple", ["SD1.5\\dreamshaper_8.safetensors"])))
+    assert r.filename == "SD1.5\\dreamshaper_8.safetensors"
+
+
+def test_rgthree_power_lora_loader_dict_widgets():
+    values = [{}, {"type": "PowerLoraLoaderHeaderWidget"},
+              {"on": True, "lora": "detail.safetensors", "strength": 1, "strengthTwo": None},
+              {"on": False, "lora": "off.safetensors", "strength": 0.5},
+              {"on": True, "lora": "None", "strength": 1},
+              {}, ""]
+    out = refs(ui(node(7, "Power Lora Loader (rgthree)", values)))
+    assert [(r.filename, r.folder, r.active, r.widget_index, r.widget_key) for r in out] == [
+        ("detail.safetensors", "loras", True, 2, "lora"),
+        ("off.safetensors", "loras", False, 3, "lora"),
+    ]
+
+
+def test_dict_form_widgets_values():
+    (r,) = refs(ui(node(1, "CheckpointLoaderSimple", {"ckpt_name": "x.safetensors"})))
+    assert (r.input, r.widget_key, r.folder) == ("ckpt_name", "ckpt_name", "checkpoints")
+
+
+def test_custom_pack_loader_gguf():
+    (r,) = refs(ui(node(1, "UnetLoaderGGUF", ["flux1-dev-Q4_K_S.gguf"])))
+    assert (r.folder, r.folder_source) == ("diffusion_models", "table")
+
+
+def test_preset_maps_to_files():
+    out = refs(ui(node(1, "IPAdapterUnifiedLoader", ["PLUS (high strength)"])))
+    assert {(r.filename, r.folder) for r in out} == {
+        ("ip-adapter-plus_sd15.safetensors", "ipadapter"),
+        ("CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "clip_vision")}
+    assert all(r.note and "PLUS" in r.note for r in out)
+
+
+def test_hugging_face_repo_widget():
+    (r,) = refs(ui(node(1, "DownloadAndLoadFlorence2Model", ["microsoft/Florence-2-base", "fp16", "sdpa"])))
+    assert (r.filename, r.folder, r.kind, r.url) == ("Florence-2-base", "LLM", "directory",
+                                                    "https://huggingface.co/microsoft/Florence-2-base")
+
+
+def test_generic_rule_guesses_with_low_confidence():
+    (r,) = refs(ui(node(1, "SomeUnknownPackLoader", ["control_v11p_sd15_canny.pth", 0.5, "cuda"])))
+    assert (r.folder, r.folder_source, r.input) == ("controlnet", "generic", "widget_0")
+    assert r.confidence < 0.5
+
+
+def test_non_model_strings_are_not_reported():
+    wf = ui(node(1, "LoadImage", ["picture.safetensors", "image"]),
+            node(2, "Note", ["Get model.safetensors from https://x/model.safetensors"]),
+            node(3, "KSampler", [1, "randomize", 20, 8, "euler", "normal", 1]),
+            node(4, "SaveImage", ["ComfyUI"]),
+            node(5, "CLIPTextEncode", ["a photo of a cat.safetensors\nwith two lines"]),
+            node(6, "SomeUnknownNode", ["https://example.com/x.safetensors", "abc"]))
+    assert refs(wf) == ()
+
+
+def test_loader_none_choice_is_not_a_model():
+    wf = ui(node(1, "VAELoader", ["pixel_space"]), node(2, "LoraLoaderModelOnly", ["None", 1.0]))
+    assert refs(wf) == ()
+
+
+def test_embedding_references_in_prompt_text():
+    wf = ui(node(1, "CLIPTextEncode", ["masterpiece, (embedding:EasyNegative:1.2), embedding:sub/bad_hands.pt, cat"]))
+    out = refs(wf)
+    assert [(r.filename, r.folder, r.input) for r in out] == [("EasyNegative", "embeddings", "widget_0"),
+                                                             ("sub/bad_hands.pt", "embeddings", "widget_0")]
+
+
+def test_embedded_properties_models_give_url_hash_and_folder():
+    models = [{"name": "mystery.safetensors", "url": "https://huggingface.co/a/b/resolve/main/mystery.safetensors",
+               "directory": "style_models", "hash": "A" * 64, "hash_type": "SHA256"}]
+    (r,) = refs(ui(node(1, "MysteryLoader", ["mystery.safetensors"], properties={"models": models})))
+    assert (r.folder, r.folder_source, r.url, r.hash, r.hash_type) == (
+        "style_models", "embedded", models[0]["url"], "A" * 64, "sha256")
+
+
+def test_embedded_entry_for_a_value_without_model_extension():
+    models = [{"name": "weights-v2", "url": "https://huggingface.co/a/b/resolve/main/weights-v2", "directory": "x"}]
+    (r,) = refs(ui(node(1, "OddLoader", ["weights-v2"], properties={"models": models})))
+    assert (r.filename, r.folder, r.folder_source) == ("weights-v2", "x", "embedded")
+
+
+def test_conflict_between_table_and_embedded_directory_is_reported():
+    wf = json.loads((FRONTEND_FIXTURES / "missing/missing_models.json").read_text())
+    out = refs(wf)
+    assert len(out) == 2
+    for r in out:
+        assert r.folder == "checkpoints" and r.folder_source == "table"
+        assert [(c.folder, c.source) for c in r.conflicts] == [("text_encoders", "embedded")]
+
+
+def test_root_models_entry_used_by_no_node_is_still_reported():
+    wf = ui(node(1, "KSampler", [1, "fixed", 20, 8, "euler", "normal", 1]),
+            models=[{"name": "extra.safetensors", "url": "https://huggingface.co/a/b/resolve/main/extra.safetensors",
+                     "directory": "loras"}])
+    (r,) = refs(wf)
+    assert (r.filename, r.folder, r.node_id, r.input) == ("extra.safetensors", "loras", "", "models")
+
+
+def test_api_format_dynamic_inputs():
+    wf = json.loads((FRONTEND_FIXTURES / "inputs/native_lora_sparse_api.json").read_text())
+    assert [(r.filename, r.folder, r.input) for r in refs(wf)] == [
+        ("native-lora-e2e/A.safetensors", "loras", "loras.1.lora_name"),
+        ("native-lora-e2e/C.safetensors", "loras", "loras.3.lora_name")]
+
+
+# ---- node schemas (object_info) ----------------------------------------------------------
+@pytest.fixture(scope="module")
+def empty_info():
+    return json.loads((OBJECT_INFO / "comfyui-0.3.64-empty-models.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def sentinel_info():
+    return json.loads((OBJECT_INFO / "comfyui-0.3.64-sentinel-models.json").read_text())
+
+
+def test_schema_with_empty_folders_still_orders_widgets(empty_info):
+    k = Knowledge(object_info=empty_info)
+    wf = ui(node(1, "CLIPLoader", ["t5xxl_fp16.safetensors", "flux", "default"]),
+            node(2, "KSampler", [5, "randomize", 20, 8, "euler", "normal", 1]),
+            node(3, "LoadImage", ["x.safetensors", "image"]))
+    (r,) = refs(wf, k)
+    assert (r.filename, r.folder, r.input) == ("t5xxl_fp16.safetensors", "text_encoders", "clip_name")
+
+
+def test_sentinel_schema_gives_folders_without_the_table(sentinel_info):
+    from comfyui_model_resolver.workflow.knowledge import LoaderTable
+
+    k = Knowledge(table=LoaderTable({}, {}), object_info=sentinel_info)
+    wf = ui(node(1, "CLIPLoader", ["t5.safetensors", "flux", "default"]),
+            node(2, "UpscaleModelLoader", ["4x.pth"]),
+            node(3, "ControlNetLoader", ["canny.safetensors"]),
+            node(4, "LoadImage", ["x.safetensors", "image"]))
+    out = {r.node_id: r for r in refs(wf, k)}
+    assert set(out) == {"1", "2", "3"}
+    assert (out["1"].folder, out["1"].folder_source) == ("text_encoders", "schema")
+    assert out["2"].folder == "upscale_models"
+    assert out["3"].folder == "controlnet"
+
+
+def test_live_input_folders_override_table():
+    info = {"MyLoader": {"input": {"required": {"model": [[], {}], "strength": ["FLOAT", {}]}},
+                         "input_order": {"required": ["model", "strength"]}}}
+    k = Knowledge(object_info=info, input_folders={"MyLoader": {"model": ["unet"]}})
+    (r,) = refs(ui(node(1, "MyLoader", ["m.safetensors", 1.0])), k)
+    assert (r.folder, r.folder_source, r.input) == ("diffusion_models", "schema", "model")
