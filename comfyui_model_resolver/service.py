@@ -17,7 +17,7 @@ from .index.hashing import HashCache
 from .index.layout import FolderLayout, build_layout
 from .index.match import match_ref
 from .index.scan import ModelIndex, ScanStats
-from .settings import Settings
+from .settings import Settings, persist_runtime_settings
 from .types import Analysis, ModelReport, ParsedWorkflow
 from .workflow.decode import decode_object, decode_workflow
 from .workflow.knowledge import Knowledge
@@ -44,6 +44,7 @@ class Resolver:
         self._index_lock = asyncio.Lock()
         self._index_at = 0.0
         self._closers: list[Any] = []
+        self._settings_listeners: list[Any] = []
 
     # ---- local index ---------------------------------------------------------------------
     async def refresh_index(self, *, force: bool = False) -> ScanStats | None:
@@ -95,6 +96,36 @@ class Resolver:
         except OSError as exc:
             raise WorkflowError(f"Cannot read {name}: {exc.strerror or exc}") from None
         return await self.analyze(data, name)
+
+    def local_models(self, folder: str | None = None) -> dict[str, Any]:
+        """The local index as JSON: {folder: [{"name", "path"}]} (name as a widget would hold it)."""
+        folders: dict[str, list[dict[str, str]]] = {}
+        for f, base, rel in self.index.iter_files():
+            if folder is None or f == folder:
+                folders.setdefault(f, []).append({"name": rel, "path": os.path.join(base, *rel.split("/"))})
+        for items in folders.values():
+            items.sort(key=lambda i: i["name"].lower())
+        stats = self.index.last_stats
+        return {"models_root": self.layout.models_root, "layout": self.layout.to_dict()["folders"],
+                "folders": folders, "files": sum(len(v) for v in folders.values()),
+                "scan": None if stats is None else {"directories": stats.directories, "files": stats.files,
+                                                     "seconds": round(stats.seconds, 4)}}
+
+    # ---- settings ------------------------------------------------------------------------
+    def public_config(self) -> dict[str, Any]:
+        return self.settings.public_dict()
+
+    async def update_settings(self, **changes: Any) -> Settings:
+        """Apply run-time changes (tokens, limits) and persist them in the data dir."""
+        new = self.settings.with_overrides(**changes)
+        await asyncio.to_thread(persist_runtime_settings, new, changes)
+        self.settings = new
+        for listener in self._settings_listeners:
+            listener(new)
+        return new
+
+    def on_settings_change(self, listener: Any) -> None:
+        self._settings_listeners.append(listener)
 
     # ---- lifecycle -----------------------------------------------------------------------
     def on_close(self, closer: Any) -> None:

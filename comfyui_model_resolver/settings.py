@@ -176,6 +176,11 @@ class Settings(BaseModel):
 
             merged.update(_from_env_mapping({k: v for k, v in dotenv_values(env_path).items() if v is not None}))
 
+        runtime = _runtime_file(merged, env)
+        if runtime is not None and runtime.is_file():
+            # Changes made at run time (PATCH /config) sit below every file the user edits.
+            merged = {**_read_yaml(runtime), **merged}
+
         # HF_ENDPOINT is the fallback for CMR_HF_ENDPOINT.
         if "CMR_HF_ENDPOINT" not in env and env.get("HF_ENDPOINT") and "hf_endpoint" not in merged:
             merged["hf_endpoint"] = env["HF_ENDPOINT"]
@@ -185,6 +190,32 @@ class Settings(BaseModel):
 
 
 _SECRET_FIELDS = {"api_key", "hf_token", "civitai_api_key"}
+RUNTIME_FILE = "settings.yaml"
+
+
+def _runtime_file(merged: Mapping[str, Any], env: Mapping[str, str]) -> Path | None:
+    data_dir = env.get("CMR_DATA_DIR") or merged.get("data_dir")
+    base = Path(data_dir) if data_dir else _default_data_dir(env)
+    return base / RUNTIME_FILE
+
+
+def persist_runtime_settings(settings: "Settings", changes: Mapping[str, Any]) -> Path:
+    """Merge `changes` into the data dir's settings.yaml (mode 0600: it may hold tokens). Blocking."""
+    path = settings.effective_data_dir / RUNTIME_FILE
+    current: dict[str, Any] = {}
+    if path.is_file():
+        current = _read_yaml(path)
+    for key, value in changes.items():
+        current[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    plain = {k: (v.get_secret_value() if isinstance(v, SecretStr) else list(v) if isinstance(v, tuple) else
+                 str(v) if isinstance(v, Path) else v) for k, v in current.items() if v is not None}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        yaml.safe_dump(plain, f, sort_keys=True)
+    os.replace(tmp, path)
+    return path
 _TUPLE_FIELDS = {"cors_origins", "extra_model_paths", "allowed_hosts"}
 
 

@@ -15,5 +15,12 @@ FIXTURES = REPO / "tests" / "fixtures"
 for var in list(os.environ):
     if var.startswith("CMR_") or var in ("HF_TOKEN", "HF_ENDPOINT", "CIVITAI_API_KEY"):
         os.environ.pop(var, None)
+# A private HOME: no developer caches, tokens or runtime settings leak in, nothing leaks out.
+import tempfile  # noqa: E402
+
+_HOME = tempfile.mkdtemp(prefix="cmr-test-home-")
+os.environ["HOME"] = _HOME
+os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, ".cache")
+os.environ["HF_HOME"] = os.path.join(_HOME, ".cache", "huggingface")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")

@@ -1,0 +1,264 @@
+"""The one HTTP contract, shared by the ComfyUI routes and the sidecar.
+
+Routes are data: `ROUTES` lists (method, relative path, handler, request model, …). Each adapter
+binds them under its own prefix (ComfyUI: `/cmr/v1`, also served by ComfyUI under `/api/cmr/v1`;
+sidecar: `/api/v1`). Handlers are framework-free use cases: they take the Resolver and an
+`ApiRequest` and return an `ApiResponse`. Errors map to HTTP statuses in `ERROR_STATUS`, and
+every error body has one shape: `{"error": {"type", "code", "message", "hint"}}`.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Awaitable, Callable, Literal, Mapping
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..errors import (
+    AuthRequired, ConfigError, DownloadCancelled, DownloadError, HostNotAllowed, InsufficientSpace,
+    IntegrityError, JobNotFound, LocalIndexError, NotFound, RateLimited, ResolverError, SourceError,
+    SourceUnavailable, UnsafePath, WorkflowError, WorkflowTooLarge,
+)
+from ..types import DownloadRequest
+from ..workflow.relink import RelinkChange, apply_relinks
+
+log = logging.getLogger(__name__)
+
+COMFYUI_PREFIX = "/cmr/v1"
+SIDECAR_PREFIX = "/api/v1"
+#: Name of the progress event pushed through ComfyUI's websocket (`api.addEventListener`).
+COMFYUI_EVENT = "cmr.progress"
+
+# Most specific first: the first matching class wins.
+ERROR_STATUS: tuple[tuple[type[ResolverError], int], ...] = (
+    (WorkflowTooLarge, 413),
+    (WorkflowError, 400),
+    (ConfigError, 400),
+    (JobNotFound, 404),
+    (UnsafePath, 400),
+    (HostNotAllowed, 400),
+    (InsufficientSpace, 507),
+    (IntegrityError, 502),
+    (DownloadCancelled, 409),
+    (DownloadError, 502),
+    (AuthRequired, 424),  # an upstream wants a token: not our own authentication
+    (RateLimited, 429),
+    (NotFound, 404),
+    (SourceUnavailable, 502),
+    (SourceError, 502),
+    (LocalIndexError, 500),
+    (ResolverError, 400),
+)
+
+
+@dataclass
+class ApiRequest:
+    body: Any = None  # parsed JSON body
+    upload: bytes | None = None  # a multipart file (analyze/resolve)
+    upload_name: str | None = None
+    query: Mapping[str, str] = field(default_factory=dict)
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ApiResponse:
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def error_body(type_: str, message: str, hint: str | None = None, code: str | None = None, **extra: Any) -> dict:
+    return {"error": {"type": type_, "code": code or type_, "message": message, "hint": hint, **extra}}
+
+
+def error_response(exc: BaseException) -> ApiResponse:
+    """Map any exception to the one error shape. Unknown exceptions never leak details."""
+    if isinstance(exc, ResolverError):
+        status = next(s for cls, s in ERROR_STATUS if isinstance(exc, cls))
+        d = exc.to_dict()
+        headers = {}
+        if isinstance(exc, RateLimited) and exc.retry_after is not None:
+            headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
+        return ApiResponse({"error": d}, status, headers)
+    if isinstance(exc, ValidationError):
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:10])
+        return ApiResponse(error_body("ValidationError", f"Invalid request: {problems}", code="invalid_request"), 422)
+    log.exception("unexpected error in a route", exc_info=exc)
+    return ApiResponse(error_body("InternalError", "Internal error; see the server log.", code="internal"), 500)
+
+
+# ---- request models (also documented in the sidecar's OpenAPI) -------------------------------
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DownloadCreate(DownloadRequest):
+    """Create a download from a URL. The folder is a ComfyUI model folder name."""
+
+    keep_partial: bool = False
+
+
+class DownloadFromResolution(_Strict):
+    """Create downloads for the chosen candidates of a resolve result (missing models only)."""
+
+    models: list[dict] = Field(..., max_length=1000)
+    include_inactive: bool = False
+
+
+class RelinkRequest(_Strict):
+    workflow: Any
+    changes: list[RelinkChange] = Field(..., min_length=1, max_length=10_000)
+
+
+class ConfigPatch(_Strict):
+    """Settings that may change at run time. Secrets are write-only: GET shows only whether set."""
+
+    hf_token: str | None = Field(None, max_length=4096)
+    civitai_api_key: str | None = Field(None, max_length=4096)
+    max_concurrent_downloads: int | None = Field(None, ge=1, le=64)
+    safetensors_only: bool | None = None
+    allowed_hosts: list[str] | None = Field(None, max_length=200)
+
+
+def _workflow_input(req: ApiRequest) -> tuple[Any, str]:
+    if req.upload is not None:
+        return req.upload, req.upload_name or "upload"
+    if req.body is None:
+        raise WorkflowError("Send the workflow as the JSON body, or upload a .json/.png/.webp file.")
+    return req.body, req.query.get("name") or "workflow"
+
+
+def _truthy(v: str | None) -> bool:
+    return (v or "").lower() in {"1", "true", "yes", "on"}
+
+
+# ---- handlers ------------------------------------------------------------------------------
+Handler = Callable[[Any, ApiRequest], Awaitable[ApiResponse]]
+
+
+async def analyze(resolver, req: ApiRequest) -> ApiResponse:
+    data, name = _workflow_input(req)
+    analysis = await resolver.analyze(data, name)
+    return ApiResponse(analysis.model_dump(mode="json"))
+
+
+async def resolve(resolver, req: ApiRequest) -> ApiResponse:
+    data, name = _workflow_input(req)
+    resolution = await resolver.resolve(data, name)
+    return ApiResponse(resolution.model_dump(mode="json"))
+
+
+async def search(resolver, req: ApiRequest) -> ApiResponse:
+    q = (req.query.get("q") or "").strip()
+    if not q:
+        raise WorkflowError("Give a search text: ?q=<file or model name>.")
+    if len(q) > 256:
+        raise WorkflowError("The search text is longer than 256 characters.")
+    results = await resolver.search(q, req.query.get("folder") or None)
+    return ApiResponse({"query": q, "folder": req.query.get("folder"),
+                        "candidates": [c.model_dump(mode="json") for c in results]})
+
+
+async def create_download(resolver, req: ApiRequest) -> ApiResponse:
+    body = req.body if isinstance(req.body, dict) else None
+    if body is None:
+        raise WorkflowError('Send {"url", "folder", "filename"?, "sha256"?} or a resolve result {"models": [...]}.')
+    if "models" in body:
+        request = DownloadFromResolution.model_validate(body)
+        jobs = await resolver.download_resolution(request.models, include_inactive=request.include_inactive)
+        return ApiResponse({"jobs": [j.model_dump(mode="json") for j in jobs]}, 202)
+    create = DownloadCreate.model_validate(body)
+    job = await resolver.downloads.submit(DownloadRequest.model_validate(create.model_dump(exclude={"keep_partial"})))
+    return ApiResponse(job.model_dump(mode="json"), 202)
+
+
+async def list_downloads(resolver, req: ApiRequest) -> ApiResponse:
+    return ApiResponse({"jobs": [j.model_dump(mode="json") for j in resolver.downloads.jobs()]})
+
+
+async def get_download(resolver, req: ApiRequest) -> ApiResponse:
+    return ApiResponse(resolver.downloads.job(req.params["job_id"]).model_dump(mode="json"))
+
+
+async def cancel_download(resolver, req: ApiRequest) -> ApiResponse:
+    job = await resolver.downloads.cancel(req.params["job_id"], keep_partial=_truthy(req.query.get("keep_partial")))
+    return ApiResponse(job.model_dump(mode="json"))
+
+
+async def pause_download(resolver, req: ApiRequest) -> ApiResponse:
+    return ApiResponse((await resolver.downloads.pause(req.params["job_id"])).model_dump(mode="json"))
+
+
+async def resume_download(resolver, req: ApiRequest) -> ApiResponse:
+    return ApiResponse((await resolver.downloads.resume(req.params["job_id"])).model_dump(mode="json"))
+
+
+async def relink(resolver, req: ApiRequest) -> ApiResponse:
+    request = RelinkRequest.model_validate(req.body)
+    workflow, applied = apply_relinks(request.workflow, request.changes)
+    return ApiResponse({"workflow": workflow, "applied": applied})
+
+
+async def get_config(resolver, req: ApiRequest) -> ApiResponse:
+    return ApiResponse(resolver.public_config())
+
+
+async def patch_config(resolver, req: ApiRequest) -> ApiResponse:
+    patch = ConfigPatch.model_validate(req.body if req.body is not None else {})
+    changes = patch.model_dump(exclude_unset=True)
+    if not changes:
+        raise ConfigError("Nothing to change: send one or more of " + ", ".join(ConfigPatch.model_fields) + ".")
+    await resolver.update_settings(**changes)
+    return ApiResponse(resolver.public_config())
+
+
+async def list_models(resolver, req: ApiRequest) -> ApiResponse:
+    await resolver.refresh_index()
+    return ApiResponse(resolver.local_models(folder=req.query.get("folder") or None))
+
+
+@dataclass(frozen=True)
+class Route:
+    method: Literal["GET", "POST", "PATCH", "DELETE"]
+    path: str  # relative to the adapter's prefix; `{name}` path parameters
+    name: str
+    summary: str
+    handler: Handler | None  # None: the adapter streams it (server-sent events)
+    mutating: bool = False
+    body: type[BaseModel] | None = None  # documents the JSON body
+    accepts_upload: bool = False
+    status: int = 200
+
+
+ROUTES: tuple[Route, ...] = (
+    Route("POST", "/analyze", "analyze", "List the models a workflow needs and which are present.", analyze,
+          accepts_upload=True),
+    Route("POST", "/resolve", "resolve", "Analyze, then find a ranked, explained download source for each missing model.",
+          resolve, accepts_upload=True),
+    Route("GET", "/search", "search", "Search the sources for a model file (?q=, ?folder=).", search),
+    Route("POST", "/downloads", "create_download", "Start a download (from a URL or a resolve result).",
+          create_download, mutating=True, body=DownloadCreate, status=202),
+    Route("GET", "/downloads", "list_downloads", "All download jobs.", list_downloads),
+    Route("GET", "/downloads/events", "download_events", "Download progress as server-sent events.", None),
+    Route("GET", "/downloads/{job_id}", "get_download", "One download job.", get_download),
+    Route("DELETE", "/downloads/{job_id}", "cancel_download", "Cancel a download (?keep_partial=true keeps the part file).",
+          cancel_download, mutating=True),
+    Route("POST", "/downloads/{job_id}/pause", "pause_download", "Pause a download.", pause_download, mutating=True),
+    Route("POST", "/downloads/{job_id}/resume", "resume_download", "Resume a paused or failed download.",
+          resume_download, mutating=True),
+    Route("POST", "/relink", "relink", "Rewrite widget values to point at relocated files; returns the workflow.",
+          relink, body=RelinkRequest),
+    Route("GET", "/config", "get_config", "Current settings; secrets are shown only as set/unset.", get_config),
+    Route("PATCH", "/config", "patch_config", "Change run-time settings (tokens are write-only).", patch_config,
+          mutating=True, body=ConfigPatch),
+    Route("GET", "/models", "list_models", "The local model index (?folder=).", list_models),
+)
+
+
+async def dispatch(route: Route, resolver, req: ApiRequest) -> ApiResponse:
+    """Run a handler and turn any exception into the one error shape."""
+    assert route.handler is not None
+    try:
+        return await route.handler(resolver, req)
+    except Exception as exc:  # noqa: BLE001 - every error becomes a response
+        return error_response(exc)
