@@ -71,19 +71,49 @@ class Resolver:
             decoded = decode_object(data)
         return self._report(name, refs_from_decoded(decoded, self.knowledge))
 
-    async def analyze(self, data: bytes | Mapping[str, Any] | list, name: str = "workflow") -> Analysis:
+    async def analyze(self, data: bytes | Mapping[str, Any] | list, name: str = "workflow", *,
+                      match_hashes: bool = False) -> Analysis:
         """Which models does this workflow need, and which are already here?
 
         `data` is file bytes (.json/.png/.webp) or an already parsed JSON value.
+        With `match_hashes`, references that carry a SHA-256 are verified against present files
+        and looked up among same-folder files under other names (slow once; cached).
         Raises WorkflowError for unusable input.
         """
         await self.refresh_index()
         big = isinstance(data, (bytes, bytearray)) and len(data) > _THREAD_PARSE_BYTES
         if big:
-            return await asyncio.to_thread(self._analyze_sync, data, name)
-        return self._analyze_sync(data, name)
+            analysis = await asyncio.to_thread(self._analyze_sync, data, name)
+        else:
+            analysis = self._analyze_sync(data, name)
+        if match_hashes:
+            analysis = analysis.model_copy(update={"models": tuple([await self._match_hash(m) for m in analysis.models])})
+        return analysis
 
-    async def analyze_path(self, path: str | os.PathLike) -> Analysis:
+    async def _match_hash(self, m: ModelReport) -> ModelReport:
+        want = (m.hash or "").lower()
+        if len(want) != 64 or (m.hash_type not in (None, "sha256")) or m.kind != "file":
+            return m
+        if m.local_path and m.status in ("present", "relocated"):
+            local = await self.hashes.sha256(m.local_path)
+            return m.model_copy(update={"local_sha256": local, "hash_verified": local == want})
+        if m.status != "missing" or not m.folder:
+            return m
+        ext = os.path.splitext(m.filename)[1].lower()
+        for folder, base, rel in list(self.index.iter_files()):
+            if folder != m.folder or (ext and not rel.lower().endswith(ext)):
+                continue
+            path = os.path.join(base, *rel.split("/"))
+            log.info("hashing %s to look for %s", path, m.filename)
+            local = await self.hashes.sha256(path)
+            if local == want:
+                relink = rel.replace("/", "\\") if os.name == "nt" else rel
+                return m.model_copy(update={"status": "relocated", "local_path": path, "relink_value": relink,
+                                            "local_sha256": local, "hash_verified": True,
+                                            "note": "found by SHA-256 under another name"})
+        return m
+
+    async def analyze_path(self, path: str | os.PathLike, *, match_hashes: bool = False) -> Analysis:
         """Analyze a file on disk. Unreadable or unusable input gives an Analysis with `errors`."""
         name = os.fspath(path)
         try:

@@ -88,6 +88,8 @@ class ModelReport(_Frozen):
     note: str | None = None
     widget_index: int | None = None
     widget_key: str | None = None
+    local_sha256: str | None = None  # computed only on request (analyze with hash matching)
+    hash_verified: bool | None = None  # local file's SHA-256 equals the embedded hash
 
     @classmethod
     def from_ref(cls, ref: ModelRef, match: LocalMatch) -> "ModelReport":

@@ -95,6 +95,8 @@ def _table(analysis: Analysis, out=sys.stdout) -> None:
             notes.append(f"relink -> {m.relink_value}")
         elif m.status == "relocated" and m.local_path:
             notes.append(f"found at {m.local_path}")
+        if m.hash_verified is False:
+            notes.append("SHA-256 differs from the workflow's")
         if m.folder_source == "generic":
             notes.append("folder guessed")
         for c in m.conflicts:
@@ -121,7 +123,7 @@ async def _run_analyze(args: argparse.Namespace) -> int:
     try:
         for path in args.paths:
             try:
-                analysis = await resolver.analyze_path(path)
+                analysis = await resolver.analyze_path(path, match_hashes=args.match_hashes)
             except WorkflowError as exc:
                 status = EXIT_USAGE
                 if args.json:
@@ -143,6 +145,9 @@ def _configure_analyze(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("paths", nargs="+", metavar="PATH", help="workflow .json, or .png/.webp saved by ComfyUI")
     add_install_options(p)
     p.add_argument("--json", action="store_true", help="one JSON object per input file, one per line")
+    p.add_argument("--match-hashes", action="store_true",
+                   help="verify present files against embedded SHA-256 and find missing ones saved under another "
+                        "name (reads whole files the first time; cached by path, size and mtime)")
     return _run_analyze
 
 
