@@ -8,9 +8,11 @@ every error body has one shape: `{"error": {"type", "code", "message", "hint"}}`
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -253,6 +255,46 @@ ROUTES: tuple[Route, ...] = (
           mutating=True, body=ConfigPatch),
     Route("GET", "/models", "list_models", "The local model index (?folder=).", list_models),
 )
+
+
+#: Seconds between keep-alive comments on the event stream (proxies drop idle connections).
+SSE_HEARTBEAT = 15.0
+
+
+def event_payload(event: Any) -> Any:
+    """A bus event (ProgressEvent, Job snapshot or plain dict) as JSON-ready data."""
+    dump = getattr(event, "model_dump", None)
+    return dump(mode="json") if callable(dump) else event
+
+
+def format_sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+
+
+async def download_event_stream(resolver, *, heartbeat: float = SSE_HEARTBEAT) -> AsyncIterator[bytes]:
+    """The body of `GET /downloads/events` (text/event-stream), the same for every adapter.
+
+    `retry: 3000`, then one `event: snapshot` with `{"jobs": [...]}` (every job known now), then one
+    `event: progress` per bus event (the ProgressEvent JSON, as pushed to ComfyUI as `cmr.progress`),
+    and a `: keep-alive` comment after `heartbeat` quiet seconds.
+    """
+    sub = resolver.events.subscribe()
+    try:
+        yield b"retry: 3000\n\n"
+        downloads = getattr(resolver, "downloads", None)
+        if downloads is not None:
+            yield format_sse("snapshot", {"jobs": [event_payload(j) for j in downloads.jobs()]})
+        while True:
+            try:
+                event = await sub.get(timeout=heartbeat)
+            except asyncio.TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            except StopAsyncIteration:
+                return
+            yield format_sse("progress", event_payload(event))
+    finally:
+        sub.close()
 
 
 async def dispatch(route: Route, resolver, req: ApiRequest) -> ApiResponse:
