@@ -178,8 +178,12 @@ def _attribute(info: Mapping[str, Any], calls: list[str], lists: Mapping[int, tu
                 continue
             folders: list[str] = []
             entry = lists.get(id(options))
-            if isinstance(options, _TaggedList) or (entry is not None and entry[0] is options):
-                folders.append(getattr(options, "cmr_folder", None) or entry[1])  # type: ignore[index]
+            # the list handed out, passed through as is (copies may lose the attribute: then elements tell)
+            folder = getattr(options, "cmr_folder", None) if isinstance(options, _TaggedList) else None
+            if folder is None and entry is not None and entry[0] is options:
+                folder = entry[1]
+            if folder is not None:
+                folders.append(folder)
             for opt in options:
                 folder = getattr(opt, "cmr_folder", None)
                 if folder is not None and folder not in folders:
@@ -189,14 +193,21 @@ def _attribute(info: Mapping[str, Any], calls: list[str], lists: Mapping[int, tu
                 found[str(name)] = tuple(folders)
             else:
                 unexplained.append((str(name), options))
-    # Folders asked for but seen in no option list, and exactly one combo whose options are only
-    # placeholders: e.g. `["None"] + get_filename_list("x")`, or two merged lists, of empty folders.
-    unused = [f for f in dict.fromkeys(calls) if f not in NON_MODEL_FOLDERS
-              and not any(f in fl for fl in found.values())]
-    placeholders = [(n, o) for n, o in unexplained if all(is_empty_choice(v) for v in o)]
+    # Folders asked for but seen in no option list, and combos whose options are only placeholders
+    # (empty folders whose lists were copied or reshaped): e.g. `["None"] + get_filename_list("x")`,
+    # two merged lists, or a V3 node with three `text_encoders` combos.
+    unused_calls = [f for f in calls if f not in NON_MODEL_FOLDERS and not any(f in fl for fl in found.values())]
+    unused = list(dict.fromkeys(unused_calls))
+    placeholders = [n for n, o in unexplained if all(is_empty_choice(v) for v in o)]
+    assigned: dict[str, tuple[str, ...]] = {}
     if unused and len(placeholders) == 1:
-        found[placeholders[0][0]] = tuple(unused)
-        unexplained = [u for u in unexplained if u[0] != placeholders[0][0]]
+        assigned[placeholders[0]] = tuple(unused)
+    elif len(unused) == 1:
+        assigned = {n: (unused[0],) for n in placeholders}
+    elif unused_calls and len(unused_calls) == len(placeholders):
+        assigned = {n: (f,) for n, f in zip(placeholders, unused_calls)}  # one call per combo, in order
+    found.update(assigned)
+    unexplained = [u for u in unexplained if u[0] not in assigned]
     # Options listed at import time (no call now): exactly one folder holds them all.
     for name, options in unexplained:
         values = {v for v in options if isinstance(v, str) and not is_empty_choice(v)}

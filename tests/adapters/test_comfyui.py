@@ -103,6 +103,7 @@ def test_schemas_name_the_folder_of_every_model_input(comfy_base):
     assert f["ClipLoaderLegacy"] == {"clip_name": ("text_encoders",)}  # legacy "clip" canonicalised
     assert f["PackV3Loader"] == {"weights": ("pack_models",)}  # V3 node, empty folder: the list itself
     assert f["ImportTimeLister"] == {"model": ("upscale_models",)}  # equal to the folder's files
+    assert f["TripleV3Copies"] == {f"clip_name{i}": ("text_encoders",) for i in (1, 2, 3)}  # names survive copies
     assert set(f["MergedLoader"]["model_name"]) == {"checkpoints"}  # diffusion_models is empty
     assert "BrokenNode" in schemas.failed and "BrokenNode" not in schemas.object_info
     info = schemas.object_info["CheckpointLoaderSimple"]
@@ -122,6 +123,7 @@ def test_empty_folders_are_still_attributed(tmp_path):
     assert f["PackLoraLoader"] == {"lora": ("loras",)}  # ["None"] only: one folder asked, one combo left
     assert f["PackV3Loader"] == {"weights": ("pack_models",)}
     assert f["MergedLoader"] == {"model_name": ("checkpoints", "diffusion_models")}  # in call order
+    assert f["TripleV3Copies"] == {f"clip_name{i}": ("text_encoders",) for i in (1, 2, 3)}  # copies of empty lists
 
 
 def test_other_threads_never_get_tagged_values(comfy_base):

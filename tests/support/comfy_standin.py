@@ -141,6 +141,12 @@ def make_nodes(fp: types.ModuleType) -> types.ModuleType:
             return {"input": {"required": {"weights": ["COMBO", {"options": fp.get_filename_list("pack_models")}]}},
                     "input_order": {"required": ["weights"]}, "name": "PackV3Loader"}
 
+    class TripleV3Copies:  # V3 node copying each list (as GET_NODE_INFO_V1 may): identity is lost
+        @classmethod
+        def GET_NODE_INFO_V1(cls):
+            combos = {f"clip_name{i}": ["COMBO", {"options": list(fp.get_filename_list("text_encoders"))}] for i in (1, 2, 3)}
+            return {"input": {"required": combos}, "input_order": {"required": list(combos)}}
+
     _listed_at_import = fp.get_filename_list("upscale_models")
 
     class ImportTimeLister:  # listed once at import; INPUT_TYPES makes no call
@@ -155,6 +161,6 @@ def make_nodes(fp: types.ModuleType) -> types.ModuleType:
 
     nodes.NODE_CLASS_MAPPINGS = {c.__name__: c for c in (
         CheckpointLoaderSimple, CheckpointLoader, PackLoraLoader, MergedLoader, ClipLoaderLegacy, PackV3Loader,
-        ImportTimeLister, BrokenNode)}
+        TripleV3Copies, ImportTimeLister, BrokenNode)}
     nodes.NODE_DISPLAY_NAME_MAPPINGS = {"CheckpointLoaderSimple": "Load Checkpoint"}
     return nodes
