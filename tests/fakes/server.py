@@ -28,7 +28,7 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
@@ -51,7 +51,7 @@ class UrlSigner:
 
     def sign(self, path: str, params: list[tuple[str, str]]) -> str:
         """Query string (without ``?``) for ``path`` including the signature parameter."""
-        return urlencode([*params, (self.param, self._mac(path, params))])
+        return urlencode([*params, (self.param, self._mac(path, params))], quote_via=quote, safe="")
 
     def verify(self, path: str, items: list[tuple[str, str]]) -> bool:
         given = [v for k, v in items if k == self.param]
