@@ -12,6 +12,7 @@ asserts that documented behaviour instead.
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
 
@@ -43,7 +44,7 @@ def test_small_file_is_served_by_the_hub(hub, tmp_path):
     res = run_hf(hub.url, tmp_path / "home", "download", repo_id="org/plain", filename="README.md",
                  local_dir=str(tmp_path / "out"), token=TOKEN)
     assert "error" not in res, res
-    assert open(res["result"]["path"], "rb").read() == b"# plain\nhello\n"
+    assert Path(res["result"]["path"]).read_bytes() == b"# plain\nhello\n"
     assert [(r["server"], r["method"]) for r in hub.log] == [("hub", "HEAD"), ("hub", "GET")]
     assert all(r["authorization"] == f"Bearer {TOKEN}" for r in hub.log)
 
@@ -191,7 +192,7 @@ def test_renamed_repo_and_resolve_cache_redirects(hub, tmp_path):
     res = run_hf(hub.url, tmp_path / "home", "download", repo_id="org/plain", filename="README.md",
                  local_dir=str(tmp_path / "out"))
     assert "error" not in res, res
-    assert open(res["result"]["path"], "rb").read() == b"# plain\nhello\n"
+    assert Path(res["result"]["path"]).read_bytes() == b"# plain\nhello\n"
     statuses = [(r["method"], r["path"].split("/")[1], r["status"]) for r in hub.log]
     assert statuses[:3] == [("HEAD", "org", 307), ("HEAD", "org", 307), ("HEAD", "api", 200)]
 
