@@ -160,7 +160,7 @@ async def serve_bytes(
     content_type: str = "application/octet-stream",
 ) -> web.StreamResponse:
     """Answer ``HEAD``/``GET`` for ``blob`` honouring Range/If-Range and the meta/range/body knobs."""
-    note_faults(request, knobs.fired)
+    note_faults(request, knobs.applied)
     size = blob.size
     etag = effective_etag(etag, knobs)
     base = {"Accept-Ranges": "bytes", "Content-Type": content_type, **(headers or {})}

@@ -80,11 +80,7 @@ class Knobs:
     wrong_bytes: bool = False
     short_body: int = 0
     long_body: int = 0
-    fired: list[str] = field(default_factory=list)  # names of the knobs that took effect
-
-    @property
-    def any(self) -> bool:
-        return bool(self.fired)
+    applied: list[str] = field(default_factory=list)  # names of the knobs that took effect (for the log)
 
 
 @dataclass
@@ -152,5 +148,5 @@ class SwitchBoard:
                 for k, v in usable.items():
                     merged.setdefault(k, v)
         knobs = Knobs(**merged)
-        knobs.fired = sorted(k for k in merged if k not in _MODIFIERS)
+        knobs.applied = sorted(k for k in merged if k not in _MODIFIERS)
         return knobs

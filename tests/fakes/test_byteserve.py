@@ -108,7 +108,7 @@ def test_switchboard_counts_and_filters():
     body = board.add("a", drop_after=10)
     cdn_only = board.add(None, on="cdn", wrong_bytes=True)
     api = frozenset({"status", "retry_after", "rate_limit"})
-    assert board.take({"b"}, "hub", api).fired == []
+    assert board.take({"b"}, "hub", api).applied == []
     assert board.take({"a"}, "hub", api).status == 503
     assert (once.fired, once.remaining, body.fired) == (1, 0, 0)  # the API answer can't drop a body
     assert board.take({"a"}, "hub", api).status is None
