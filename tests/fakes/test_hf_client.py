@@ -3,7 +3,7 @@
 Each test runs the client in a subprocess (``hf_driver.run_hf``) with ``HF_ENDPOINT`` set to the
 fake, ``HF_HUB_DISABLE_XET=1`` and a private ``HF_HOME``; the fake runs in a thread here.
 
-Verified with huggingface_hub 2.4.0 (the project venv), 1.29.0 and 0.36.2 (throw-away venvs, run
+Verified with huggingface_hub 2.4.0 (the project venv), 2.1.1, 1.29.0 and 0.36.2 (throw-away venvs, run
 with ``FAKES_HF_PYTHON=<venv>/bin/python``). Where the contract documents that a version behaves
 differently (0.36: no 429 retry on the metadata HEAD, no resume after a mid-body reset) the test
 asserts that documented behaviour instead.
