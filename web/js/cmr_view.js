@@ -13,8 +13,10 @@ const CSS = `
   color: var(--p-text-color, var(--input-text, #ddd)); font-size: 0.875rem; box-sizing: border-box; }
 .cmr-header { display: flex; align-items: center; justify-content: space-between; gap: 0.5rem; padding: 0.75rem 0 0.25rem;
   position: sticky; top: 0; background: var(--p-content-background, var(--comfy-menu-bg, #202020)); z-index: 1; }
-.cmr-title { font-weight: 700; text-transform: uppercase; letter-spacing: 0.02em; margin: 0; font-size: 0.875rem; }
-.cmr-toolbar, .cmr-actions { display: flex; gap: 0.375rem; flex-wrap: wrap; align-items: center; }
+.cmr-title { font-weight: 700; text-transform: uppercase; letter-spacing: 0.02em; margin: 0; font-size: 0.875rem;
+  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; min-width: 0; }
+.cmr-toolbar { display: flex; gap: 0.25rem; flex-wrap: nowrap; align-items: center; flex-shrink: 0; }
+.cmr-actions { display: flex; gap: 0.375rem; flex-wrap: wrap; align-items: center; }
 .cmr-summary { color: var(--p-text-muted-color, var(--descrip-text, #999)); margin: 0; }
 .cmr-group { border-top: 1px solid var(--p-content-border-color, var(--border-color, #444)); padding-top: 0.5rem; }
 .cmr-group > h3 { font-size: 0.8rem; margin: 0 0 0.375rem; display: flex; align-items: center; gap: 0.375rem; font-weight: 600; }
@@ -96,7 +98,7 @@ function tag(doc, text, kind) {
 
 function usedBy(item) {
   const nodes = item.refs.map((r) => {
-    const where = r.subgraph_path?.length ? ` in subgraph ${r.subgraph_path.join(" › ")}` : "";
+    const where = r.subgraph_path?.length ? ` in subgraph ${r.subgraph_path.map((p) => String(p).startsWith("def:") ? "(unused)" : `#${p}`).join(" › ")}` : "";
     return `${r.node_type} #${r.node_id}${where}${r.active === false ? " (bypassed)" : ""}`;
   });
   const unique = [...new Set(nodes)];
