@@ -132,6 +132,8 @@ async def test_sidebar_session_in_headless_chromium():
     assert done["groups"] == {"missing": 1, "relocated": 1, "present": 2}
     assert "Model downloaded" in done["toasts"]
 
+    assert steps["poll"]["refreshed"] and steps["poll"]["polled"] >= 2  # fallback when events stop
+
     gated = steps["gated"]["text"]
     assert "needs login" in gated and "Hugging Face token" in gated and "CMR_HF_TOKEN" in gated and "Settings" in gated
 

@@ -10,6 +10,7 @@ import { renderPanel, updateJobInPlace } from "./cmr_view.js";
 
 const WORKFLOW_POLL_MS = 1000;
 const GRAPH_CHANGE_DEBOUNCE_MS = 800;
+const PROGRESS_STALE_MS = 3000;
 
 export function createModelResolver({ app, api, win = globalThis }) {
   const state = {
@@ -34,6 +35,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
     notice: "",
     workflowKey: null,
     seq: 0,
+    lastEventAt: 0,
     timers: [],
   };
 
@@ -296,12 +298,18 @@ export function createModelResolver({ app, api, win = globalThis }) {
   }, 600);
 
   function onProgress(event) {
-    const job = normalizeJob(event?.detail ?? event);
+    state.lastEventAt = Date.now();
+    applyJob(normalizeJob(event?.detail ?? event), true);
+  }
+
+  /** Merge a job snapshot; `announce` toasts and refreshes on completion (events, or a known job). */
+  function applyJob(job, announce) {
     if (!job) return;
     const prev = state.jobs.get(job.id);
     const merged = mergeJob(prev, job);
     state.jobs.set(job.id, merged);
     const stateChanged = !prev || prev.state !== merged.state;
+    if (!announce && !prev) return;
     if (stateChanged && merged.state === "completed") {
       toast("success", "Model downloaded", `${merged.folder}/${merged.filename}`);
       afterDownloads();
@@ -317,11 +325,14 @@ export function createModelResolver({ app, api, win = globalThis }) {
   async function loadJobs() {
     try {
       const res = await call("GET", "/downloads");
-      for (const raw of res?.jobs || []) {
-        const job = normalizeJob(raw);
-        if (job) state.jobs.set(job.id, mergeJob(state.jobs.get(job.id), job));
-      }
+      for (const raw of res?.jobs || []) applyJob(normalizeJob(raw), false);
     } catch { /* the download manager may be unavailable; the panel says so when used */ }
+  }
+
+  /** If websocket events stop (proxy, reconnect), poll the jobs while some are running. */
+  function watchProgress() {
+    const active = [...state.jobs.values()].some((j) => ACTIVE_STATES.has(j.state));
+    if (active && Date.now() - state.lastEventAt > PROGRESS_STALE_MS) loadJobs();
   }
 
   // ---- relink / embed ----------------------------------------------------------------------------------
@@ -456,6 +467,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
       const wf = activeWorkflow();
       state.workflowKey = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : null;
       state.timers.push(win.setInterval(checkWorkflowSwitch, WORKFLOW_POLL_MS));
+      state.timers.push(win.setInterval(watchProgress, PROGRESS_STALE_MS));
       state.timers.push(win.setTimeout(() => { analyze(); loadJobs(); }, 300));
     },
     async afterConfigureGraph() {

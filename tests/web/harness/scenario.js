@@ -115,6 +115,17 @@ try {
     groups: Object.fromEntries($$("[data-group]").map((g) => [g.dataset.group, g.querySelectorAll("[data-item]").length])),
     toasts: app.toasts.map((t) => t.summary) });
 
+  // 4b. websocket events stop mid-download: the panel polls GET /downloads and still sees the end
+  let jobsList = [];
+  api.on("GET", "/cmr/v1/downloads", () => [200, { jobs: jobsList }]);
+  const refreshesBefore = app.comboRefreshes;
+  api.emit("cmr.progress", { job_id: "j3", state: "running", filename: "other.safetensors", folder: "vae",
+    bytes_done: 1, total: 10 });
+  jobsList = [{ job_id: "j3", state: "completed", filename: "other.safetensors", folder: "vae", bytes_done: 10, total: 10 }];
+  await until(() => app.comboRefreshes > refreshesBefore, "completion seen by polling", 10000);
+  out.steps.push({ step: "poll", refreshed: app.comboRefreshes > refreshesBefore,
+    polled: api.calls.filter((c) => c.method === "GET" && c.path.endsWith("/downloads")).length });
+
   // 5. the gated model says where to set the token; the settings form writes it (write-only)
   const gatedItem = $("[data-item='upscale_models|4x.pth']");
   out.steps.push({ step: "gated", text: text(gatedItem) });
