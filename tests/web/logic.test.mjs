@@ -215,3 +215,9 @@ test("debounce runs once after the last call", async () => {
   await new Promise((r) => setTimeout(r, 40));
   assert.equal(n, 1);
 });
+
+test("what a job waits for is shown while it is active", () => {
+  const job = L.normalizeJob({ id: "r", state: "queued", filename: "a", folder: "b", detail: "retrying in 4 s: connection reset" });
+  assert.match(L.progressInfo(job).text, /^Queued · retrying in 4 s: connection reset$/);
+  assert.doesNotMatch(L.progressInfo({ ...job, state: "failed" }).text, /retrying/);
+});

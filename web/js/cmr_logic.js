@@ -161,6 +161,7 @@ export function normalizeJob(j) {
     eta: j.eta === null || j.eta === undefined ? null : Number(j.eta),
     error: j.error ?? null,
     path: j.path ?? null,
+    detail: j.detail ?? null, // what a job waits for ("retrying in 4 s: …"), from job snapshots
   };
 }
 
@@ -196,6 +197,7 @@ export function progressInfo(job) {
   if (pct !== null && !done) parts.push(`${Math.floor(pct)}%`);
   if (job.total) parts.push(`${formatBytes(job.bytesDone)} of ${formatBytes(job.total)}`);
   else if (job.bytesDone) parts.push(formatBytes(job.bytesDone));
+  if (job.detail && ACTIVE_STATES.has(job.state)) parts.push(String(job.detail));
   if (job.state === "running") {
     const speed = formatSpeed(job.speed);
     if (speed) parts.push(speed);
