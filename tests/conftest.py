@@ -1,4 +1,5 @@
-"""Shared test setup: `tests/` is on sys.path so tests import helpers as `support.*` and `fakes.*`."""
+"""Shared test setup: `tests/` is on sys.path so tests import helpers as `support.*` and `fakes.*`;
+the fakes' fixtures (hub, civitai, …) are loaded as a plugin."""
 from __future__ import annotations
 
 import os
@@ -17,3 +18,5 @@ for var in list(os.environ):
         os.environ.pop(var, None)
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
+pytest_plugins = ["fakes.plugin"]
