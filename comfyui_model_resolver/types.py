@@ -135,6 +135,7 @@ class Candidate(_Frozen):
     via: str | None = None  # how it was found: workflow, note, catalog, manager, listing, search, hash
     hash_match: bool = False  # the source found it by the model's own hash
     early_access: bool = False
+    published: str | None = None  # ISO date the repo / version was created
 
 
 class DownloadState(str, Enum):
@@ -238,3 +239,12 @@ class Resolution(Analysis):
     providers: tuple[ProviderStatus, ...] = ()
     disk: tuple[DiskCheck, ...] = ()
     requests: int = 0
+
+
+class SearchResult(_Frozen):
+    """`Resolver.search`: candidates for a free-text query, best first, and how each provider fared."""
+
+    query: str
+    folder: str | None = None
+    candidates: tuple[Candidate, ...] = ()
+    providers: tuple[ProviderStatus, ...] = ()

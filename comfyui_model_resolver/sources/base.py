@@ -122,6 +122,11 @@ class StatusBoard:
             if isinstance(error, AuthRequired):
                 st["token_env"] = error.token_env
 
+    def is_down(self, source: str) -> bool:
+        """Unavailable or rate limited in this run: the other models do not ask it again."""
+        st = self._st.get(source)
+        return st is not None and st["state"] in ("unavailable", "rate_limited")
+
     def absorb(self, ctx: LookupContext) -> None:
         for source, qs in ctx.queries.items():
             st = self._st.get(source)

@@ -106,7 +106,8 @@ class CivitaiSource(Source):
             repo=f"{model_id}@{vid}", path=f.get("name"), folder=TYPE_FOLDERS.get(mtype or ""),
             publisher=((model or {}).get("creator") or {}).get("username"),
             downloads=stats.get("downloadCount"), via=via, hash_match=hash_match, early_access=early,
-            requires_auth=early and not self.has_key, token_env=CIVITAI_TOKEN_ENV if early else None)
+            requires_auth=early and not self.has_key, token_env=CIVITAI_TOKEN_ENV if early else None,
+            published=version.get("publishedAt"))
 
     def _from_hash(self, version: dict, digest: str) -> list[Candidate]:
         files = [f for f in version.get("files") or [] if isinstance(f, dict)]

@@ -225,7 +225,7 @@ class Upstream:
             except aiohttp.ClientError as exc:
                 if attempt < 1:
                     attempt += 1
-                    await self.sleep(min(self.retry_base, 1.0))
+                    await self.sleep(min(self.retry_base, 0.25))
                     continue
                 raise SourceUnavailable(f"{source}: cannot reach {origin_of(url)} ({type(exc).__name__})",
                                         source=source, hint="Check the network or the endpoint setting.") from None

@@ -40,7 +40,8 @@ LISTING_LIMIT = 100  # repos per publisher listing: one request on the Hub and o
 SEARCH_LIMIT = 50
 MAX_LISTINGS = 3  # publisher listings per model (cached: shared by the models of a run)
 MAX_SEARCHES = 3
-MAX_TREES = 3  # repos whose tree is read per model
+MAX_TREES = 4  # repos whose tree is read per model (the same file is often in several official repos)
+MIN_LISTINGS = 2  # listings read even after a hit: the same name may sit in a better repo
 
 
 @dataclass
@@ -57,7 +58,9 @@ def _name_info(basename: str) -> NameInfo:
 
 def _repo_dict(m: Any) -> dict:
     sibs = getattr(m, "siblings", None)
+    created = getattr(m, "created_at", None)
     return {
+        "created": created.isoformat() if hasattr(created, "isoformat") else None,
         "id": m.id,
         "downloads": getattr(m, "downloads", None) or 0,
         "likes": getattr(m, "likes", None) or 0,
@@ -85,6 +88,7 @@ class HuggingFaceSource(Source):
         self._executor = executor or concurrent.futures.ThreadPoolExecutor(
             max_workers=settings.max_upstream_concurrency, thread_name_prefix="cmr-hf")
         self._inflight: dict[str, asyncio.Future] = {}
+        self._repo_meta: dict[str, dict] = {}  # repo id -> downloads/gated, from listings and searches
 
     # ---- calls into huggingface_hub ------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -172,6 +176,9 @@ class HuggingFaceSource(Source):
     # ---- the lookup ----------------------------------------------------------------------
     def _scan(self, info: NameInfo, repos: list[dict], hits: dict[str, _Hit]) -> None:
         for repo in repos:
+            if "gated" in repo:
+                self._repo_meta.setdefault(repo["id"], {k: repo.get(k) for k in ("downloads", "gated", "likes",
+                                                                                  "created")})
             sibs = repo.get("siblings")
             if not sibs:
                 continue
@@ -200,15 +207,15 @@ class HuggingFaceSource(Source):
         hits: dict[str, _Hit] = {}
         no_siblings: list[dict] = []
         try:
-            for pub in preferred_publishers(info, ref.folder)[:MAX_LISTINGS]:
+            for i, pub in enumerate(preferred_publishers(info, ref.folder)[:MAX_LISTINGS]):
+                if i >= MIN_LISTINGS and self._has_exact(hits, official_only=True):
+                    break
                 ctx.tried(NAME, f"author:{pub}")
                 try:
                     repos = await self.list_author(pub, ctx)
                 except NotFound:
                     continue
                 self._scan(info, repos, hits)
-                if self._has_exact(hits, official_only=True):
-                    break
             if not self._has_exact(hits):
                 for q in search_queries(info, limit=MAX_SEARCHES):
                     ctx.tried(NAME, q)
@@ -262,7 +269,27 @@ class HuggingFaceSource(Source):
                 out.append(self._candidate(repo_id, path, h.repo, meta))
         return out
 
-    def _candidate(self, repo_id: str, path: str, repo: dict, meta: dict) -> Candidate:
+    async def in_repos(self, ref: ModelRef, repos: list[str], ctx: LookupContext) -> list[Candidate]:
+        """Look for the file in given repos (those chosen for the workflow's other models): a model's
+        VAE or text encoder usually sits beside it, whatever its name."""
+        info = analyse_name(ref.filename)
+        hits: dict[str, _Hit] = {}
+        for repo_id in repos:
+            ctx.tried(NAME, f"beside:{repo_id}")
+            try:
+                files = await self.tree(repo_id, ctx)
+            except (NotFound, AuthRequired, BudgetExhausted):
+                continue
+            meta = self._repo_meta.get(repo_id, {})
+            self._scan(info, [{**meta, "id": repo_id, "siblings": list(files)}], hits)
+        out: list[Candidate] = []
+        for h in hits.values():
+            files = await self.tree(h.repo["id"], ctx)
+            for path in h.exact + h.near[:3]:
+                out.append(self._candidate(h.repo["id"], path, h.repo, files.get(path, {}), via="beside"))
+        return out
+
+    def _candidate(self, repo_id: str, path: str, repo: dict, meta: dict, via: str = "search") -> Candidate:
         from .urls import hf_resolve_url
 
         ns = repo_id.split("/")[0]
@@ -272,7 +299,7 @@ class HuggingFaceSource(Source):
             filename=path.rsplit("/", 1)[-1], size=meta.get("size"), sha256=meta.get("sha256"),
             repo=repo_id, path=path, gated=gated, requires_auth=gated and not self.has_token,
             token_env=HF_TOKEN_ENV if gated else None, folder=folder_of_path(path), publisher=ns,
-            downloads=repo.get("downloads") or None, via="search")
+            downloads=repo.get("downloads") or None, via=via, published=repo.get("created"))
 
     async def search(self, query: str, folder: str | None, ctx: LookupContext) -> list[Candidate]:
         ctx.tried(NAME, query)

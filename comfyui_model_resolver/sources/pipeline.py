@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, Sequence
 
@@ -25,6 +26,7 @@ from .rank import Decision, rank
 log = logging.getLogger(__name__)
 
 LOCAL_SOURCES = ("embedded", "catalog")
+CIVITAI_FIRST_FOLDERS = frozenset({"loras", "embeddings", "hypernetworks"})
 MODEL_CONCURRENCY = 4
 PREFLIGHT_BUDGET = 4  # HEADs per chosen candidate (redirect hops, the Civitai JSON reason)
 SHOW_CANDIDATES = 8
@@ -73,6 +75,9 @@ class SourceSet:
     async def _ask(self, source: Source, w: _Work, board: StatusBoard) -> None:
         if source.disabled_reason:
             return
+        if board.is_down(source.name):
+            w.ctx.tried(source.name, "(skipped: unavailable in this run)")
+            return
         try:
             w.candidates.extend(await source.candidates(w.ref, w.ctx))
         except SourceError as exc:
@@ -82,16 +87,29 @@ class SourceSet:
             log.exception("%s failed on %s", source.name, w.ref.filename)
             w.ctx.tried(source.name, "(failed: internal error)")
 
-    async def _lookup(self, w: _Work, board: StatusBoard) -> None:
-        local = [s for s in self.sources if s.name in LOCAL_SOURCES]
+    @staticmethod
+    def _settled(d: Decision) -> bool:
+        """Confident, and about a file whose identity is known: no need to ask further."""
+        return d.status == "resolved" and d.chosen is not None and (
+            d.chosen.via in ("workflow", "hash") or d.chosen.sha256 is not None)
+
+    def _remote_order(self, ref: ModelRef) -> list[Source]:
+        """Network providers, cheapest useful first: Civitai first when a hash is known (by-hash is
+        decisive) or for the folders Civitai is where people publish; else the Hub first."""
         remote = [s for s in self.sources if s.name not in LOCAL_SOURCES]
-        for s in local:
-            await self._ask(s, w, board)
+        if ref.hash or (ref.folder in CIVITAI_FIRST_FOLDERS):
+            remote.sort(key=lambda s: s.name != "civitai")
+        return remote
+
+    async def _lookup(self, w: _Work, board: StatusBoard) -> None:
+        for s in self.sources:
+            if s.name in LOCAL_SOURCES:
+                await self._ask(s, w, board)
         w.decision = rank(w.ref, w.candidates)
-        settled = w.decision.status == "resolved" and w.decision.chosen is not None and (
-            w.decision.chosen.via in ("workflow", "hash") or w.decision.chosen.sha256 is not None)
-        if not settled and remote:
-            await asyncio.gather(*(self._ask(s, w, board) for s in remote))
+        for s in self._remote_order(w.ref):
+            if self._settled(w.decision):
+                break
+            await self._ask(s, w, board)
             w.decision = rank(w.ref, w.candidates)
 
     async def resolve(self, reports: Sequence[ModelReport], *, note_links: tuple[str, ...] = (),
@@ -121,6 +139,7 @@ class SourceSet:
                 await self._lookup(w, board)
 
         await asyncio.gather(*(one(w) for w in works.values()))
+        await self._colocate(list(works.values()), board)
         self._affinity_pass(list(works.values()))
         if run_preflight:
             await asyncio.gather(*(self._preflight(w, board) for w in works.values()
@@ -135,19 +154,49 @@ class SourceSet:
         out = [self._result(rep, w) for rep, w in zip(reports, of_report)]
         return out, board.statuses()
 
-    def _affinity_pass(self, works: list[_Work]) -> None:
-        chosen: dict[int, str] = {}
+    @staticmethod
+    def _chosen_repos(works: list[_Work]) -> dict[int, str]:
+        out: dict[int, str] = {}
         for w in works:
             d = w.decision
-            if d and d.chosen and d.chosen.repo and d.chosen.source != "civitai":
-                chosen[id(w)] = d.chosen.repo
+            if d and d.chosen and d.chosen.repo and d.chosen.source != "civitai" and "/" in d.chosen.repo:
+                out[id(w)] = d.chosen.repo
+        return out
+
+    async def _colocate(self, works: list[_Work], board: StatusBoard) -> None:
+        """Models left open are looked for in the repos chosen for the workflow's other models."""
+        hf = self.by_name("huggingface")
+        if hf is None or hf.disabled_reason or not hasattr(hf, "in_repos"):
+            return
+        chosen = self._chosen_repos(works)
+        if not chosen:
+            return
+
+        async def one(w: _Work) -> None:
+            repos = list(dict.fromkeys(r for k, r in chosen.items() if k != id(w)))
+            have = {c.url for c in w.candidates}
+            try:
+                found = await hf.in_repos(w.ref, repos[:4], w.ctx)  # type: ignore[attr-defined]
+            except SourceError as exc:
+                board.record(hf.name, exc)
+                return
+            new = [c for c in found if c.url not in have]
+            if new:
+                w.candidates.extend(new)
+                w.decision = rank(w.ref, w.candidates)
+
+        await asyncio.gather(*(one(w) for w in works if w.ref.kind == "file" and w.decision
+                               and w.decision.status in ("not_found", "ambiguous")))
+
+    def _affinity_pass(self, works: list[_Work]) -> None:
+        chosen = self._chosen_repos(works)
         if not chosen:
             return
         for w in works:
             if not w.candidates or not w.decision or w.decision.status == "not_found":
                 continue
-            others = {repo for k, repo in chosen.items() if k != id(w)}
-            if others & {c.repo for c in w.candidates if c.repo}:
+            others = Counter(repo for k, repo in chosen.items() if k != id(w))
+            if set(others) & {c.repo for c in w.candidates if c.repo}:
                 w.decision = rank(w.ref, w.candidates, affinity=others)
 
     async def _preflight(self, w: _Work, board: StatusBoard) -> None:

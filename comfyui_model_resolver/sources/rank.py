@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from ..types import Candidate, ModelRef
 from ..workflow.folders import FOLDER_ALIASES, canonical_folder
@@ -30,7 +30,7 @@ W = {
     "variant_mismatch": -2.0, "similar_name": -1.0, "different_name": -3.0,
     "sub_path": 0.5, "folder_agrees": 0.7, "folder_differs": -1.0,
     "hash_match": 6.0, "hash_mismatch": -6.0, "corroborated": 0.5,
-    "official": 1.0, "named_after": 0.6, "popularity_max": 0.8, "affinity": 0.8,
+    "official": 1.0, "named_after": 0.6, "original": 0.5, "popularity_max": 0.8, "affinity": 0.8, "needs_sign_in": -0.6,
 }
 
 
@@ -108,7 +108,7 @@ def _named_after(info: NameInfo, c: Candidate) -> bool:
     return len(info.key) >= 5 and len(name) >= 5 and (info.key in name or name in info.key)
 
 
-def _score(ref: ModelRef, info: NameInfo, c: Candidate, affinity: frozenset[str]) -> _Scored:
+def _score(ref: ModelRef, info: NameInfo, c: Candidate, affinity: Mapping[str, int]) -> _Scored:
     s = _Scored(c)
     via = c.via or c.source
     if via == "workflow":
@@ -169,8 +169,13 @@ def _score(ref: ModelRef, info: NameInfo, c: Candidate, affinity: frozenset[str]
     if c.downloads:
         w = min(W["popularity_max"], math.log10(c.downloads + 1) / 6 * W["popularity_max"])
         s.add("popularity_max", f"popular ({c.downloads:,} downloads)", w)
-    if c.repo and c.repo in affinity:
-        s.add("affinity", "same repo as other models of this workflow")
+    n = affinity.get(c.repo or "", 0)
+    if n:
+        # one sibling model is a hint, several are a pattern
+        s.add("affinity", f"same repo as {n} other model(s) of this workflow", W["affinity"] * (1.5 if n > 1 else 1))
+    if c.requires_auth:
+        what = "early access" if c.early_access else "gated: needs " + (c.token_env or "a token")
+        s.add("needs_sign_in", what)
     return s
 
 
@@ -198,22 +203,28 @@ def _merge(cands: Iterable[Candidate]) -> list[Candidate]:
     return [by_url[u] for u in order]
 
 
-_VIA_RANK = {"workflow": 0, "hash": 1, "catalog": 2, "manager": 3, "note": 4, "listing": 5, "search": 6}
+_VIA_RANK = {"workflow": 0, "hash": 1, "catalog": 2, "manager": 3, "note": 4, "beside": 5, "listing": 6, "search": 7}
 
 
-def rank(ref: ModelRef, candidates: Sequence[Candidate], *, affinity: Iterable[str] = ()) -> Decision:
-    """Score, order and decide. `affinity`: repos already chosen for other models of the workflow."""
+def rank(ref: ModelRef, candidates: Sequence[Candidate], *,
+         affinity: Mapping[str, int] | Iterable[str] = ()) -> Decision:
+    """Score, order and decide. `affinity`: repos already chosen for other models of the workflow
+    (with how many models each)."""
     info = analyse_name(ref.filename)
-    aff = frozenset(affinity)
+    aff = dict(affinity) if isinstance(affinity, Mapping) else {r: 1 for r in affinity}
     merged = _merge(candidates)
     scored = [_score(ref, info, c, aff) for c in merged]
-    # Agreement: the same bytes offered at several places.
+    # Agreement: the same bytes offered at several places; the earliest upload is the original.
     for s in scored:
-        others = {o.cand.repo or o.cand.url for o in scored
-                  if o is not s and o.cand.sha256 and s.cand.sha256
-                  and o.cand.sha256.lower() == s.cand.sha256.lower()}
+        same = [o for o in scored if o is not s and o.cand.sha256 and s.cand.sha256
+                and o.cand.sha256.lower() == s.cand.sha256.lower()]
+        others = {o.cand.repo or o.cand.url for o in same}
         if others:
             s.add("corroborated", f"same sha256 at {len(others)} other place(s)")
+            # re-uploads by other accounts come after the original
+            dates = [o.cand.published for o in same if o.cand.published and o.cand.publisher != s.cand.publisher]
+            if s.cand.published and dates and s.cand.published < min(dates):
+                s.add("original", "uploaded before the copies by other accounts")
     scored.sort(key=lambda s: (-s.score, s.cand.url))
     ranked = tuple(s.cand.model_copy(update={"confidence": confidence(s.score), "reasons": tuple(s.reasons)})
                    for s in scored)
@@ -221,8 +232,18 @@ def rank(ref: ModelRef, candidates: Sequence[Candidate], *, affinity: Iterable[s
         return Decision("not_found", (), message="no source knows this file")
     top = scored[0]
     top_conf = confidence(top.score)
-    rival = next((o for o in scored[1:] if not _same_file(top.cand, o.cand)
-                  and o.score >= top.score - MARGIN), None)
+    corroborated = any(o.cand.sha256 and top.cand.sha256 and o.cand.sha256.lower() == top.cand.sha256.lower()
+                       for o in scored[1:])
+
+    def rivals(o: _Scored) -> bool:
+        if _same_file(top.cand, o.cand) or o.score < top.score - MARGIN:
+            return False
+        # Same name, bytes unknown, while the top's bytes are confirmed elsewhere: presumed a copy.
+        if o.cand.sha256 is None and corroborated and o.cand.filename == top.cand.filename:
+            return False
+        return True
+
+    rival = next((o for o in scored[1:] if rivals(o)), None)
     if top_conf >= CONFIDENT and top.ties_to_file and rival is None:
         return Decision("resolved", ranked, chosen=ranked[0])
     if not top.ties_to_file:

@@ -138,6 +138,11 @@ def search_queries(info: NameInfo, *, limit: int = 3) -> list[str]:
         kept.append(p)
     core_written = "".join(kept).strip(" -_")
     add(core_written or stem)
+    rare = distinctive_token(info)
+    if rare:
+        add(rare)
+    if info.family:
+        add(info.family.queries[0])
     words = [p for p in re.split(r"[-_\s]+", core_written) if p]
     for n in (3, 2):
         if len(words) > n:
@@ -146,11 +151,43 @@ def search_queries(info: NameInfo, *, limit: int = 3) -> list[str]:
             if m:
                 add(m.group(0))
     if info.family:
-        for q in info.family.queries:
+        for q in info.family.queries[1:]:
             add(q)
     if words and len(words[0]) >= 5 and not _VERSIONISH.match(words[0].lower()):
         add(words[0])
     return out[:limit] if limit else out
+
+
+#: Words too common in model file names to find a repo by.
+COMMON_WORDS = frozenset({
+    "model", "models", "lora", "loras", "base", "turbo", "edit", "image", "video", "text", "encoder", "vae",
+    "diffusion", "unet", "clip", "vision", "dev", "schnell", "lite", "large", "small", "medium", "tiny",
+    "comfy", "comfyui", "repackaged", "merged", "mix", "final", "steps", "step", "distill", "distilled", "i2v",
+    "t2v", "t2i", "control", "controlnet", "union", "upscaler", "upscale", "refiner", "inpaint", "inpainting",
+    "lightning", "instruct", "preview", "fast", "safetensors", "split", "files",
+})
+
+
+def distinctive_token(info: NameInfo) -> str | None:
+    """The word of the name most likely to appear in its repo's id only: not a family word, not a
+    common word, not a number or version (`Qwen_Image_Edit_2511-SYSTMS_INFL8` -> `SYSTMS`)."""
+    family_words = set()
+    if info.family:
+        for q in info.family.queries:
+            family_words.update(w.lower() for w in re.split(r"[-_.\s]+", q) if w)
+        family_words.add(info.family.name.lower())
+    best = None
+    for word in re.split(r"[-_\s]+", info.stem):
+        low = word.lower()
+        if (len(low) < 5 or low in COMMON_WORDS or low in family_words or low in PRECISION_TOKENS
+                or low in TRAINING_TOKENS or not re.search(r"[a-z]", low) or _VERSIONISH.match(low)
+                or any(low.startswith(f) for f in family_words if len(f) >= 3)):
+            continue
+        if best is None:
+            # "NetaYumev35" -> "NetaYume": a trailing version is rarely in the repo id
+            trimmed = re.sub(r"(?i)v?\d+(\.\d+)*$", "", word)
+            best = trimmed if len(trimmed) >= 5 else word
+    return best
 
 
 def preferred_publishers(info: NameInfo, folder: str | None) -> list[str]:
