@@ -225,6 +225,7 @@ class ResolvedModel(ModelReport):
 
     local_status: str = "missing"  # the analyze status (present / relocated / missing)
     candidates: tuple[Candidate, ...] = ()
+    chosen: Candidate | None = None  # the confident answer (also for present files, with include_present)
     queries: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # provider -> queries tried
     preflight: Preflight | None = None
     requests: int = 0  # upstream requests this model cost

@@ -248,6 +248,7 @@ class SourceSet:
             tried = "; ".join(f"{src}: {', '.join(qs)}" for src, qs in w.ctx.queries.items() if qs)
             message = f"no source has this file (tried {tried})" if tried else "no source could be asked"
         base.update(status=status, candidates=candidates, preflight=pf, message=message,
+                    chosen=chosen if (d is not None and d.status == "resolved") else None,
                     queries={k: tuple(v) for k, v in w.ctx.queries.items()},
                     requests=sum(w.ctx.requests.values()))
         return ResolvedModel.model_validate(base)
