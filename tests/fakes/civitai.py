@@ -10,10 +10,11 @@ Faithful to ``shared/api-contracts.md`` section B:
 * ``GET /api/v1/models/{id}``, ``GET /api/v1/model-versions/{id}``,
   ``GET /api/v1/model-versions/by-hash/{hash}`` (any hash kind, case-insensitive, AutoV3 full or
   12-hex; duplicates → earliest ``publishedAt`` then lowest version id).
-* ``GET /api/download/models/{versionId}`` — the B.6.2 status matrix (block list, download
-  counter 429, 400, 404, 410 archived, 401 login required (per version or ``require_auth``),
-  401 downloads disabled, 403 no grant, 403 early access with ``deadline``; browser
-  User-Agents get text bodies / page redirects), file choice by ``type/format/size/fp/quantType``
+* ``GET /api/download/models/{versionId}`` — the B.6.2 status matrix, checked in the order of
+  CIV ``getFileForModelVersion``: block list 403, download counter 429, bad query 400, missing/POI
+  404, archived 410, unpublished 404, downloads disabled 401, login required 401 (per version
+  or ``require_auth``; restricted versions too), no grant 403, early access 403 with ``deadline``.
+  Browser User-Agents get text bodies / page redirects. File choice by ``type/format/size/fp/quantType``
   or ``fileId`` (B.6.3 scoring + mismatch 404), success = 307 to a signed storage URL whose
   ``response-content-disposition`` names the *download* filename (``getDownloadFilename``).
 * Storage: ``GET``/``HEAD /{modelId}/{fileId}/{uploaded name}?X-Amz-…`` — 403 on a bad or expired
@@ -440,7 +441,7 @@ class FakeCivitai(FakeService):
         return web.json_response(data, status=status, headers=h)
 
     def _status_response(self, request: web.Request, knobs: sw.Knobs, route: str) -> web.Response:
-        note_faults(request, knobs.fired)
+        note_faults(request, knobs.applied)
         status = knobs.status
         headers = retry_headers(knobs, policy="api")
         if status == 503 and route == "search":
@@ -930,7 +931,7 @@ class FakeCivitai(FakeService):
         keys = {"storage", f"file:{f.id}", f"version:{v.id}", f"model:{v.model_id}"}
         knobs = self._take(request, keys, sw.BYTES_HEAD if request.method == "HEAD" else sw.BYTES_GET)
         if knobs.status:
-            note_faults(request, knobs.fired)
+            note_faults(request, knobs.applied)
             return web.Response(status=knobs.status, text=f"Fake storage error {knobs.status}",
                                 headers=retry_headers(knobs))
         etag = '"' + hashlib.md5(f.blob.fingerprint.encode()).hexdigest() + '"'

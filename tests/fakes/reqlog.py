@@ -84,7 +84,7 @@ def log_middleware(log: RequestLog, server: str):
             "host": request.host,
             "path": request.path,
             "raw_path": request.raw_path,
-            "query": {k: request.query.getone(k) for k in request.query.keys()},
+            "query": {k: request.query.getone(k) for k in request.query},
             "query_items": list(request.query.items()),
             "range": h.get("Range"),
             "if_range": h.get("If-Range"),

@@ -78,7 +78,7 @@ class TestSafetensors:
     def test_make_safetensors_exact_size_and_valid(self, size):
         data = make_safetensors(size, seed=1)
         assert len(data) == size
-        header = _parse_safetensors(data)
+        _parse_safetensors(data)
         assert (8 + struct.unpack("<Q", data[:8])[0]) % 8 == 0  # header padded to 8 bytes
 
     def test_too_small(self):
