@@ -12,6 +12,7 @@
     status / X-Error-Code                  -> error
     GatedRepo (401/403)                    -> AuthRequired(gated, token_env=CMR_HF_TOKEN)
     RepoNotFound, EntryNotFound, Revision… -> NotFound
+    401 with a token sent                  -> AuthRequired(reason=invalid_token)
     401/403 otherwise                      -> AuthRequired(token_env of the host)
     404, 410                               -> NotFound
     429                                    -> RateLimited(retry_after)
@@ -95,6 +96,9 @@ def error_for_status(status: int, headers: Mapping[str, str], body: str | None, 
             return AuthRequired(where + str(data.get("message") or detail), source=source, token_env=token_env,
                                 reason="early_access",
                                 hint=f"Early access until {data.get('deadline')}; it becomes public then.")
+        if status == 401 and authed:  # a token was sent and refused: it is wrong, not short of rights
+            return AuthRequired(where + str(detail), source=source, token_env=token_env, reason="invalid_token",
+                                hint=f"The token in {token_env} was refused; check it." if token_env else None)
         reason = "no_access" if authed else "login_required"
         hint = (f"The key in {token_env} has no access to it." if authed and token_env
                 else f"Set {token_env} to sign in." if token_env else None)

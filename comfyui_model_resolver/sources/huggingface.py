@@ -103,11 +103,12 @@ class HuggingFaceSource(Source):
         loop = asyncio.get_running_loop()
         async with self.upstream.limiter:
             try:
+                # huggingface_hub retries 429/5xx itself (up to ~23 s); CMR_HTTP_TIMEOUT bounds the whole call
                 return await asyncio.wait_for(loop.run_in_executor(self._executor, fn),
-                                              timeout=self.settings.http_timeout * 3)
+                                              timeout=self.settings.http_timeout)
             except asyncio.TimeoutError:
-                raise SourceUnavailable(f"huggingface: {what}: no answer within "
-                                        f"{self.settings.http_timeout * 3:g} s", source=NAME) from None
+                raise SourceUnavailable(f"huggingface: {what}: no answer within {self.settings.http_timeout:g} s",
+                                        source=NAME, hint="The Hub is slow or failing; try again later.") from None
             except Exception as exc:  # huggingface_hub / httpx errors
                 raise _translate(exc, what) from None
 
