@@ -30,7 +30,7 @@ W = {
     "variant_mismatch": -2.0, "similar_name": -1.0, "different_name": -3.0,
     "sub_path": 0.5, "folder_agrees": 0.7, "folder_differs": -1.0,
     "hash_match": 6.0, "hash_mismatch": -6.0, "corroborated": 0.5,
-    "official": 1.0, "named_after": 0.6, "original": 0.5, "popularity_max": 0.8, "affinity": 0.8, "needs_sign_in": -0.6,
+    "official": 1.0, "named_after": 0.6, "original": 0.5, "unique_name": 0.5, "popularity_max": 0.8, "affinity": 0.8, "needs_sign_in": -0.6,
 }
 
 
@@ -225,6 +225,11 @@ def rank(ref: ModelRef, candidates: Sequence[Candidate], *,
             dates = [o.cand.published for o in same if o.cand.published and o.cand.publisher != s.cand.publisher]
             if s.cand.published and dates and s.cand.published < min(dates):
                 s.add("original", "uploaded before the copies by other accounts")
+    # The only file with this exact name anywhere we looked is probably it.
+    exact = [s for s in scored if "exact file name" in s.reasons]
+    if exact and all(_same_file(exact[0].cand, o.cand) for o in exact[1:]):
+        for s in exact:
+            s.add("unique_name", "the only file of this name found")
     scored.sort(key=lambda s: (-s.score, s.cand.url))
     ranked = tuple(s.cand.model_copy(update={"confidence": confidence(s.score), "reasons": tuple(s.reasons)})
                    for s in scored)

@@ -53,7 +53,7 @@ def note_urls(graph: Any) -> tuple[str, ...]:
             continue
         for text in _texts(node):
             for m in _URL.finditer(text[:MAX_NOTE_CHARS]):
-                url = m.group(0)
+                url = m.group(0).rstrip(".,;:!?*_")  # sentence punctuation, markdown emphasis
                 if _path_is_model(url):
                     seen.setdefault(url, None)
     return tuple(seen)
