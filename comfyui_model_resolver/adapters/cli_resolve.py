@@ -84,7 +84,9 @@ def _table(res: Resolution, out=sys.stdout) -> None:
     print(f"  {len(res.models)} models: {summary or 'none'}; {res.requests} upstream requests", file=out)
 
 
-def _write_back(res: Resolution, source: str, out_path: Path, max_bytes: int) -> int:
+def _write_back(res: Resolution, source: str, out_path: Path, max_bytes: int, hf_endpoint: str) -> int:
+    """Links on a mirror endpoint are written in their huggingface.co form: the file is for sharing."""
+    from ..sources.urls import to_public
     from ..workflow.decode import decode_workflow
     from ..workflow.writeback import ModelEntry, write_back
 
@@ -97,7 +99,8 @@ def _write_back(res: Resolution, source: str, out_path: Path, max_bytes: int) ->
         if c is None or not m.folder or m.kind != "file":
             continue
         sha = c.sha256 or (m.preflight.sha256 if m.preflight else None)
-        entries.append(ModelEntry(node_id=m.node_id, subgraph_id=m.subgraph_id, name=m.filename, url=c.url,
+        entries.append(ModelEntry(node_id=m.node_id, subgraph_id=m.subgraph_id, name=m.filename,
+                                  url=to_public(c.url, hf_endpoint),
                                   directory=m.folder, hash=sha, hash_type="sha256" if sha else None))
     wf, n = write_back(decoded.graph, entries)
     out_path.parent.mkdir(parents=True, exist_ok=True)
@@ -143,7 +146,7 @@ async def _run_resolve(args: argparse.Namespace) -> int:
             if args.write_back:
                 out = _out_for(args.write_back, path, many)
                 try:
-                    n = _write_back(res, path, out, settings.max_workflow_bytes)
+                    n = _write_back(res, path, out, settings.max_workflow_bytes, settings.hf_endpoint)
                 except (WorkflowError, OSError) as exc:
                     status = EXIT_USAGE
                     print(f"{path}: write-back failed: {getattr(exc, 'message', exc)}", file=sys.stderr)

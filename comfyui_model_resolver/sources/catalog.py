@@ -22,7 +22,7 @@ from ..types import Candidate, ModelRef
 from ..workflow.folders import canonical_folder
 from .base import LookupContext, Source
 from .terms import analyse_name
-from .urls import normalise_url, parse_hf_url
+from .urls import normalise_url, parse_hf_url, to_endpoint
 
 log = logging.getLogger(__name__)
 
@@ -151,7 +151,7 @@ class CatalogSource(Source):
         return "turned off by CMR_DISABLE_CATALOG" if self._disabled else None
 
     def _candidate(self, e: dict) -> Candidate:
-        url = normalise_url(e["url"], (self.settings.hf_endpoint,))
+        url = to_endpoint(normalise_url(e["url"], (self.settings.hf_endpoint,)), self.settings.hf_endpoint)
         hf = parse_hf_url(url, (self.settings.hf_endpoint,))
         name = str(e["name"]).replace("\\", "/").rsplit("/", 1)[-1]
         return Candidate(url=url, source=NAME, confidence=0.0, filename=hf.basename if hf else name,

@@ -15,7 +15,8 @@ from ..types import Candidate, ModelRef
 from .base import LookupContext, Source
 from .rank import folder_of_path
 from .terms import analyse_name
-from .urls import civitai_version_id, endpoint_hosts, host_allowed, normalise_url, parse_hf_url, url_basename
+from .urls import (civitai_version_id, endpoint_hosts, host_allowed, normalise_url, parse_hf_url, to_endpoint,
+                   url_basename)
 
 NAME = "embedded"
 
@@ -34,7 +35,7 @@ class EmbeddedSource(Source):
         self.hub_origins = (settings.hf_endpoint,)
 
     def link_candidate(self, raw: str, *, via: str, ctx: LookupContext | None = None) -> Candidate | None:
-        url = normalise_url(raw, self.hub_origins)
+        url = to_endpoint(normalise_url(raw, self.hub_origins), self.settings.hf_endpoint)
         if not host_allowed(url, self.allowed):
             if ctx is not None:
                 ctx.tried(NAME, f"rejected (host not allowed): {url.split('?', 1)[0]}")

@@ -21,6 +21,7 @@ from .base import LookupContext, RequestBudget, Source, StatusBoard
 from .embedded import allowed_hosts
 from .http import Upstream
 from .preflight import preflight
+from .publishers import is_official
 from .rank import Decision, rank
 
 log = logging.getLogger(__name__)
@@ -89,9 +90,13 @@ class SourceSet:
 
     @staticmethod
     def _settled(d: Decision) -> bool:
-        """Confident, and about a file whose identity is known: no need to ask further."""
-        return d.status == "resolved" and d.chosen is not None and (
-            d.chosen.via in ("workflow", "hash") or d.chosen.sha256 is not None)
+        """Confident, and the evidence cannot be beaten by asking further: the workflow's own link,
+        a hash match, or an official publisher's file whose bytes are known. A stranger's upload of
+        the same name (found by search) is not enough: the other providers are asked too."""
+        c = d.chosen
+        if d.status != "resolved" or c is None:
+            return False
+        return c.via in ("workflow", "hash") or c.hash_match or (c.sha256 is not None and is_official(c.publisher))
 
     def _remote_order(self, ref: ModelRef) -> list[Source]:
         """Network providers, cheapest useful first: Civitai first when a hash is known (by-hash is
@@ -151,7 +156,15 @@ class SourceSet:
                 board.record(c.source if c.source != "embedded" else _source_of_url(c), AuthRequired(
                     f"{c.repo or c.url} needs sign-in", token_env=c.token_env, source=c.source,
                     hint=f"Set {c.token_env}." if c.token_env else None))
-        out = [self._result(rep, w) for rep, w in zip(reports, of_report)]
+        out = []
+        counted: set[int] = set()
+        for rep, w in zip(reports, of_report):
+            res = self._result(rep, w)
+            if w is not None:
+                if id(w) in counted:  # another node names the same file: looked up once, paid once
+                    res = res.model_copy(update={"requests": 0})
+                counted.add(id(w))
+            out.append(res)
         return out, board.statuses()
 
     @staticmethod

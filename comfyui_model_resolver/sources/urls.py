@@ -178,3 +178,28 @@ def endpoint_hosts(*endpoints: str) -> tuple[str, ...]:
         except ValueError:
             continue
     return tuple(out)
+
+
+HF_PUBLIC = "https://huggingface.co"
+
+
+def to_endpoint(url: str, endpoint: str) -> str:
+    """A huggingface.co file URL on the configured Hub endpoint (a mirror, or a test server)."""
+    endpoint = endpoint.rstrip("/")
+    if endpoint == HF_PUBLIC:
+        return url
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return url
+    if (parts.hostname or "").lower() not in _HF_HOSTS:
+        return url
+    return endpoint + urlunsplit(("", "", parts.path, parts.query, ""))
+
+
+def to_public(url: str, endpoint: str) -> str:
+    """The huggingface.co form of a URL on the configured endpoint: what a shared workflow should carry."""
+    endpoint = endpoint.rstrip("/")
+    if endpoint == HF_PUBLIC or not url.startswith(endpoint + "/"):
+        return url
+    return HF_PUBLIC + url[len(endpoint):]
