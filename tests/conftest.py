@@ -1,4 +1,5 @@
-"""Shared test setup: `tests/` is on sys.path so tests import helpers as `support.*` and `fakes.*`."""
+"""Shared test setup: `tests/` is on sys.path so tests import helpers as `support.*` and `fakes.*`;
+the fakes' fixtures (hub, civitai, …) are loaded as a plugin."""
 from __future__ import annotations
 
 import os
