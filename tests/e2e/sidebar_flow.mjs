@@ -2,7 +2,7 @@
 // Used by tests/e2e/test_comfyui.py; prints one JSON report, exit 1 if any check failed.
 //
 //   node sidebar_flow.mjs --url http://127.0.0.1:8291/ --workflow wf.json --expect-files '{"loras": ["a.safetensors"]}'
-//        [--shot sidebar.png] [--shot-after after.png] [--timeout 60000]
+//        [--shot sidebar.png] [--shot-progress downloading.png] [--shot-after after.png] [--timeout 60000]
 // Env: PW_DIR (playwright-core, default /tmp/comfyui-pw), CHROMIUM (default /usr/bin/chromium)
 import { createRequire } from "node:module";
 import { mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -19,6 +19,7 @@ const workflow = JSON.parse(readFileSync(opt("--workflow"), "utf-8"));
 const expectFiles = JSON.parse(opt("--expect-files", "{}"));
 const shot = opt("--shot");
 const shotAfter = opt("--shot-after");
+const shotProgress = opt("--shot-progress");
 const timeout = Number(opt("--timeout", "90000"));
 const TAB = "model-resolver";
 
@@ -38,6 +39,10 @@ const ctx = await chromium.launchPersistentContext(userDataDir, {
 const origin = new URL(url).origin;
 try {
   const page = ctx.pages()[0] || await ctx.newPage();
+  // a wider sidebar panel for the screenshots (PrimeVue Splitter state, per tab or unified)
+  await page.addInitScript(() => {
+    for (const key of ["model-resolver", "unified-sidebar"]) localStorage.setItem(key, JSON.stringify([26, 74]));
+  });
   page.on("pageerror", (e) => out.pageErrors.push(String(e).slice(0, 300)));
   page.on("console", (m) => { if (m.type() === "error") out.consoleErrors.push(m.text().slice(0, 300)); });
   page.on("response", (r) => {
@@ -76,14 +81,24 @@ try {
   out.missingText = await page.$eval(".cmr-panel [data-group=missing]", (e) => e.innerText.replace(/\s+/g, " ").trim()).catch(() => null);
   out.panelWarnings = await page.$$eval(".cmr-panel .cmr-warn, .cmr-panel .cmr-error", (els) => els.map((e) => e.innerText.trim()));
   check("a best candidate for each missing model", candOk, { missingText: out.missingText, warnings: out.panelWarnings });
+  const closeToasts = () => page.evaluate(() => document.querySelectorAll(".p-toast-close-button, .p-toast-icon-close")
+    .forEach((b) => b.click())).catch(() => {});
+  await closeToasts();
   if (shot) await page.screenshot({ path: shot });
 
   // Download all missing: live progress, then both become present
   const progressSeen = [];
+  let progressShot = false;
   const poll = setInterval(async () => {
     try {
       const t = await page.$$eval(".cmr-panel .cmr-progress-text", (els) => els.map((e) => e.innerText.trim()).filter(Boolean));
       for (const x of t) if (!progressSeen.includes(x)) progressSeen.push(x);
+      const bars = await page.$$eval(".cmr-panel [role=progressbar]", (els) => els.filter((e) => Number(e.getAttribute("aria-valuenow")) > 20).length);
+      if (shotProgress && !progressShot && bars >= 2) {
+        progressShot = true;
+        await closeToasts();
+        await page.screenshot({ path: shotProgress });
+      }
     } catch { /* page busy */ }
   }, 100);
   const dlButton = await page.$(".cmr-panel [data-key=download-all]");
@@ -144,6 +159,7 @@ try {
     walk(app.graph, "");
     return vals;
   });
+  await closeToasts();
   if (shotAfter) await page.screenshot({ path: shotAfter });
   const bad = out.pageErrors.filter((e) => !IGNORED_PAGE_ERRORS.test(e));
   check("no page errors", bad.length === 0, { unexpected: bad });

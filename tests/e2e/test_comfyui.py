@@ -224,6 +224,7 @@ def test_sidebar_resolves_downloads_and_relinks(installed, frontend, tmp_path):
             flow = subprocess.run(
                 ["node", str(REPO / "tests/e2e/sidebar_flow.mjs"), "--url", f"{url}/", "--workflow", str(wf_path),
                  "--expect-files", json.dumps(expect), "--shot", str(shot_dir / f"sidebar-{frontend}.png"),
+                 "--shot-progress", str(shot_dir / f"sidebar-{frontend}-downloading.png"),
                  "--shot-after", str(shot_dir / f"sidebar-{frontend}-after.png")],
                 env={**os.environ, "PW_DIR": str(installed["pw"]), "CHROMIUM": installed["chromium"]},
                 capture_output=True, text=True, timeout=600)
