@@ -81,8 +81,21 @@ try {
   out.missingText = await page.$eval(".cmr-panel [data-group=missing]", (e) => e.innerText.replace(/\s+/g, " ").trim()).catch(() => null);
   out.panelWarnings = await page.$$eval(".cmr-panel .cmr-warn, .cmr-panel .cmr-error", (els) => els.map((e) => e.innerText.trim()));
   check("a best candidate for each missing model", candOk, { missingText: out.missingText, warnings: out.panelWarnings });
-  const closeToasts = () => page.evaluate(() => document.querySelectorAll(".p-toast-close-button, .p-toast-icon-close")
-    .forEach((b) => b.click())).catch(() => {});
+  // screenshots only: hide notifications floating over the canvas (the Manager's "ComfyUI outdated"
+  // alert, the frontend's own missing-model notice) — fixed-position boxes outside the sidebar
+  const closeToasts = () => page.evaluate(() => {
+    document.querySelectorAll(".p-toast-close-button, .p-toast-icon-close").forEach((b) => b.click());
+    for (const el of document.querySelectorAll("body *")) {
+      if (el.closest(".cmr-panel") || !/Security Alert|issues found|Alert/.test(el.textContent || "") || el.children.length > 8) continue;
+      for (let t = el; t && t !== document.body; t = t.parentElement) {
+        const pos = getComputedStyle(t).position;
+        if (pos === "fixed" || pos === "absolute") {
+          if (t.getBoundingClientRect().width < window.innerWidth * 0.6) t.style.visibility = "hidden";
+          break;
+        }
+      }
+    }
+  }).catch(() => {});
   await closeToasts();
   if (shot) await page.screenshot({ path: shot });
 
