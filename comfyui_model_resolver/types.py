@@ -47,6 +47,11 @@ class ModelRef(_Frozen):
     note: str | None = None  # e.g. "preset PLUS (high strength)" or "embedding in prompt text"
     widget_index: int | None = None  # position in the node's widgets_values list, when it has one
     widget_key: str | None = None  # key inside a dict widget value (rgthree) or dict widgets_values
+    alt_folders: tuple[str, ...] = ()  # other folders the node also reads the file from
+    optional: bool = False  # needed only for one model family (preset variants) or only if absent
+    variant: str | None = None  # the model family a preset file serves (sd15, sdxl, flux, …)
+    auto_download: bool = False  # the node fetches the file itself on first use
+    match: Literal["exact", "fuzzy", "substring"] = "exact"  # how the node finds the file by this name
 
 
 class LocalStatus(str, Enum):
@@ -64,30 +69,12 @@ class LocalMatch(_Frozen):
     sha256: str | None = None
 
 
-class ModelReport(_Frozen):
+class ModelReport(ModelRef):
     """A reference with its local status: one row of `cmr analyze --json`."""
 
-    filename: str
-    folder: str | None
-    node_id: str
-    node_type: str
-    input: str
-    subgraph_path: tuple[str, ...] = ()
-    subgraph_id: str | None = None
-    active: bool = True
     status: str = "missing"
     local_path: str | None = None
     relink_value: str | None = None
-    url: str | None = None
-    hash: str | None = None
-    hash_type: str | None = None
-    confidence: float = 0.0
-    folder_source: FolderSource | None = None
-    kind: Literal["file", "directory"] = "file"
-    conflicts: tuple[FolderConflict, ...] = ()
-    note: str | None = None
-    widget_index: int | None = None
-    widget_key: str | None = None
     local_sha256: str | None = None  # computed only on request (analyze with hash matching)
     hash_verified: bool | None = None  # local file's SHA-256 equals the embedded hash
 
