@@ -156,9 +156,8 @@ async def search(resolver, req: ApiRequest) -> ApiResponse:
         raise WorkflowError("Give a search text: ?q=<file or model name>.")
     if len(q) > 256:
         raise WorkflowError("The search text is longer than 256 characters.")
-    results = await resolver.search(q, req.query.get("folder") or None)
-    return ApiResponse({"query": q, "folder": req.query.get("folder"),
-                        "candidates": [c.model_dump(mode="json") for c in results]})
+    result = await resolver.search(q, req.query.get("folder") or None)
+    return ApiResponse(result.model_dump(mode="json"))  # {query, folder, candidates, providers}
 
 
 async def create_download(resolver, req: ApiRequest) -> ApiResponse:

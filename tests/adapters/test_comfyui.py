@@ -366,3 +366,53 @@ def test_only_the_comfyui_adapter_imports_comfyui_modules():
             for name in names:
                 if name.split(".")[0] in comfy_modules:
                     assert path == pkg / "adapters" / "comfyui.py", f"{path} imports {name}"
+
+
+# ---- sources through the ComfyUI routes (fake Hub on loopback) -------------------------------------
+@pytest.fixture
+async def comfy_with_hub(comfy_base, fake_hub):
+    from fakes import FakeFile
+
+    base, extra = comfy_base
+    fake_hub.add_repo("acme/detail-lora", [FakeFile.safetensors("detail_lora.safetensors", size=4096, seed=3)],
+                      downloads=500)
+    fp = make_folder_paths(base, extra={"loras": [extra / "my_loras"]})
+    nodes = make_nodes(fp)
+    server = StandInServer(asyncio.get_running_loop())
+    hosts = ",".join(u.split("://", 1)[1] for u in (fake_hub.url, fake_hub.cdn_url))
+    adapter = comfyui.install(server, fp, nodes, environ={
+        "CMR_ENV_FILE": "/nonexistent", "CMR_HF_ENDPOINT": fake_hub.url, "CMR_ALLOWED_HOSTS": hosts,
+        "CMR_DISABLE_CATALOG": "1"})
+    client = TestClient(TestServer(server.build_app()))
+    await client.start_server()
+    yield client, fake_hub
+    await client.close()
+    await adapter.close()
+
+
+async def test_resolve_route_finds_the_workflow_link(comfy_with_hub):
+    client, hub = comfy_with_hub
+    url = f"{hub.url}/acme/detail-lora/resolve/main/detail_lora.safetensors"
+    wf = {"nodes": [{"id": 2, "type": "PackLoraLoader", "mode": 0, "widgets_values": ["detail_lora.safetensors", 1.0],
+                     "properties": {"models": [{"name": "detail_lora.safetensors", "url": url, "directory": "loras"}]}}],
+          "links": [], "version": 0.4}
+    resp = await client.post("/api/cmr/v1/resolve?name=shared.json", json=wf)
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    (model,) = body["models"]
+    assert model["folder"] == "loras" and model["local_status"] == "missing" and model["status"] == "resolved"
+    best = model["candidates"][0]
+    assert best["url"] == url and best["size"] == 4096 and best["reasons"]
+    assert body["workflow"] == "shared.json"
+
+
+async def test_search_route(comfy_with_hub):
+    client, _ = comfy_with_hub
+    resp = await client.get("/cmr/v1/search", params={"q": "detail-lora", "folder": "loras"})
+    assert resp.status == 200, await resp.text()
+    body = await resp.json()
+    assert body["query"] == "detail-lora" and body["folder"] == "loras"
+    assert any(c["url"].endswith("/detail_lora.safetensors") for c in body["candidates"])
+    assert {p["name"] for p in body["providers"]} >= {"huggingface"}
+    empty = await client.get("/cmr/v1/search?q=")
+    assert empty.status == 400 and "search text" in (await empty.json())["error"]["message"]
