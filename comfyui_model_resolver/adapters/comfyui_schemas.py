@@ -278,9 +278,4 @@ def folder_dirs(folder_paths: Any) -> dict[str, list[str]]:
     return out
 
 
-def registered_signature(folder_paths: Any) -> tuple:
-    """Changes when a folder or a directory is registered (to know when the layout is stale)."""
-    return tuple(sorted((k, tuple(v)) for k, v in folder_dirs(folder_paths).items()))
-
-
-__all__ = ["NodeSchemas", "collect", "folder_dirs", "registered_signature"]
+__all__ = ["NodeSchemas", "collect", "folder_dirs"]

@@ -443,7 +443,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
       state.workflowKey = key;
       state.expanded.clear();
       state.itemErrors.clear();
-      analyze({ force: true });
+      analyze(); // the key is part of the signature: this analyzes once, even if afterConfigureGraph also fires
     }
   }
 
@@ -476,7 +476,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
       state.workflowKey = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : state.workflowKey;
       state.expanded.clear();
       state.itemErrors.clear();
-      analyze({ force: true });
+      analyze();
     },
   };
 
