@@ -24,3 +24,6 @@ os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, ".cache")
 os.environ["HF_HOME"] = os.path.join(_HOME, ".cache", "huggingface")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
+# The fakes (Hub, Civitai) register their fixtures: fake_hub, fake_civitai, *_thread.
+pytest_plugins = ["fakes.plugin"]

@@ -226,7 +226,7 @@ class FakeFile:
         """Cheap identity of the content (no full hashing): equal fingerprints => equal bytes."""
         if self._data is not None:
             return "data:" + hashlib.sha1(self._data).hexdigest()
-        return "gen:%d:%d:%s" % (self.seed, self.size, hashlib.sha1(self._prefix).hexdigest())
+        return f"gen:{self.seed}:{self.size}:{hashlib.sha1(self._prefix).hexdigest()}"
 
     def _content_key(self) -> tuple | None:
         if self._data is not None:

@@ -68,14 +68,14 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | str | None:
                 return "unsatisfiable"
             return max(0, size - n), size - 1
         start = int(first)
-        end = int(last) if last else size - 1
+        end = int(last) if last else None
     except ValueError:
         return None
-    if start < 0 or end < start:
+    if start < 0 or (end is not None and end < start):
         return None
     if start >= size:
         return "unsatisfiable"
-    return start, min(end, size - 1)
+    return start, size - 1 if end is None else min(end, size - 1)
 
 
 def effective_etag(etag: str | None, knobs: Knobs) -> str | None:
@@ -160,7 +160,7 @@ async def serve_bytes(
     content_type: str = "application/octet-stream",
 ) -> web.StreamResponse:
     """Answer ``HEAD``/``GET`` for ``blob`` honouring Range/If-Range and the meta/range/body knobs."""
-    note_faults(request, knobs.fired)
+    note_faults(request, knobs.applied)
     size = blob.size
     etag = effective_etag(etag, knobs)
     base = {"Accept-Ranges": "bytes", "Content-Type": content_type, **(headers or {})}

@@ -297,7 +297,7 @@ class FakeHub(FakeService):
         return web.json_response({"error": message}, status=status, headers=h)
 
     def _status_response(self, request: web.Request, knobs: sw.Knobs) -> web.Response:
-        note_faults(request, knobs.fired)
+        note_faults(request, knobs.applied)
         status = knobs.status
         if status == 429:
             msg = "You have exceeded our hourly quotas for action 'resolve'. We invite you to retry later."
@@ -634,7 +634,7 @@ class FakeHub(FakeService):
                                  content_type="text/plain; charset=utf-8")
 
     def _lfs_redirect(self, request: web.Request, repo_id: str, commit: str, f: FakeFile, knobs: sw.Knobs) -> web.Response:
-        note_faults(request, knobs.fired)
+        note_faults(request, knobs.applied)
         sha = f.sha256
         name = f.name
         params = [
@@ -676,7 +676,7 @@ class FakeHub(FakeService):
         keys = {"cdn", sha, repo_id, f"{repo_id}/{path}"}
         knobs = self._take(request, keys, sw.BYTES_HEAD if request.method == "HEAD" else sw.BYTES_GET)
         if knobs.status:
-            note_faults(request, knobs.fired)
+            note_faults(request, knobs.applied)
             return web.Response(status=knobs.status, text=f"Fake CDN error {knobs.status}",
                                 headers=retry_headers(knobs))
         headers = {

@@ -20,7 +20,10 @@ import time
 
 from aiohttp import web
 
-__all__ = ["RequestLog", "log_middleware"]
+__all__ = ["LOG_RECORD", "RequestLog", "log_middleware", "note_faults"]
+
+# Typed request-storage key where aiohttp has them (>= 3.12), a plain string before.
+LOG_RECORD = web.RequestKey("log_record", dict) if hasattr(web, "RequestKey") else "log_record"
 
 
 class RequestLog:
@@ -81,7 +84,7 @@ def log_middleware(log: RequestLog, server: str):
             "host": request.host,
             "path": request.path,
             "raw_path": request.raw_path,
-            "query": {k: request.query.getone(k) for k in request.query.keys()},
+            "query": {k: request.query.getone(k) for k in request.query},
             "query_items": list(request.query.items()),
             "range": h.get("Range"),
             "if_range": h.get("If-Range"),
@@ -92,7 +95,7 @@ def log_middleware(log: RequestLog, server: str):
             "faults": [],
             "t": time.monotonic(),
         }
-        request["log_record"] = record
+        request[LOG_RECORD] = record
         log.append(record)  # appended first so that order follows arrival
         try:
             response = await handler(request)
@@ -110,6 +113,6 @@ def log_middleware(log: RequestLog, server: str):
 
 def note_faults(request: web.Request, names: list[str]) -> None:
     """Record which switch knobs took effect on this request."""
-    record = request.get("log_record")
+    record = request.get(LOG_RECORD)
     if record is not None and names:
         record["faults"].extend(n for n in names if n not in record["faults"])

@@ -28,14 +28,16 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from aiohttp import web
 
 from .reqlog import RequestLog, log_middleware
 from .switches import Knobs, Switch, SwitchBoard
 
-__all__ = ["FakeService", "UrlSigner"]
+__all__ = ["SERVER_NAME", "FakeService", "UrlSigner"]
+
+SERVER_NAME = web.AppKey("server_name", str)  # which of the fake's servers an app is ("hub", "cdn"...)
 
 
 class UrlSigner:
@@ -51,7 +53,7 @@ class UrlSigner:
 
     def sign(self, path: str, params: list[tuple[str, str]]) -> str:
         """Query string (without ``?``) for ``path`` including the signature parameter."""
-        return urlencode([*params, (self.param, self._mac(path, params))])
+        return urlencode([*params, (self.param, self._mac(path, params))], quote_via=quote, safe="")
 
     def verify(self, path: str, items: list[tuple[str, str]]) -> bool:
         given = [v for k, v in items if k == self.param]
@@ -89,7 +91,7 @@ class FakeService:
         self.switches.clear()
 
     def _take(self, request: web.Request, keys, applicable) -> Knobs:
-        return self.switches.take(keys, request.app["server_name"], applicable)
+        return self.switches.take(keys, request.app[SERVER_NAME], applicable)
 
     def reset_log(self) -> None:
         self.log.reset()
@@ -110,7 +112,7 @@ class FakeService:
             raise RuntimeError("already started")
         for name, hostname in self.SERVERS:
             app = web.Application(middlewares=[log_middleware(self.log, name)])
-            app["server_name"] = name
+            app[SERVER_NAME] = name
             self._routes(name, app)
             runner = web.AppRunner(app, access_log=None, shutdown_timeout=self.SHUTDOWN_TIMEOUT)
             await runner.setup()

@@ -5,9 +5,12 @@ A request that *would otherwise succeed* asks the board for the knobs that
 apply to it (:meth:`SwitchBoard.take`): every active switch whose ``target``
 is one of the request's keys (``None`` matches everything), whose ``on``
 matches the serving server's name (e.g. ``"hub"``, ``"cdn"``, ``"civitai"``,
-``"storage"``), and which has at least one knob that this kind of response can
-honour, *fires*: its ``fired`` count goes up and its knobs are merged (older
-switches win on conflicts). A switch with ``times=N`` fires N times, then is
+``"storage"``), and which contributes at least one knob that this kind of
+response can honour and that no older switch already set, *fires*: its
+``fired`` count goes up and its knobs are merged. So switches combine
+(``throttle_bps`` forever + one ``drop_after``) and queue up when they
+conflict: ``status=429, times=2`` then ``status=503, times=1`` answers 429,
+429, 503, then normally. A switch with ``times=N`` fires N times, then is
 inert; ``times=None`` fires forever.
 
 What each response kind honours (so e.g. a HEAD never consumes a ``drop_after``
@@ -77,11 +80,7 @@ class Knobs:
     wrong_bytes: bool = False
     short_body: int = 0
     long_body: int = 0
-    fired: list[str] = field(default_factory=list)  # names of the knobs that took effect
-
-    @property
-    def any(self) -> bool:
-        return bool(self.fired)
+    applied: list[str] = field(default_factory=list)  # names of the knobs that took effect (for the log)
 
 
 @dataclass
@@ -143,11 +142,11 @@ class SwitchBoard:
                 if sw.target is not None and sw.target not in keyset:
                     continue
                 usable = {k: v for k, v in sw.knobs.items() if k in applicable}
-                if not set(usable) - _MODIFIERS:
-                    continue
+                if not set(usable) - _MODIFIERS - set(merged):
+                    continue  # nothing this response can use, or an older switch already set it
                 sw.fired += 1
                 for k, v in usable.items():
                     merged.setdefault(k, v)
         knobs = Knobs(**merged)
-        knobs.fired = sorted(k for k in merged if k not in _MODIFIERS)
+        knobs.applied = sorted(k for k in merged if k not in _MODIFIERS)
         return knobs
