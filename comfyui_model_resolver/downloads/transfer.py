@@ -214,6 +214,7 @@ class Transfer:
         self._sched: _Scheduler | None = None
         self._part: PartFile | None = None
         self._hasher: FrontierHasher | None = None
+        self._resolve_lock = asyncio.Lock()
 
     # ---- state -------------------------------------------------------------------------
     @property
@@ -284,21 +285,31 @@ class Transfer:
         return etag if etag and not etag.startswith("W/") else None
 
     async def _open_any(self, **kw) -> Opened:
-        """Open the cached final URL (no Hub round trip); go back to the original URL if it expired."""
+        """Open the cached final URL (no Hub round trip); go back to the original URL if it expired.
+
+        Re-resolving is serialised: when a signed URL expires under four connections, the Hub
+        is asked once and the others wait for its answer.
+        """
         s = self.settings
         tokens: TokenPolicy = "auto" if self.rec.tokens else "none"
-        if self.final_url and self.final_url != self.rec.url:
+        cached = self.final_url
+        if cached and cached != self.rec.url:
             try:
-                return await open_bounded(self.session, self.final_url, s, tokens=tokens, **kw)
+                return await open_bounded(self.session, cached, s, tokens=tokens, **kw)
             except HostNotAllowed:
                 raise
             except (NotFound, SourceError) as exc:
                 if isinstance(exc, RateLimited):
                     raise
-                self.final_url = None  # signed URL expired or revoked: resolve again
-        opened = await open_bounded(self.session, self.rec.url, s, tokens=tokens, **kw)
-        self.final_url = opened.url
-        return opened
+                if self.final_url == cached:
+                    self.final_url = None  # signed URL expired or revoked: resolve again
+        async with self._resolve_lock:
+            fresh = self.final_url
+            if fresh and fresh != cached and fresh != self.rec.url:
+                return await open_bounded(self.session, fresh, s, tokens=tokens, **kw)
+            opened = await open_bounded(self.session, self.rec.url, s, tokens=tokens, **kw)
+            self.final_url = opened.url
+            return opened
 
     def _reset(self, reason: str) -> None:
         self.rec.done = []
@@ -335,8 +346,8 @@ class Transfer:
                     opened, carry = carry, None
                 else:
                     opened = await self._open_any(start=start, if_range=self._validator() if start else None)
-                    failures = 0
                 await self._adopt(opened, start, done)
+                failures = 0
             except _Restart as r:
                 restarts += 1
                 if restarts > MAX_RESTARTS:
