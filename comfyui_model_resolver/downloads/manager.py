@@ -100,6 +100,7 @@ class DownloadManager:
         self._redis: Any = None
         self._db_lock: asyncio.Lock | None = None
         self._start_lock: asyncio.Lock | None = None
+        self._submit_lock: asyncio.Lock | None = None
         self._started = False
         self._closed = False
 
@@ -130,6 +131,7 @@ class DownloadManager:
             if self._started:
                 return
             self._db_lock = asyncio.Lock()
+            self._submit_lock = asyncio.Lock()
             s = self._settings
             workers = 4 + s.max_concurrent_downloads * (s.segments + 2)
             self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmr-download")
@@ -219,11 +221,20 @@ class DownloadManager:
         ConfigError for requests that cannot work; network problems surface in the job.
         """
         await self.start()
+        assert self._submit_lock is not None
+        async with self._submit_lock:  # two identical requests at once must find each other
+            return await self._submit(req, tokens)
+
+    async def _submit(self, req: DownloadRequest, tokens: TokenPolicy) -> Job:
         check_url(req.url, self._settings)
         folder = check_folder_name(self.layout, req.folder)
-        path = filename = None
-        if req.filename:
-            filename = safe_relative_name(req.filename)
+        path = None
+        filename = req.filename
+        if not filename:  # a URL ending in a model file name names the file; else the server will
+            from_url = filename_from_url(req.url)
+            filename = from_url if from_url and has_model_extension(from_url) else None
+        if filename:
+            filename = safe_relative_name(filename)
             self._check_format(filename)
             path = await asyncio.to_thread(target_path, self.layout, folder, filename)
             live = self._live_for_path(path)
@@ -424,18 +435,17 @@ class DownloadManager:
         log.info("download %s failed: %s", redact_url(rec.url), err["message"])
 
     async def _name_job(self, entry: _Entry) -> None:
-        """Name the file: a URL ending in a model file name (…/x.safetensors) names it; otherwise ask
-        the server (Content-Disposition, else the last segment of the final URL). Then fix the path."""
+        """Ask the server for the file name (Content-Disposition, else the last segment of the final
+        URL), then fix the target path."""
         rec = entry.rec
-        name = filename_from_url(rec.url)
-        if not (name and has_model_extension(name)):
-            rec.detail = "asking the server for the file name"
-            self._publish(entry, force=True)
-            assert self._session is not None
-            async with self._slots.slot(lambda: rec.priority):
-                info = await self._with_retries(entry, lambda: probe(self._session, rec.url, self._settings,
-                                                                      tokens="auto" if rec.tokens else "none"))
-            name = content_disposition_filename(info.content_disposition) or filename_from_url(info.url) or name
+        rec.detail = "asking the server for the file name"
+        self._publish(entry, force=True)
+        assert self._session is not None
+        async with self._slots.slot(lambda: rec.priority):
+            info = await self._with_retries(entry, lambda: probe(self._session, rec.url, self._settings,
+                                                                  tokens="auto" if rec.tokens else "none"))
+        name = content_disposition_filename(info.content_disposition) or filename_from_url(info.url) \
+            or filename_from_url(rec.url)
         if not name:
             raise UnsafePath(f"The server does not name the file at {redact_url(rec.url)}.",
                              hint="Give a file name (--filename / \"filename\").")
