@@ -31,12 +31,14 @@ class _Bar:
         self.bar = tqdm(total=job.total, initial=job.bytes_done, unit="B", unit_scale=True, unit_divisor=1024,
                         desc=name[:40], position=position, file=out, leave=True, dynamic_ncols=True,
                         disable=None if enabled is None else not enabled, miniters=1)
+        self.name = name[:40]
         self.shown = job.bytes_done
         self.state: DownloadState | None = None
 
     def update(self, job: Job) -> None:
-        if job.filename and self.bar.desc != job.filename[:40]:
-            self.bar.set_description_str(job.filename[:40], refresh=False)
+        if job.filename and self.name != job.filename[:40]:
+            self.name = job.filename[:40]
+            self.bar.set_description_str(self.name, refresh=False)
         if job.total is not None and self.bar.total != job.total:
             self.bar.total = job.total
         if job.bytes_done != self.shown:

@@ -480,6 +480,11 @@ class DownloadManager:
 
     async def _make_lock(self, rec: JobRecord) -> PathLock:
         assert rec.path is not None
+        try:  # sub-folders of the name ("SD1.5/x.safetensors") are created here, inside the folder
+            await asyncio.to_thread(os.makedirs, os.path.dirname(rec.path), exist_ok=True)
+        except OSError as exc:
+            raise DownloadError(f"Cannot create the folder {os.path.dirname(rec.path)}: {exc.strerror or exc}.",
+                                hint="Check that the models folder is writable.") from None
         url = self._settings.redis_url
         if not url:
             return FileLock(rec.path + LOCK_SUFFIX, rec.id)

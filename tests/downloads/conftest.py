@@ -3,16 +3,13 @@ from __future__ import annotations
 
 import pytest
 
-from support.downloads import Env, make_settings
+from support.downloads import close_env, open_env
 
 
 @pytest.fixture
 async def env(fake_hub, tmp_path):
-    for folder in ("checkpoints", "loras", "vae"):
-        (tmp_path / "models" / folder).mkdir(parents=True)
-    e = Env(fake_hub, tmp_path, make_settings(tmp_path, fake_hub))
+    e = await open_env(fake_hub, tmp_path)
     try:
         yield e
     finally:
-        for m in e.managers:
-            await m.close()
+        await close_env(e)

@@ -1,8 +1,12 @@
 """Helpers for download tests: Settings pointing at the fakes, managers that close, file checks."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
+import json
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -15,6 +19,8 @@ from fakes.blobs import FakeFile
 #: Retries in tests: the same code path, milliseconds instead of seconds.
 FAST_RETRY = RetryPolicy(base=0.01, cap=0.05)
 REPO = "org/model"
+REPO_ROOT = Path(__file__).resolve().parents[2]
+MiB = 1 << 20
 
 
 def hostport(url: str) -> str:
@@ -82,3 +88,52 @@ def make_settings(root: Path, hub, **overrides) -> Settings:
     base.update(overrides)
     return Settings(**base)
 
+
+
+def cli_env(env: Env, data_dir: Path | None = None, **extra: str) -> dict[str, str]:
+    e = {k: v for k, v in os.environ.items() if not k.startswith("CMR_")}
+    e.update({
+        "PYTHONPATH": str(REPO_ROOT),
+        "CMR_DATA_DIR": str(data_dir or env.data),
+        "CMR_MODELS_ROOT": str(env.models),
+        "CMR_HF_ENDPOINT": env.hub.url,
+        "CMR_ALLOWED_HOSTS": hostport(env.hub.cdn_url),
+        "CMR_SEGMENT_THRESHOLD": str(MiB),
+        "CMR_STALL_TIMEOUT": "5",
+        **extra,
+    })
+    return e
+
+
+async def start_cli(env: Env, *args: str, data_dir: Path | None = None, url: str | None = None,
+                    json_out: bool = True, **extra: str):
+    """`cmr download <url> --folder checkpoints [--json] *args` in a real process."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "comfyui_model_resolver", "download", url or env.url(), "--folder", "checkpoints",
+        *(["--json"] if json_out else []), *args, env=cli_env(env, data_dir, **extra),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+async def finish(proc, timeout=60) -> tuple[int, dict | None, str]:
+    """(exit code, last stdout line as JSON or None, stderr)."""
+    out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    lines = out.decode().strip().splitlines()
+    try:
+        last = json.loads(lines[-1]) if lines else None
+    except ValueError:
+        last = None
+    return proc.returncode, last, err.decode()
+
+
+
+
+async def open_env(hub, root: Path):
+    """Create the models folders and an Env for `hub` (close its managers with `close_env`)."""
+    for folder in ("checkpoints", "loras", "vae"):
+        (root / "models" / folder).mkdir(parents=True, exist_ok=True)
+    return Env(hub, root, make_settings(root, hub))
+
+
+async def close_env(env: Env) -> None:
+    for m in env.managers:
+        await m.close()
