@@ -19,7 +19,7 @@ from .index.layout import FolderLayout, build_layout
 from .index.match import match_ref
 from .index.scan import ModelIndex, ScanStats
 from .settings import Settings, persist_runtime_settings
-from .types import Analysis, ModelReport, ParsedWorkflow
+from .types import Analysis, ModelReport, ParsedWorkflow, Resolution, SearchResult
 from .workflow.decode import decode_object, decode_workflow
 from .workflow.knowledge import Knowledge
 from .workflow.object_info import load_object_info
@@ -115,8 +115,7 @@ class Resolver:
                                             "note": "found by SHA-256 under another name"})
         return m
 
-    async def analyze_path(self, path: str | os.PathLike, *, match_hashes: bool = False) -> Analysis:
-        """Analyze a file on disk. Unreadable or unusable input gives an Analysis with `errors`."""
+    async def _read_workflow_file(self, path: str | os.PathLike) -> tuple[bytes, str]:
         name = os.fspath(path)
         try:
             size = os.path.getsize(name)
@@ -124,10 +123,14 @@ class Resolver:
                 from .workflow.decode import _size_error
 
                 raise _size_error(size, self.settings.max_workflow_bytes)
-            data = await asyncio.to_thread(_read_bytes, name)
+            return await asyncio.to_thread(_read_bytes, name), name
         except OSError as exc:
             raise WorkflowError(f"Cannot read {name}: {exc.strerror or exc}") from None
-        return await self.analyze(data, name)
+
+    async def analyze_path(self, path: str | os.PathLike, *, match_hashes: bool = False) -> Analysis:
+        """`analyze` for a file on disk; WorkflowError when it cannot be read or used."""
+        data, name = await self._read_workflow_file(path)
+        return await self.analyze(data, name, match_hashes=match_hashes)
 
     def local_models(self, folder: str | None = None) -> dict[str, Any]:
         """The local index as JSON: {folder: [{"name", "path"}]} (name as a widget would hold it)."""
@@ -158,6 +161,79 @@ class Resolver:
 
     def on_settings_change(self, listener: Any) -> None:
         self._settings_listeners.append(listener)
+
+    # ---- resolution: where to download each missing model (sources/) ----------------------
+    def attach_sources(self, sources: Any) -> None:
+        """Give the Resolver its providers (build_resolver does); they are closed with it."""
+        self.sources = sources
+        self.on_close(sources.close)
+
+    def _parse_for_resolve(self, data: bytes | Mapping[str, Any] | list, name: str) -> tuple[Analysis, tuple[str, ...]]:
+        from .workflow.notes import note_urls
+
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            decoded = decode_workflow(bytes(data), max_bytes=self.settings.max_workflow_bytes)
+        else:
+            decoded = decode_object(data)
+        analysis = self._report(name, refs_from_decoded(decoded, self.knowledge))
+        links = note_urls(decoded.graph) if decoded.kind == "ui" else ()
+        return analysis, links
+
+    async def resolve(self, data: bytes | Mapping[str, Any] | list | Analysis, name: str = "workflow", *,
+                      include_present: bool = False, preflight: bool = True) -> Resolution:
+        """Where to get each missing model: status, ranked candidates with reasons, provider states,
+        pre-flight of the chosen files and the disk check.
+
+        `data` is workflow bytes / JSON, or an Analysis from `analyze` (then note links are not
+        known). `include_present` also looks up files that are here (their local sha256 is used),
+        which `--write-back` needs to give every loader a download link.
+        """
+        sources = getattr(self, "sources", None)
+        if sources is None:
+            raise ResolverError("No download sources are configured.", hint="Build the Resolver with build_resolver().")
+        if isinstance(data, Analysis):
+            analysis, links = data, ()
+        else:
+            await self.refresh_index()
+            big = isinstance(data, (bytes, bytearray)) and len(data) > _THREAD_PARSE_BYTES
+            if big:
+                analysis, links = await asyncio.to_thread(self._parse_for_resolve, data, name)
+            else:
+                analysis, links = self._parse_for_resolve(data, name)
+        local: dict[int, str] = {}
+        if include_present:
+            for i, m in enumerate(analysis.models):
+                if m.local_path and m.status in ("present", "relocated") and m.kind == "file":
+                    try:
+                        local[i] = await self.hashes.sha256(m.local_path)
+                    except OSError:
+                        pass
+        models, providers = await sources.resolve(analysis.models, note_links=links, local_sha256=local,
+                                                  include_present=include_present, run_preflight=preflight)
+        from .sources.preflight import disk_checks
+
+        planned = [(m.folder, self.layout.download_dir(m.folder), m.candidates[0].size)
+                   for m in models if m.status == "resolved" and m.folder and m.candidates]
+        return Resolution(workflow=analysis.workflow, format=analysis.format, models=tuple(models),
+                          errors=analysis.errors, providers=providers,
+                          disk=await asyncio.to_thread(disk_checks, planned),
+                          requests=sum(m.requests for m in models))
+
+    async def resolve_path(self, path: str | os.PathLike, **kwargs: Any) -> Resolution:
+        """`resolve` for a file on disk; WorkflowError when it cannot be read or used."""
+        data, name = await self._read_workflow_file(path)
+        return await self.resolve(data, name, **kwargs)
+
+    async def search(self, query: str, folder: str | None = None) -> SearchResult:
+        """Free-text search over every provider (catalog, Hub, Civitai), best first."""
+        sources = getattr(self, "sources", None)
+        if sources is None:
+            raise ResolverError("No download sources are configured.")
+        query = query.strip()
+        if not query:
+            raise WorkflowError("The search query is empty.")
+        candidates, providers = await sources.search(query, folder)
+        return SearchResult(query=query, folder=folder, candidates=tuple(candidates), providers=providers)
 
     # ---- downloads -----------------------------------------------------------------------
     def _build_downloads(self) -> DownloadManager:
@@ -223,7 +299,11 @@ async def build_resolver(
         hashes = HashCache(None)
         cache_dir = None
     index = ModelIndex(layout, cache_dir)
-    return Resolver(settings, knowledge=knowledge, layout=layout, index=index, hashes=hashes)
+    resolver = Resolver(settings, knowledge=knowledge, layout=layout, index=index, hashes=hashes)
+    from .sources import build_sources
+
+    resolver.attach_sources(build_sources(settings, data_dir=cache_dir))
+    return resolver
 
 
 __all__ = ["Resolver", "build_resolver", "ResolverError"]

@@ -75,6 +75,7 @@ class Settings(BaseModel):
     cache_ttl: int = Field(24 * 3600, ge=0)
     http_timeout: float = Field(30.0, gt=0)
     max_upstream_concurrency: int = Field(4, ge=1)
+    max_requests_per_model: int = Field(8, ge=1, le=100)  # upstream lookups per model (pre-flight aside)
 
     # downloads
     max_concurrent_downloads: int = Field(3, ge=1, le=64)
