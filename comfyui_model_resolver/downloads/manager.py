@@ -32,6 +32,7 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Callable
 
 import aiohttp
@@ -593,7 +594,8 @@ class DownloadManager:
             where = f" It was moved to {moved}." if moved else " It was deleted."
             raise IntegrityError(exc.message + where, hint=exc.hint) from None
         try:
-            await asyncio.get_running_loop().run_in_executor(self._executor, finalize, part, rec.path)
+            await asyncio.get_running_loop().run_in_executor(
+                self._executor, partial(finalize, part, rec.path, durable=self._settings.download_fsync))
         except OSError as exc:
             raise DownloadError(f"Cannot move the verified file into place at {rec.path}: {exc.strerror or exc}.",
                                 hint="Check permissions of the models folder; the part file is kept.") from None

@@ -4,8 +4,9 @@ dropped connection, a pause, a crash or ``kill -9``.
 One row per job: indexed columns for lookups (id, final path, state) and the whole record as JSON
 (`JobRecord`). The record holds what a resume needs: the URL, the final path, the size and
 validators the server gave (ETag, the Hub's sha256), the expected sha256, and the byte intervals
-already written to ``<final>.part``. The transfer fsyncs the part file *before* it stores the
-intervals, so the stored intervals never claim bytes that a power cut could lose.
+already written to ``<final>.part``. Written bytes survive a crash or kill -9 (page cache); with
+CMR_DOWNLOAD_FSYNC the part file is fsynced *before* the intervals are stored, so they never claim
+bytes that a power cut could lose.
 
 All methods block (small SQLite transactions); async callers run them in a worker thread. The file
 is created with mode 0600: a URL may carry a user's own ``?token=``.

@@ -272,3 +272,22 @@ async def test_resolver_downloads_and_refreshes_its_index(env):
     finally:
         await resolver.close()
     assert sha256_of(env.final()) == f.sha256
+
+
+async def test_durable_mode_fsyncs_and_still_verifies(env, monkeypatch):
+    import comfyui_model_resolver.downloads.partfile as partfile
+    import comfyui_model_resolver.downloads.verify as verify
+
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(verify.os, "fsync", lambda fd: (synced.append(fd), real_fsync(fd))[1])
+    f = env.add(size=2 * MiB)
+    env.hub.switch(on="cdn", throttle_bps=MiB, times=1)
+    calls = []
+    real_sync = partfile.PartFile.sync
+    monkeypatch.setattr(partfile.PartFile, "sync", lambda self: (calls.append(1), real_sync(self))[1])
+    m = env.manager(env.with_settings(download_fsync=True, segment_threshold=64 * MiB))
+    job = await m.wait((await m.submit(req(env))).id, timeout=30)
+    assert job.state == DownloadState.completed and sha256_of(env.final()) == f.sha256
+    assert len(synced) >= 2  # the file before the rename, then its directory
+    assert calls  # checkpoints fsync the part file first
