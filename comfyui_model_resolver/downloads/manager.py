@@ -170,9 +170,9 @@ class DownloadManager:
             except Exception:  # noqa: BLE001 - best effort
                 pass
         if self._store is not None:
-            self._store.close()
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            await asyncio.to_thread(self._store.close)
+        if self._executor is not None:  # every job has stopped; this returns at once
+            await asyncio.to_thread(self._executor.shutdown, True)
 
     async def __aenter__(self) -> "DownloadManager":
         await self.start()
