@@ -15,6 +15,8 @@
     │   ├── UnsafePath                 target outside the model folders, bad filename
     │   ├── HostNotAllowed             URL or redirect to a host off the allowlist
     │   ├── InsufficientSpace          not enough free disk (checked up front, or ENOSPC)
+    │   ├── UnsafeFormat               a pickle file (.ckpt/.pt/.bin…) refused by CMR_SAFETENSORS_ONLY
+    │   ├── TargetExists               a different file already sits under the target name
     │   └── DownloadCancelled          the user cancelled
     └── JobNotFound                    unknown download job id
 
@@ -118,6 +120,14 @@ class HostNotAllowed(DownloadError):
 
 class InsufficientSpace(DownloadError):
     code = "insufficient_space"
+
+
+class UnsafeFormat(DownloadError):
+    code = "unsafe_format"
+
+
+class TargetExists(DownloadError):
+    code = "target_exists"
 
 
 class DownloadCancelled(DownloadError):

@@ -12,6 +12,7 @@ import time
 from typing import Any, Mapping
 
 from .errors import ResolverError, WorkflowError
+from .downloads import DownloadManager
 from .events import EventBus
 from .index.hashing import HashCache
 from .index.layout import FolderLayout, build_layout
@@ -45,6 +46,7 @@ class Resolver:
         self._index_at = 0.0
         self._closers: list[Any] = []
         self._settings_listeners: list[Any] = []
+        self.downloads = self._build_downloads()
 
     # ---- local index ---------------------------------------------------------------------
     async def refresh_index(self, *, force: bool = False) -> ScanStats | None:
@@ -232,6 +234,20 @@ class Resolver:
             raise WorkflowError("The search query is empty.")
         candidates, providers = await sources.search(query, folder)
         return SearchResult(query=query, folder=folder, candidates=tuple(candidates), providers=providers)
+
+    # ---- downloads -----------------------------------------------------------------------
+    def _build_downloads(self) -> DownloadManager:
+        """The download manager: shares the event bus, follows settings changes, refreshes the index."""
+        manager = DownloadManager(self.settings, self.layout, self.events,
+                                  on_complete=lambda job: self.invalidate_index())
+        self.on_close(manager.close)
+        self.on_settings_change(manager.update_settings)
+        return manager
+
+    async def start_downloads(self) -> None:
+        """Open the job database and resume unfinished downloads (servers call this at startup;
+        otherwise the first `downloads.submit` starts the manager)."""
+        await self.downloads.start()
 
     # ---- lifecycle -----------------------------------------------------------------------
     def on_close(self, closer: Any) -> None:

@@ -9,7 +9,8 @@ storage host. Behaviour (RFC 9110):
   a syntactically invalid or multi-range header is ignored (``200``);
 * ``If-Range`` with a validator other than the current ETag → full ``200``;
 * the body is streamed in chunks, with the body knobs of :mod:`fakes.switches`
-  (``drop_after``, ``stall_at``, ``throttle_bps``, ``wrong_bytes``, ``short_body``, ``long_body``)
+  (``drop_after``, ``stall_at``, ``throttle_bps``, ``wrong_bytes``, ``short_body``, ``long_body``,
+  ``chunked``)
   counted in bytes *of this response's body*.
 
 Status knobs (429/5xx) are answered by the caller, which knows its error format
@@ -95,6 +96,8 @@ def effective_etag(etag: str | None, knobs: Knobs) -> str | None:
 def retry_headers(knobs: Knobs, *, policy: str = "resolvers") -> dict[str, str]:
     """``Retry-After`` (+ optional IETF ``RateLimit`` headers) for a status switch."""
     headers: dict[str, str] = {}
+    if knobs.location is not None:
+        headers["Location"] = knobs.location
     ra = knobs.retry_after
     if isinstance(ra, datetime):
         headers["Retry-After"] = format_datetime(ra.astimezone(timezone.utc), usegmt=True)
@@ -182,7 +185,10 @@ async def serve_bytes(
     resp = web.StreamResponse(status=status, headers=base)
     if status == 206:
         resp.headers["Content-Range"] = f"bytes {start}-{start + max(length, 1) - 1}/{size}"
-    resp.content_length = length
+    if knobs.chunked and request.method != "HEAD":
+        resp.enable_chunked_encoding()
+    else:
+        resp.content_length = length
     await resp.prepare(request)
     if request.method == "HEAD":
         await resp.write_eof()

@@ -24,6 +24,8 @@ Knobs:
     status (int): answer with this status (429, 5xx, 404...) instead of success.
     retry_after (int | str | datetime): ``Retry-After`` on that answer (seconds or HTTP-date).
     rate_limit (bool): add IETF ``RateLimit``/``RateLimit-Policy`` headers (``r=0;t=retry_after``).
+    location (str): ``Location`` on that answer: with ``status=302`` (or 301/303/307/308) the
+        request is redirected anywhere (another host, a private IP, ``file://``…).
     no_etag, etag_changes (bool): omit the ETag / serve a different one (as if the file changed).
     no_commit, no_size (bool): Hub only: omit ``X-Repo-Commit`` / ``X-Linked-Size``.
     ignore_range, force_416 (bool): answer 200 full body to a Range / always 416.
@@ -33,6 +35,8 @@ Knobs:
     wrong_bytes (bool): flip some bytes, keep the size.
     short_body, long_body (int): body N bytes shorter/longer than the file, with an honest
         ``Content-Length`` (a valid HTTP response that disagrees with the metadata size).
+    chunked (bool): no ``Content-Length``: the body is sent with chunked transfer encoding, so
+        the client learns the size only at the end.
 """
 
 from __future__ import annotations
@@ -42,15 +46,16 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-STATUS_KNOBS = frozenset({"status", "retry_after", "rate_limit"})
+STATUS_KNOBS = frozenset({"status", "retry_after", "rate_limit", "location"})
 META_KNOBS = frozenset({"no_etag", "etag_changes", "no_commit", "no_size"})
 RANGE_KNOBS = frozenset({"ignore_range", "force_416"})
 BODY_KNOBS = frozenset(
-    {"drop_after", "stall_at", "stall_seconds", "throttle_bps", "wrong_bytes", "short_body", "long_body"}
+    {"drop_after", "stall_at", "stall_seconds", "throttle_bps", "wrong_bytes", "short_body", "long_body",
+     "chunked"}
 )
 ALL_KNOBS = STATUS_KNOBS | META_KNOBS | RANGE_KNOBS | BODY_KNOBS
 # Knobs that only qualify other knobs: a switch does not fire because of them alone.
-_MODIFIERS = frozenset({"retry_after", "rate_limit", "stall_seconds"})
+_MODIFIERS = frozenset({"retry_after", "rate_limit", "stall_seconds", "location"})
 
 API = STATUS_KNOBS
 REDIRECT = STATUS_KNOBS | META_KNOBS
@@ -67,6 +72,7 @@ class Knobs:
     status: int | None = None
     retry_after: int | str | datetime | None = None
     rate_limit: bool = False
+    location: str | None = None
     no_etag: bool = False
     etag_changes: bool = False
     no_commit: bool = False
@@ -80,6 +86,7 @@ class Knobs:
     wrong_bytes: bool = False
     short_body: int = 0
     long_body: int = 0
+    chunked: bool = False
     applied: list[str] = field(default_factory=list)  # names of the knobs that took effect (for the log)
 
 

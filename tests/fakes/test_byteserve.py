@@ -274,3 +274,23 @@ async def test_no_etag_and_etag_changes(hub, http):
 async def test_bytes_are_never_compressed(hub, http):
     async with http.get(f"{hub.url}/{REPO}/resolve/main/notes.txt", headers={"Accept-Encoding": "gzip"}) as r:
         assert "Content-Encoding" not in r.headers and await r.read() == b"0123456789"
+
+
+async def test_chunked_switch_omits_content_length(hub, http):
+    url = await cdn_url(http, hub)
+    hub.switch(on="cdn", chunked=True, times=1)
+    async with http.get(url) as r:
+        body = await r.read()
+        assert r.status == 200
+        assert "Content-Length" not in r.headers
+        assert r.headers.get("Transfer-Encoding") == "chunked"
+    assert hashlib.sha256(body).hexdigest() == blob(hub).sha256
+    assert hub.requests(server="cdn")[-1]["faults"] == ["chunked"]
+
+
+@pytest.mark.parametrize("location", ["http://127.0.0.1:9/x", "file:///etc/passwd", "https://evil.example/x"])
+async def test_location_switch_redirects_anywhere(hub, http, location):
+    hub.switch(f"{REPO}/model.bin", on="hub", status=302, location=location, times=1)
+    async with http.get(f"{hub.url}/{REPO}/resolve/main/model.bin", allow_redirects=False) as r:
+        assert r.status == 302
+        assert r.headers["Location"] == location
