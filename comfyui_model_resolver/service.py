@@ -9,7 +9,7 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 from .errors import ResolverError, WorkflowError
 from .downloads import DownloadManager
@@ -19,7 +19,7 @@ from .index.layout import FolderLayout, build_layout
 from .index.match import match_ref
 from .index.scan import ModelIndex, ScanStats
 from .settings import Settings, persist_runtime_settings
-from .types import Analysis, ModelReport, ParsedWorkflow, Resolution, SearchResult
+from .types import Analysis, Candidate, DownloadRequest, ModelReport, ParsedWorkflow, Resolution, SearchResult
 from .workflow.decode import decode_object, decode_workflow
 from .workflow.knowledge import Knowledge
 from .workflow.object_info import load_object_info
@@ -243,6 +243,70 @@ class Resolver:
         self.on_close(manager.close)
         self.on_settings_change(manager.update_settings)
         return manager
+
+    async def download_resolution(self, models: Iterable[Any], *, include_inactive: bool = False) -> list[Any]:
+        """Start the downloads a resolve result calls for (`POST /downloads {"models": [...]}`).
+
+        For each row that is missing here and has a source (`chosen`, else the best candidate), one
+        job downloads that candidate into the row's folder under the name the workflow uses, so the
+        loader finds it without a relink. Rows of bypassed/muted nodes are skipped unless
+        `include_inactive`; rows naming the same file share one job. Returns the jobs in row order.
+        Raises WorkflowError when no row could be downloaded, saying why for each.
+        """
+        jobs: list[Any] = []
+        seen: dict[tuple[str, str], Any] = {}
+        reasons: list[str] = []
+        first_error: ResolverError | None = None
+        for raw in models:
+            row = raw.model_dump() if hasattr(raw, "model_dump") else raw
+            if not isinstance(row, Mapping):
+                raise WorkflowError("Each entry of `models` must be a model object from /resolve.")
+            name = row.get("filename")
+            folder = row.get("folder")
+            local = row.get("local_status") or row.get("status")
+            if not isinstance(name, str) or not name:
+                reasons.append("a row without a file name")
+                continue
+            if local != "missing":
+                reasons.append(f"{name}: already here ({local})")
+                continue
+            if row.get("active") is False and not include_inactive:
+                reasons.append(f"{name}: its node is bypassed (send include_inactive to download it anyway)")
+                continue
+            if row.get("kind") == "directory":
+                reasons.append(f"{name}: a model directory, not a file; download it from its repository")
+                continue
+            if not isinstance(folder, str) or not folder:
+                reasons.append(f"{name}: the model folder is unknown")
+                continue
+            raw_cand = row.get("chosen") or next(iter(row.get("candidates") or ()), None)
+            if not raw_cand:
+                reasons.append(f"{name}: no download source ({row.get('message') or row.get('status')})")
+                continue
+            cand = raw_cand if isinstance(raw_cand, Candidate) else Candidate.model_validate(raw_cand)
+            key = (folder, name.replace("\\", "/").lower())
+            if key in seen:
+                jobs.append(seen[key])
+                continue
+            sha = cand.sha256 if cand.sha256 and len(cand.sha256) == 64 else None
+            request = DownloadRequest(url=cand.url, folder=folder, filename=name, sha256=sha, size=cand.size,
+                                      source=cand.source)
+            try:
+                job = await self.downloads.submit(request)
+            except ResolverError as exc:  # e.g. HostNotAllowed, UnsafePath: say which row, go on
+                first_error = first_error or exc
+                reasons.append(f"{name}: {exc.message}")
+                continue
+            seen[key] = job
+            jobs.append(job)
+        if not jobs:
+            if first_error is not None and len(reasons) == 1:
+                raise first_error
+            raise WorkflowError("Nothing to download: " + ("; ".join(reasons) if reasons else "no models were sent."),
+                                hint="Send the `models` of a /resolve answer whose status is resolved.")
+        for reason in reasons:
+            log.info("download_resolution skipped %s", reason)
+        return jobs
 
     async def start_downloads(self) -> None:
         """Open the job database and resume unfinished downloads (servers call this at startup;

@@ -138,6 +138,10 @@ class ComfyUIAdapter:
                                         input_folders=self.schemas.input_folders, folder_dirs=dirs,
                                         environ=self._environ)
         self._forward_events(resolver)
+        try:
+            await resolver.start_downloads()  # resume downloads a previous run left unfinished
+        except Exception as exc:  # noqa: BLE001 - the routes still work; the first submit retries
+            log.warning("[Model Resolver] could not resume earlier downloads: %s", getattr(exc, "message", exc))
         self.resolver = resolver
         stats = self.schemas.stats()
         log.info("[Model Resolver] ready in %.1f s: %d node types (%d model inputs), %d model folders%s",

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib.util
 import json
 import sys
@@ -416,3 +417,101 @@ async def test_search_route(comfy_with_hub):
     assert {p["name"] for p in body["providers"]} >= {"huggingface"}
     empty = await client.get("/cmr/v1/search?q=")
     assert empty.status == 400 and "search text" in (await empty.json())["error"]["message"]
+
+
+# ---- downloads through the ComfyUI routes ---------------------------------------------------------
+async def _wait_for(server, job_id, states=("completed", "failed", "cancelled"), timeout=30):
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        for event, data, _ in server.sent:
+            if event == COMFYUI_EVENT and data.get("job_id") == job_id and data.get("state") in states:
+                return data
+        server.sent_event.clear()
+        try:
+            await asyncio.wait_for(server.sent_event.wait(), 0.5)
+        except asyncio.TimeoutError:
+            pass
+    raise AssertionError(f"job {job_id} did not reach {states}: {[d for _, d, _ in server.sent][-5:]}")
+
+
+@pytest.fixture
+async def comfy_downloads(comfy_base, fake_hub):
+    from fakes import FakeFile
+
+    base, extra = comfy_base
+    files = {"lora": FakeFile.safetensors("detail_lora.safetensors", size=3 << 20, seed=5),
+             "upscale": FakeFile.safetensors("up_4x.safetensors", size=1 << 20, seed=6)}
+    fake_hub.add_repo("acme/detail-lora", [files["lora"]])
+    fake_hub.add_repo("acme/upscale", [files["upscale"]])
+    fp = make_folder_paths(base, extra={"loras": [extra / "my_loras"]})
+    server = StandInServer(asyncio.get_running_loop())
+    hosts = ",".join(u.split("://", 1)[1] for u in (fake_hub.url, fake_hub.cdn_url))
+    adapter = comfyui.install(server, fp, make_nodes(fp), environ={
+        "CMR_ENV_FILE": "/nonexistent", "CMR_HF_ENDPOINT": fake_hub.url, "CMR_ALLOWED_HOSTS": hosts,
+        "CMR_DISABLE_CATALOG": "1"})
+    client = TestClient(TestServer(server.build_app()))
+    await client.start_server()
+    yield client, server, fake_hub, files, base
+    await client.close()
+    await adapter.close()
+
+
+async def test_download_all_missing_from_a_resolve_result(comfy_downloads):
+    client, server, hub, files, base = comfy_downloads
+    lora_url = f"{hub.url}/acme/detail-lora/resolve/main/detail_lora.safetensors"
+    up_url = f"{hub.url}/acme/upscale/resolve/main/up_4x.safetensors"
+    wf = {"nodes": [
+        {"id": 1, "type": "PackLoraLoader", "mode": 0, "widgets_values": ["detail_lora.safetensors", 1.0],
+         "properties": {"models": [{"name": "detail_lora.safetensors", "url": lora_url, "directory": "loras"}]}},
+        {"id": 2, "type": "ImportTimeLister", "mode": 0, "widgets_values": ["x4/up_4x.safetensors"],
+         "properties": {"models": [{"name": "x4/up_4x.safetensors", "url": up_url, "directory": "upscale_models"}]}},
+        {"id": 3, "type": "PackLoraLoader", "mode": 4, "widgets_values": ["detail_lora.safetensors", 0.5]},  # bypassed
+        {"id": 4, "type": "CheckpointLoaderSimple", "mode": 0, "widgets_values": ["SD1.5/fake_model.safetensors"]},
+    ], "links": [], "version": 0.4}
+    resolution = await (await client.post("/api/cmr/v1/resolve", json=wf)).json()
+    rows = resolution["models"]
+    assert [r["local_status"] for r in rows] == ["missing", "missing", "missing", "present"]
+    resp = await client.post("/api/cmr/v1/downloads", json={"models": rows})
+    assert resp.status == 202, await resp.text()
+    jobs = (await resp.json())["jobs"]
+    assert len(jobs) == 2 and len({j["id"] for j in jobs}) == 2  # the bypassed duplicate and the present one: no job
+    for job in jobs:
+        final = await _wait_for(server, job["id"])
+        assert final["state"] == "completed", final
+    lora_path = base / "models/loras/detail_lora.safetensors"
+    up_path = base / "models/upscale_models/x4/up_4x.safetensors"  # the sub-folder the workflow names
+    assert hashlib.sha256(lora_path.read_bytes()).hexdigest() == files["lora"].sha256
+    assert hashlib.sha256(up_path.read_bytes()).hexdigest() == files["upscale"].sha256
+    listed = (await (await client.get("/cmr/v1/downloads")).json())["jobs"]
+    assert {j["state"] for j in listed} == {"completed"}
+    one = await client.get(f"/cmr/v1/downloads/{jobs[0]['id']}")
+    assert (await one.json())["state"] == "completed"
+    again = (await (await client.post("/api/cmr/v1/analyze", json=wf)).json())["models"]
+    assert [m["status"] for m in again[:2]] == ["present", "present"]
+    nothing = await client.post("/api/cmr/v1/downloads", json={"models": [rows[3]]})
+    err = (await nothing.json())["error"]
+    assert nothing.status == 400 and "Nothing to download" in err["message"] and "already here" in err["message"]
+
+
+async def test_download_refusals_and_cancel(comfy_downloads):
+    client, server, hub, files, base = comfy_downloads
+    bad_host = await client.post("/cmr/v1/downloads", json={"url": "https://evil.example/x.safetensors", "folder": "loras"})
+    assert bad_host.status == 400 and (await bad_host.json())["error"]["code"] == "host_not_allowed"
+    url = f"{hub.url}/acme/detail-lora/resolve/main/detail_lora.safetensors"
+    escape = await client.post("/cmr/v1/downloads", json={"url": url, "folder": "loras", "filename": "../../evil.safetensors"})
+    assert escape.status == 400 and (await escape.json())["error"]["code"] == "unsafe_path"
+    for folder in ("../custom_nodes", "/etc", "C:\\Windows"):
+        not_a_folder = await client.post("/cmr/v1/downloads", json={"url": url, "folder": folder})
+        assert not_a_folder.status == 400 and (await not_a_folder.json())["error"]["code"] == "unsafe_path", folder
+    hub.switch(None, on="cdn", throttle_bps=256 << 10)  # slow enough to cancel mid-way
+    resp = await client.post("/cmr/v1/downloads", json={"url": url, "folder": "loras", "filename": "slow.safetensors"})
+    assert resp.status == 202
+    job = await resp.json()
+    await _wait_for(server, job["id"], states=("running",))
+    cancel = await client.delete(f"/cmr/v1/downloads/{job['id']}")
+    assert cancel.status == 200 and (await cancel.json())["state"] == "cancelled"
+    await _wait_for(server, job["id"], states=("cancelled",))
+    assert not (base / "models/loras/slow.safetensors").exists()
+    missing = await client.delete("/cmr/v1/downloads/nope")
+    assert missing.status == 404 and (await missing.json())["error"]["code"] == "job_not_found"
