@@ -69,7 +69,7 @@ try {
   }, buttonSel, { timeout: 30000 }).then(() => true, () => false);
   check("badge shows 2 missing", badgeOk, { text: await page.$eval(buttonSel, (b) => b.innerText.trim()).catch(() => null) });
 
-  await page.click(buttonSel);
+  await page.locator(buttonSel).first().click();
   await page.waitForSelector(".cmr-panel [data-group=missing]", { timeout: 30000 });
   const counts = () => page.evaluate(() => Object.fromEntries([...document.querySelectorAll(".cmr-panel [data-group]")]
     .map((g) => [g.dataset.group, g.querySelectorAll("[data-item]").length])));
@@ -114,9 +114,10 @@ try {
       }
     } catch { /* page busy */ }
   }, 100);
-  const dlButton = await page.$(".cmr-panel [data-key=download-all]");
-  check("download-all button", Boolean(dlButton));
-  if (dlButton) await dlButton.click();
+  // locators re-query on every attempt: the panel re-renders when events arrive
+  const dlButton = page.locator(".cmr-panel [data-key=download-all]");
+  check("download-all button", await dlButton.count() === 1);
+  await dlButton.click({ timeout: 30000 });
   const downloaded = await page.waitForFunction(() => {
     const g = document.querySelector(".cmr-panel [data-group=missing]");
     return g && g.querySelectorAll("[data-item]").length === 0;
@@ -128,9 +129,9 @@ try {
   check("live progress shown", progressSeen.length > 0, { progress: out.progressSeen });
 
   // Relink the relocated model (it sits inside a subgraph)
-  const relink = await page.$(".cmr-panel [data-group=relocated] button[data-key^='relink:']");
-  check("relink button", Boolean(relink));
-  if (relink) await relink.click();
+  const relink = page.locator(".cmr-panel [data-group=relocated] button[data-key^='relink:']");
+  check("relink button", await relink.count() === 1);
+  await relink.click({ timeout: 30000 });
   const relinked = await page.waitForFunction(() => {
     const g = document.querySelector(".cmr-panel [data-group=relocated]");
     return g && g.querySelectorAll("[data-item]").length === 0;
