@@ -175,6 +175,42 @@ try {
   });
   await closeToasts();
   if (shotAfter) await page.screenshot({ path: shotAfter });
+
+  // Embed sources: standard properties.models on the loader nodes of the live graph
+  await page.locator(".cmr-panel [data-key=embed]").click({ timeout: 30000 });
+  out.embedded = await page.evaluate(() => {
+    const app = window.comfyAPI.app.app;
+    const found = {};
+    for (const n of app.graph.nodes) if (n.properties?.models) found[n.type] = n.properties.models;
+    return found;
+  });
+  const lora = out.embedded.LoraLoaderModelOnly?.[0];
+  check("embed sources wrote properties.models", lora && lora.directory === "loras" && /\/resolve\/main\//.test(lora.url)
+    && out.embedded.UpscaleModelLoader?.[0]?.name, { embedded: out.embedded });
+
+  // switching workflow tabs re-analyzes: the first tab holds ComfyUI's default graph (one checkpoint, missing here)
+  const tabsBefore = await page.evaluate(() => window.comfyAPI.app.app.extensionManager.workflow.openWorkflows.map((w) => w.path));
+  await page.evaluate(async () => {
+    const store = window.comfyAPI.app.app.extensionManager.workflow;
+    const first = store.openWorkflows[0];
+    const svc = window.comfyAPI.workflowService?.useWorkflowService?.();
+    if (svc?.openWorkflow) await svc.openWorkflow(first);
+    else document.querySelector(".workflow-tabs .p-togglebutton, [data-testid=topbar-workflow-tab]")?.click();
+  }).catch(() => {});
+  // the summary names the workflow it analyzed ("<name>: N models · …"): wait for the first tab's
+  const firstName = await page.evaluate(() => window.comfyAPI.app.app.extensionManager.workflow.openWorkflows[0].filename);
+  const onFirst = (name) => page.waitForFunction((n) => (document.querySelector(".cmr-panel [data-summary]")?.innerText || "")
+    .startsWith(`${n}:`), name, { timeout: 10000 }).then(() => true, () => false);
+  let switched = await onFirst(firstName);
+  if (!switched) {  // no workflow service on window: click the first tab of the tab strip by its label
+    await page.getByText(new RegExp(`^${firstName.replace(/[()]/g, "\\$&")}$`)).first().click({ timeout: 5000 }).catch(() => {});
+    switched = await onFirst(firstName);
+  }
+  const summary = await page.$eval(".cmr-panel [data-summary]", (e) => e.innerText).catch(() => "");
+  const missingNow = Number((summary.match(/(\d+) missing/) || [])[1] || 0);
+  const badgeNow = await page.$eval(buttonSel, (b) => b.innerText.trim()).catch(() => "");
+  switched = switched && (missingNow ? badgeNow.includes(String(missingNow)) : true);
+  check("switching workflow tabs re-analyzes (summary and badge follow)", switched, { tabs: tabsBefore, summary, badge: badgeNow });
   const bad = out.pageErrors.filter((e) => !IGNORED_PAGE_ERRORS.test(e));
   check("no page errors", bad.length === 0, { unexpected: bad });
   check("no failed /cmr/ requests", out.failedRequests.length === 0, { failed: out.failedRequests });

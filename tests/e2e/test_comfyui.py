@@ -275,3 +275,6 @@ def _http_checks(url: str) -> None:
                                                    "Origin": "http://evil.example"})[0] == 403
     assert req("/api/cmr/v1/config", "PATCH", b'{"hf_token": "x"}', {"Content-Type": "application/json",
                                                                     "Sec-Fetch-Site": "cross-site"})[0] == 403
+    with urllib.request.urlopen(url + "/api/cmr/v1/downloads/events", timeout=30) as stream:  # SSE
+        assert stream.headers["Content-Type"].startswith("text/event-stream")
+        assert stream.readline() == b"retry: 3000\n"
