@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 
 #: Inputs larger than this are parsed in a worker thread so the event loop stays responsive.
 _THREAD_PARSE_BYTES = 256 * 1024
+#: Run-time setting changes after which the providers are rebuilt.
+_SOURCE_SETTINGS = frozenset({"hf_token", "civitai_api_key", "allowed_hosts", "hf_endpoint", "civitai_base_url"})
 #: An index refresh younger than this is reused instead of stat()ing the tree again.
 _INDEX_FRESH_SECONDS = 1.0
 
@@ -157,16 +159,28 @@ class Resolver:
         self.settings = new
         for listener in self._settings_listeners:
             listener(new)
+        factory = getattr(self, "_sources_factory", None)
+        if factory is not None and _SOURCE_SETTINGS.intersection(changes):
+            # Providers hold the settings they were built with (tokens, hosts): a token set in the
+            # sidebar must count on the next resolve. Cache keys carry the auth state, so answers
+            # given without a token are not reused.
+            old, self.sources = self.sources, factory(new)
+            try:
+                await old.close()
+            except Exception:  # pragma: no cover - best effort
+                log.exception("closing the previous sources failed")
         return new
 
     def on_settings_change(self, listener: Any) -> None:
         self._settings_listeners.append(listener)
 
     # ---- resolution: where to download each missing model (sources/) ----------------------
-    def attach_sources(self, sources: Any) -> None:
-        """Give the Resolver its providers (build_resolver does); they are closed with it."""
+    def attach_sources(self, sources: Any, factory: Any = None) -> None:
+        """Give the Resolver its providers (build_resolver does); they are closed with it.
+        `factory(settings)` rebuilds them when tokens or hosts change at run time."""
         self.sources = sources
-        self.on_close(sources.close)
+        self._sources_factory = factory
+        self.on_close(lambda: self.sources.close())
 
     def _parse_for_resolve(self, data: bytes | Mapping[str, Any] | list, name: str) -> tuple[Analysis, tuple[str, ...]]:
         from .workflow.notes import note_urls
@@ -366,7 +380,8 @@ async def build_resolver(
     resolver = Resolver(settings, knowledge=knowledge, layout=layout, index=index, hashes=hashes)
     from .sources import build_sources
 
-    resolver.attach_sources(build_sources(settings, data_dir=cache_dir))
+    resolver.attach_sources(build_sources(settings, data_dir=cache_dir),
+                            factory=lambda s: build_sources(s, data_dir=cache_dir))
     return resolver
 
 

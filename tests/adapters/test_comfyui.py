@@ -515,3 +515,32 @@ async def test_download_refusals_and_cancel(comfy_downloads):
     assert not (base / "models/loras/slow.safetensors").exists()
     missing = await client.delete("/cmr/v1/downloads/nope")
     assert missing.status == 404 and (await missing.json())["error"]["code"] == "job_not_found"
+
+
+async def test_gated_model_token_set_in_the_sidebar_form_unlocks_it(comfy_downloads):
+    """What the sidebar does for a gated model: resolve says which token, PATCH /config sets it
+    (write-only), resolve again finds it, and the download sends the token to the Hub only."""
+    from fakes import FakeFile
+
+    client, server, hub, files, base = comfy_downloads
+    gated = FakeFile.safetensors("gated_lora.safetensors", size=1 << 20, seed=9)
+    hub.add_repo("acme/gated", [gated], gated="manual")
+    hub.approve_token("acme/gated", "hf_user_ok")
+    url = f"{hub.url}/acme/gated/resolve/main/gated_lora.safetensors"
+    wf = {"nodes": [{"id": 1, "type": "PackLoraLoader", "mode": 0, "widgets_values": ["gated_lora.safetensors", 1.0],
+                     "properties": {"models": [{"name": "gated_lora.safetensors", "url": url, "directory": "loras"}]}}],
+          "links": [], "version": 0.4}
+    (row,) = (await (await client.post("/cmr/v1/resolve", json=wf)).json())["models"]
+    assert row["status"] == "auth_required", row
+    assert row["preflight"]["token_env"] == "CMR_HF_TOKEN" or row["candidates"][0]["token_env"] == "CMR_HF_TOKEN"
+    resp = await client.patch("/cmr/v1/config", json={"hf_token": "hf_user_ok"})
+    assert resp.status == 200 and (await resp.json())["hf_token"] == {"set": True}
+    (row,) = (await (await client.post("/cmr/v1/resolve", json=wf)).json())["models"]
+    assert row["status"] == "resolved", row
+    jobs = (await (await client.post("/cmr/v1/downloads", json={"models": [row]})).json())["jobs"]
+    final = await _wait_for(server, jobs[0]["id"])
+    assert final["state"] == "completed", final
+    assert hashlib.sha256((base / "models/loras/gated_lora.safetensors").read_bytes()).hexdigest() == gated.sha256
+    cdn = hub.requests(server="cdn")
+    assert cdn and all(r["authorization"] is None for r in cdn)  # the token never goes to the CDN
+    assert "hf_user_ok" not in await (await client.get("/cmr/v1/config")).text()
