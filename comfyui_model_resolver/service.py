@@ -13,6 +13,7 @@ from typing import Any, Mapping
 
 from .errors import ResolverError, WorkflowError
 from .downloads import DownloadManager
+from .downloads.plan import plan_downloads
 from .events import EventBus
 from .index.hashing import HashCache
 from .index.layout import FolderLayout, build_layout
@@ -163,10 +164,16 @@ class Resolver:
         self._settings_listeners.append(listener)
 
     # ---- resolution: where to download each missing model (sources/) ----------------------
-    def attach_sources(self, sources: Any) -> None:
-        """Give the Resolver its providers (build_resolver does); they are closed with it."""
+    def attach_sources(self, sources: Any, rebuild: Any = None) -> None:
+        """Give the Resolver its providers (build_resolver does); they are closed with it.
+        `rebuild(settings)` makes new ones when run-time settings (tokens) change."""
         self.sources = sources
-        self.on_close(sources.close)
+        self.on_close(lambda: self.sources.close())
+        if rebuild is not None:
+            def _swap(new_settings: Settings) -> None:
+                old, self.sources = self.sources, rebuild(new_settings)
+                asyncio.ensure_future(old.close())
+            self.on_settings_change(_swap)
 
     def _parse_for_resolve(self, data: bytes | Mapping[str, Any] | list, name: str) -> tuple[Analysis, tuple[str, ...]]:
         from .workflow.notes import note_urls
@@ -244,6 +251,19 @@ class Resolver:
         self.on_settings_change(manager.update_settings)
         return manager
 
+    async def download_resolution(self, models: Any, *, include_inactive: bool = False,
+                                  include_optional: bool = False) -> tuple[list[Any], list[dict], list[dict]]:
+        """Start the downloads a resolve result asks for: (jobs, skipped, errors)."""
+        requests, skipped = plan_downloads(models, include_inactive=include_inactive,
+                                           include_optional=include_optional)
+        jobs, errors = [], []
+        for req in requests:
+            try:
+                jobs.append(await self.downloads.submit(req))
+            except ResolverError as exc:
+                errors.append({"filename": req.filename, "folder": req.folder, "error": exc.to_dict()})
+        return jobs, [s.to_dict() for s in skipped], errors
+
     async def start_downloads(self) -> None:
         """Open the job database and resume unfinished downloads (servers call this at startup;
         otherwise the first `downloads.submit` starts the manager)."""
@@ -302,7 +322,8 @@ async def build_resolver(
     resolver = Resolver(settings, knowledge=knowledge, layout=layout, index=index, hashes=hashes)
     from .sources import build_sources
 
-    resolver.attach_sources(build_sources(settings, data_dir=cache_dir))
+    resolver.attach_sources(build_sources(settings, data_dir=cache_dir),
+                            rebuild=lambda new: build_sources(new, data_dir=cache_dir))
     return resolver
 
 
