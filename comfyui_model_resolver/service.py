@@ -9,17 +9,18 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, Iterable, Mapping
+from typing import Any, Mapping
 
 from .errors import ResolverError, WorkflowError
 from .downloads import DownloadManager
+from .downloads.plan import plan_downloads
 from .events import EventBus
 from .index.hashing import HashCache
 from .index.layout import FolderLayout, build_layout
 from .index.match import match_ref
 from .index.scan import ModelIndex, ScanStats
 from .settings import Settings, persist_runtime_settings
-from .types import Analysis, Candidate, DownloadRequest, ModelReport, ParsedWorkflow, Resolution, SearchResult
+from .types import Analysis, ModelReport, ParsedWorkflow, Resolution, SearchResult
 from .workflow.decode import decode_object, decode_workflow
 from .workflow.knowledge import Knowledge
 from .workflow.object_info import load_object_info
@@ -29,8 +30,6 @@ log = logging.getLogger(__name__)
 
 #: Inputs larger than this are parsed in a worker thread so the event loop stays responsive.
 _THREAD_PARSE_BYTES = 256 * 1024
-#: Run-time setting changes after which the providers are rebuilt.
-_SOURCE_SETTINGS = frozenset({"hf_token", "civitai_api_key", "allowed_hosts", "hf_endpoint", "civitai_base_url"})
 #: An index refresh younger than this is reused instead of stat()ing the tree again.
 _INDEX_FRESH_SECONDS = 1.0
 
@@ -159,28 +158,22 @@ class Resolver:
         self.settings = new
         for listener in self._settings_listeners:
             listener(new)
-        factory = getattr(self, "_sources_factory", None)
-        if factory is not None and _SOURCE_SETTINGS.intersection(changes):
-            # Providers hold the settings they were built with (tokens, hosts): a token set in the
-            # sidebar must count on the next resolve. Cache keys carry the auth state, so answers
-            # given without a token are not reused.
-            old, self.sources = self.sources, factory(new)
-            try:
-                await old.close()
-            except Exception:  # pragma: no cover - best effort
-                log.exception("closing the previous sources failed")
         return new
 
     def on_settings_change(self, listener: Any) -> None:
         self._settings_listeners.append(listener)
 
     # ---- resolution: where to download each missing model (sources/) ----------------------
-    def attach_sources(self, sources: Any, factory: Any = None) -> None:
+    def attach_sources(self, sources: Any, rebuild: Any = None) -> None:
         """Give the Resolver its providers (build_resolver does); they are closed with it.
-        `factory(settings)` rebuilds them when tokens or hosts change at run time."""
+        `rebuild(settings)` makes new ones when run-time settings (tokens) change."""
         self.sources = sources
-        self._sources_factory = factory
         self.on_close(lambda: self.sources.close())
+        if rebuild is not None:
+            def _swap(new_settings: Settings) -> None:
+                old, self.sources = self.sources, rebuild(new_settings)
+                asyncio.ensure_future(old.close())
+            self.on_settings_change(_swap)
 
     def _parse_for_resolve(self, data: bytes | Mapping[str, Any] | list, name: str) -> tuple[Analysis, tuple[str, ...]]:
         from .workflow.notes import note_urls
@@ -258,69 +251,18 @@ class Resolver:
         self.on_settings_change(manager.update_settings)
         return manager
 
-    async def download_resolution(self, models: Iterable[Any], *, include_inactive: bool = False) -> list[Any]:
-        """Start the downloads a resolve result calls for (`POST /downloads {"models": [...]}`).
-
-        For each row that is missing here and has a source (`chosen`, else the best candidate), one
-        job downloads that candidate into the row's folder under the name the workflow uses, so the
-        loader finds it without a relink. Rows of bypassed/muted nodes are skipped unless
-        `include_inactive`; rows naming the same file share one job. Returns the jobs in row order.
-        Raises WorkflowError when no row could be downloaded, saying why for each.
-        """
-        jobs: list[Any] = []
-        seen: dict[tuple[str, str], Any] = {}
-        reasons: list[str] = []
-        first_error: ResolverError | None = None
-        for raw in models:
-            row = raw.model_dump() if hasattr(raw, "model_dump") else raw
-            if not isinstance(row, Mapping):
-                raise WorkflowError("Each entry of `models` must be a model object from /resolve.")
-            name = row.get("filename")
-            folder = row.get("folder")
-            local = row.get("local_status") or row.get("status")
-            if not isinstance(name, str) or not name:
-                reasons.append("a row without a file name")
-                continue
-            if local != "missing":
-                reasons.append(f"{name}: already here ({local})")
-                continue
-            if row.get("active") is False and not include_inactive:
-                reasons.append(f"{name}: its node is bypassed (send include_inactive to download it anyway)")
-                continue
-            if row.get("kind") == "directory":
-                reasons.append(f"{name}: a model directory, not a file; download it from its repository")
-                continue
-            if not isinstance(folder, str) or not folder:
-                reasons.append(f"{name}: the model folder is unknown")
-                continue
-            raw_cand = row.get("chosen") or next(iter(row.get("candidates") or ()), None)
-            if not raw_cand:
-                reasons.append(f"{name}: no download source ({row.get('message') or row.get('status')})")
-                continue
-            cand = raw_cand if isinstance(raw_cand, Candidate) else Candidate.model_validate(raw_cand)
-            key = (folder, name.replace("\\", "/").lower())
-            if key in seen:
-                jobs.append(seen[key])
-                continue
-            sha = cand.sha256 if cand.sha256 and len(cand.sha256) == 64 else None
-            request = DownloadRequest(url=cand.url, folder=folder, filename=name, sha256=sha, size=cand.size,
-                                      source=cand.source)
+    async def download_resolution(self, models: Any, *, include_inactive: bool = False,
+                                  include_optional: bool = False) -> tuple[list[Any], list[dict], list[dict]]:
+        """Start the downloads a resolve result asks for: (jobs, skipped, errors)."""
+        requests, skipped = plan_downloads(models, include_inactive=include_inactive,
+                                           include_optional=include_optional)
+        jobs, errors = [], []
+        for req in requests:
             try:
-                job = await self.downloads.submit(request)
-            except ResolverError as exc:  # e.g. HostNotAllowed, UnsafePath: say which row, go on
-                first_error = first_error or exc
-                reasons.append(f"{name}: {exc.message}")
-                continue
-            seen[key] = job
-            jobs.append(job)
-        if not jobs:
-            if first_error is not None and len(reasons) == 1:
-                raise first_error
-            raise WorkflowError("Nothing to download: " + ("; ".join(reasons) if reasons else "no models were sent."),
-                                hint="Send the `models` of a /resolve answer whose status is resolved.")
-        for reason in reasons:
-            log.info("download_resolution skipped %s", reason)
-        return jobs
+                jobs.append(await self.downloads.submit(req))
+            except ResolverError as exc:
+                errors.append({"filename": req.filename, "folder": req.folder, "error": exc.to_dict()})
+        return jobs, [s.to_dict() for s in skipped], errors
 
     async def start_downloads(self) -> None:
         """Open the job database and resume unfinished downloads (servers call this at startup;
@@ -381,7 +323,7 @@ async def build_resolver(
     from .sources import build_sources
 
     resolver.attach_sources(build_sources(settings, data_dir=cache_dir),
-                            factory=lambda s: build_sources(s, data_dir=cache_dir))
+                            rebuild=lambda new: build_sources(new, data_dir=cache_dir))
     return resolver
 
 

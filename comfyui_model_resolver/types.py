@@ -151,6 +151,7 @@ class ProgressEvent(_Frozen):
     error: dict | None = None
     path: str | None = None
     sha256: str | None = None
+    detail: str | None = None  # what the job is doing or waiting for ("retrying in 4 s: …")
 
 
 class DownloadRequest(_Frozen):

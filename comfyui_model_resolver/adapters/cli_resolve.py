@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from ..errors import WorkflowError
 from ..types import Resolution, ResolvedModel
-from .cli import EXIT_OK, EXIT_USAGE, _error_line, add_install_options, analysis_json, command, settings_from_args
+from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _error_line, add_install_options, analysis_json, command, settings_from_args
 
 _CANDIDATE_FIELDS = ("url", "source", "confidence", "size", "sha256", "reasons")
 
@@ -119,10 +119,6 @@ def _out_for(target: str, source: str, many: bool) -> Path:
 async def _run_resolve(args: argparse.Namespace) -> int:
     from ..service import build_resolver
 
-    if args.download:
-        print("cmr resolve: --download needs the download manager, which this build does not include yet; "
-              "resolve first, then download the chosen URLs.", file=sys.stderr)
-        return EXIT_USAGE
     settings = settings_from_args(args)
     resolver = await build_resolver(settings, environ=os.environ)
     status = EXIT_OK
@@ -152,9 +148,40 @@ async def _run_resolve(args: argparse.Namespace) -> int:
                     print(f"{path}: write-back failed: {getattr(exc, 'message', exc)}", file=sys.stderr)
                     continue
                 print(f"{path}: wrote {n} download link(s) to {out}", file=sys.stderr)
+            if args.download:
+                status = max(status, await _download(resolver, res, args))
     finally:
         await resolver.close()
     return status
+
+
+async def _download(resolver, res, args: argparse.Namespace) -> int:
+    """Download the confident answers of one resolve result with progress bars."""
+    import time
+
+    from ..downloads.job import Job
+    from ..downloads.plan import plan_downloads
+    from .download_bars import run_downloads
+
+    requests, skipped = plan_downloads(res.models, include_inactive=args.include_inactive)
+    for s in skipped:
+        print(f"{res.workflow}: not downloading {s.filename}: {s.reason}", file=sys.stderr)
+    if not requests:
+        return EXIT_OK
+    start = time.monotonic()
+    outcomes = await run_downloads(resolver.downloads, requests, bars=False if args.no_progress else None)
+    failed = 0
+    for req, outcome in zip(requests, outcomes):
+        if isinstance(outcome, Job) and outcome.state.value == "completed":
+            if args.json:
+                print(json.dumps({"path": outcome.path, "size": outcome.total, "sha256": outcome.sha256,
+                                  "seconds": round(time.monotonic() - start, 3)}), flush=True)
+        else:
+            failed += 1
+            err = outcome.error if isinstance(outcome, Job) else outcome.to_dict()
+            msg = (err or {}).get("message") or (getattr(outcome, "state", None) and outcome.state.value)
+            print(f"{res.workflow}: download of {req.filename} failed: {msg}", file=sys.stderr)
+    return EXIT_FAILED if failed else EXIT_OK
 
 
 @command("resolve", "find where to download each model a workflow needs, ranked and explained")
@@ -164,7 +191,10 @@ def _configure_resolve(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("--json", action="store_true", help="one JSON object per input file, one per line")
     p.add_argument("--write-back", metavar="OUT",
                    help="save the workflow with properties.models download links (a directory with several PATHs)")
-    p.add_argument("--download", action="store_true", help="download the resolved models (needs the download manager)")
+    p.add_argument("--download", action="store_true",
+                   help="download every confidently resolved missing model, verified, with progress bars")
+    p.add_argument("--include-inactive", action="store_true", help="with --download: also models of bypassed/muted nodes")
+    p.add_argument("--no-progress", action="store_true", help="with --download: no progress bars")
     p.add_argument("--no-preflight", action="store_true", help="skip the HEAD check of the chosen files")
     return _run_resolve
 

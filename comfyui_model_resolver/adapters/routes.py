@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from ..errors import (
     AuthRequired, ConfigError, DownloadCancelled, DownloadError, HostNotAllowed, InsufficientSpace,
     IntegrityError, JobNotFound, LocalIndexError, NotFound, RateLimited, ResolverError, SourceError,
-    SourceUnavailable, UnsafePath, WorkflowError, WorkflowTooLarge,
+    SourceUnavailable, TargetExists, UnsafeFormat, UnsafePath, WorkflowError, WorkflowTooLarge,
 )
 from ..types import DownloadRequest
 from ..workflow.relink import RelinkChange, apply_relinks
@@ -41,6 +41,8 @@ ERROR_STATUS: tuple[tuple[type[ResolverError], int], ...] = (
     (HostNotAllowed, 400),
     (InsufficientSpace, 507),
     (IntegrityError, 502),
+    (UnsafeFormat, 400),
+    (TargetExists, 409),
     (DownloadCancelled, 409),
     (DownloadError, 502),
     (AuthRequired, 424),  # an upstream wants a token: not our own authentication
@@ -105,6 +107,7 @@ class DownloadFromResolution(_Strict):
 
     models: list[dict] = Field(..., max_length=1000)
     include_inactive: bool = False
+    include_optional: bool = False
 
 
 class RelinkRequest(_Strict):
@@ -166,8 +169,10 @@ async def create_download(resolver, req: ApiRequest) -> ApiResponse:
         raise WorkflowError('Send {"url", "folder", "filename"?, "sha256"?} or a resolve result {"models": [...]}.')
     if "models" in body:
         request = DownloadFromResolution.model_validate(body)
-        jobs = await resolver.download_resolution(request.models, include_inactive=request.include_inactive)
-        return ApiResponse({"jobs": [j.model_dump(mode="json") for j in jobs]}, 202)
+        jobs, skipped, errors = await resolver.download_resolution(
+            request.models, include_inactive=request.include_inactive, include_optional=request.include_optional)
+        return ApiResponse({"jobs": [j.model_dump(mode="json") for j in jobs], "skipped": skipped,
+                            "errors": errors}, 202)
     create = DownloadCreate.model_validate(body)
     job = await resolver.downloads.submit(DownloadRequest.model_validate(create.model_dump(exclude={"keep_partial"})))
     return ApiResponse(job.model_dump(mode="json"), 202)

@@ -62,7 +62,7 @@ class Job(BaseModel):
     def event(self) -> ProgressEvent:
         return ProgressEvent(job_id=self.id, state=self.state, filename=self.filename or "", folder=self.folder,
                              bytes_done=self.bytes_done, total=self.total, speed=self.speed, eta=self.eta,
-                             error=self.error, path=self.path, sha256=self.sha256)
+                             error=self.error, path=self.path, sha256=self.sha256, detail=self.detail)
 
     @property
     def done(self) -> bool:

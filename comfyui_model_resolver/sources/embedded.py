@@ -15,15 +15,11 @@ from ..types import Candidate, ModelRef
 from .base import LookupContext, Source
 from .rank import folder_of_path
 from .terms import analyse_name
-from .urls import (civitai_version_id, endpoint_hosts, host_allowed, normalise_url, parse_hf_url, to_endpoint,
+from ..hosts import is_allowed
+from .urls import (civitai_version_id, normalise_url, parse_hf_url, to_endpoint,
                    url_basename)
 
 NAME = "embedded"
-
-
-def allowed_hosts(settings: Settings) -> tuple[str, ...]:
-    """The allowlist: defaults, CMR_ALLOWED_HOSTS and the configured upstream endpoints."""
-    return settings.all_allowed_hosts + endpoint_hosts(settings.hf_endpoint, settings.civitai_base_url)
 
 
 class EmbeddedSource(Source):
@@ -31,12 +27,11 @@ class EmbeddedSource(Source):
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.allowed = allowed_hosts(settings)
         self.hub_origins = (settings.hf_endpoint,)
 
     def link_candidate(self, raw: str, *, via: str, ctx: LookupContext | None = None) -> Candidate | None:
         url = to_endpoint(normalise_url(raw, self.hub_origins), self.settings.hf_endpoint)
-        if not host_allowed(url, self.allowed):
+        if not is_allowed(url, self.settings):
             if ctx is not None:
                 ctx.tried(NAME, f"rejected (host not allowed): {url.split('?', 1)[0]}")
             return None

@@ -18,7 +18,6 @@ from ..errors import AuthRequired, SourceError
 from ..settings import Settings
 from ..types import Candidate, ModelReport, ModelRef, Preflight, ProviderStatus, ResolvedModel
 from .base import LookupContext, RequestBudget, Source, StatusBoard
-from .embedded import allowed_hosts
 from .http import Upstream
 from .preflight import preflight
 from .publishers import is_official
@@ -64,7 +63,6 @@ class SourceSet:
         self.settings = settings
         self.sources = list(sources)
         self.upstream = upstream
-        self.allowed = allowed_hosts(settings)
         self._closers = list(closers)
 
     def by_name(self, name: str) -> Source | None:
@@ -215,7 +213,7 @@ class SourceSet:
     async def _preflight(self, w: _Work, board: StatusBoard) -> None:
         cand = w.decision.chosen  # type: ignore[union-attr]
         ctx = LookupContext(ref=w.ref, budget=RequestBudget(PREFLIGHT_BUDGET))
-        w.preflight = await preflight(cand, self.upstream, ctx, self.allowed)
+        w.preflight = await preflight(cand, self.upstream, ctx, self.settings)
         w.preflight_requests = sum(ctx.requests.values())
         for src, n in ctx.requests.items():
             w.ctx.requests[src] = w.ctx.requests.get(src, 0) + n

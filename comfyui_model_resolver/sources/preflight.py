@@ -16,10 +16,12 @@ from typing import Iterable
 from urllib.parse import unquote, urljoin
 
 from ..errors import AuthRequired, NotFound, RateLimited, SourceError
+from ..settings import Settings
 from ..types import Candidate, DiskCheck, Preflight
 from .base import LookupContext
 from .http import Upstream, error_for_status
-from .urls import host_allowed, origin_of
+from ..hosts import is_allowed
+from .urls import origin_of
 
 _REDIRECTS = (301, 302, 303, 307, 308)
 _MAX_HOPS = 3
@@ -56,11 +58,10 @@ def _from_error(url: str, status: int, err: SourceError) -> Preflight:
     return Preflight(url=url, state="unavailable", http_status=status, message=err.message)
 
 
-async def preflight(cand: Candidate, upstream: Upstream, ctx: LookupContext, allowed: Iterable[str]) -> Preflight:
-    allowed = tuple(allowed)
+async def preflight(cand: Candidate, upstream: Upstream, ctx: LookupContext, settings: Settings) -> Preflight:
     url = cand.url
     source = cand.source if cand.source in ("huggingface", "civitai") else "preflight"
-    if not host_allowed(url, allowed):
+    if not is_allowed(url, settings):
         return Preflight(url=url, state="not_allowed", message="the host is not on the allowlist (CMR_ALLOWED_HOSTS)")
     size = sha = name = None
     for _hop in range(_MAX_HOPS + 1):
@@ -77,7 +78,7 @@ async def preflight(cand: Candidate, upstream: Upstream, ctx: LookupContext, all
             nxt = urljoin(url, h["Location"])
             if size is not None and origin_of(nxt) != origin_of(url):
                 break  # the Hub told us everything; the CDN adds nothing
-            if not host_allowed(nxt, allowed):
+            if not is_allowed(nxt, settings):
                 return Preflight(url=cand.url, state="not_allowed", http_status=res.status,
                                  message=f"redirects to {origin_of(nxt)}, which is not on the allowlist")
             url = nxt

@@ -1,8 +1,6 @@
-"""Model URLs: normalisation, Hugging Face / Civitai URL parsing and the host allowlist. Pure.
+"""Model URLs: normalisation and Hugging Face / Civitai URL parsing. Pure.
 
-`host_allowed` is the one allowlist check the sources use. Entries: a bare host matches that host
-on the default port of the URL's scheme, `host:port` matches exactly, `*.example.com` matches any
-subdomain (default port). The lead may move it next to the download manager's `hosts.py`.
+The host allowlist lives in `comfyui_model_resolver.hosts`, shared with the download manager.
 """
 from __future__ import annotations
 
@@ -123,40 +121,6 @@ def url_basename(url: str) -> str:
     return unquote(path.rsplit("/", 1)[-1])
 
 
-def host_allowed(url: str, allowed: Iterable[str]) -> bool:
-    """Is the URL's host on the allowlist? Only http(s) URLs can be."""
-    try:
-        parts = urlsplit(url)
-        host = (parts.hostname or "").lower().rstrip(".")
-        port = parts.port or _DEFAULT_PORTS.get(parts.scheme)
-    except ValueError:
-        return False
-    if parts.scheme not in _DEFAULT_PORTS or not host:
-        return False
-    default_port = port == _DEFAULT_PORTS[parts.scheme]
-    for entry in allowed:
-        entry = entry.strip().lower()
-        if not entry:
-            continue
-        e_host, _, e_port = entry.rpartition(":") if _has_port(entry) else (entry, "", "")
-        if e_port:
-            if not e_port.isdigit() or int(e_port) != port:
-                continue
-        elif not default_port:
-            continue
-        if e_host.startswith("*."):
-            if host.endswith(e_host[1:]) and host != e_host[2:]:
-                return True
-        elif host == e_host:
-            return True
-    return False
-
-
-def _has_port(entry: str) -> bool:
-    head, sep, tail = entry.rpartition(":")
-    return bool(sep) and tail.isdigit() and "]" not in tail
-
-
 def origin_of(url: str) -> str:
     """scheme://host[:port], lower-case, default ports dropped."""
     parts = urlsplit(url)
@@ -165,22 +129,6 @@ def origin_of(url: str) -> str:
     if port is None or port == _DEFAULT_PORTS.get(parts.scheme):
         return f"{parts.scheme}://{host}"
     return f"{parts.scheme}://{host}:{port}"
-
-
-def endpoint_hosts(*endpoints: str) -> tuple[str, ...]:
-    """Allowlist entries for configured endpoints (a mirror or a test server is trusted)."""
-    out = []
-    for ep in endpoints:
-        try:
-            parts = urlsplit(ep)
-            if parts.hostname:
-                out.append(f"{parts.hostname}:{parts.port}" if parts.port else parts.hostname)
-        except ValueError:
-            continue
-    return tuple(out)
-
-
-HF_PUBLIC = "https://huggingface.co"
 
 
 def to_endpoint(url: str, endpoint: str) -> str:
@@ -195,6 +143,9 @@ def to_endpoint(url: str, endpoint: str) -> str:
     if (parts.hostname or "").lower() not in _HF_HOSTS:
         return url
     return endpoint + urlunsplit(("", "", parts.path, parts.query, ""))
+
+
+HF_PUBLIC = "https://huggingface.co"
 
 
 def to_public(url: str, endpoint: str) -> str:

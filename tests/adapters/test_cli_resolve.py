@@ -1,4 +1,4 @@
-"""`cmr resolve`: the JSON contract, the table, --write-back, --download refusal (fakes in a thread)."""
+"""`cmr resolve`: the JSON contract, the table, --write-back, --download (fakes in a thread)."""
 from __future__ import annotations
 
 import json
@@ -65,10 +65,22 @@ def test_table_and_write_back(fake_hub_thread, tmp_path):
     assert "models" not in saved["nodes"][1]["properties"]  # ambiguous: nothing written
 
 
-def test_download_is_refused_until_the_download_manager_is_wired(fake_hub_thread, tmp_path):
+def test_download_fetches_the_confident_answers_only(fake_hub_thread, tmp_path):
+    import hashlib
+
     path = _setup(fake_hub_thread, tmp_path)
-    r = cmr("resolve", "--download", str(path), hub=fake_hub_thread, tmp=tmp_path)
-    assert r.returncode == 2 and "download manager" in r.stderr
+    root = tmp_path / "ComfyUI"
+    r = cmr("resolve", "--json", "--download", "--no-progress", "--comfyui-root", str(root), str(path),
+            hub=fake_hub_thread, tmp=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    done = [x for x in lines if "path" in x]
+    vae = root / "models" / "vae" / "wan_2.1_vae.safetensors"
+    assert done == [{"path": str(vae), "size": 2048, "sha256": done[0]["sha256"], "seconds": done[0]["seconds"]}]
+    assert hashlib.sha256(vae.read_bytes()).hexdigest() == done[0]["sha256"]
+    # The bf16 text encoder was only ambiguous (an fp16 file exists): it is not downloaded, and we say why.
+    assert "not downloading umt5_xxl_bf16.safetensors" in r.stderr and "pick one" in r.stderr
+    assert not (root / "models" / "text_encoders").exists() or not any((root / "models" / "text_encoders").iterdir())
 
 
 def test_unusable_input_exits_2_with_a_json_error_line(fake_hub_thread, tmp_path):
