@@ -39,8 +39,8 @@ test("models are grouped per file into present, relocated and missing", () => {
 test("the most urgent status of a file wins and resolve rows are merged in", () => {
   const a = row({ node_id: "1", status: "present" });
   const b = row({ node_id: "2", status: "missing" });
-  const resolved = new Map([[L.refKey(b), { ...b, status: "resolved", local_status: "missing",
-    candidates: [{ url: "https://huggingface.co/r/resolve/main/model.safetensors", source: "huggingface", confidence: 0.9 }] }]]);
+  const cand = { url: "https://huggingface.co/r/resolve/main/model.safetensors", source: "huggingface", confidence: 0.9 };
+  const resolved = new Map([[L.refKey(b), { ...b, status: "resolved", local_status: "missing", candidates: [cand], chosen: cand }]]);
   const g = L.groupModels([a, b], resolved);
   assert.equal(g.missing.length, 1);
   assert.equal(g.missing[0].resolution, "resolved");
@@ -116,18 +116,40 @@ test("auth errors say which token and where to set it", () => {
   assert.equal(L.authNeeded({ resolution: "resolved", candidates: [{ source: "huggingface" }], refs: [] }), null);
 });
 
-test("download bodies: the resolve row for the best candidate, the URL for an alternative", () => {
+test("download bodies: a certain resolution as the resolve row, any other pick as an explicit URL", () => {
   const best = { url: "https://huggingface.co/a/b/resolve/main/m.safetensors", source: "huggingface", confidence: 0.9 };
   const alt = { url: "https://civitai.com/api/download/models/1", source: "civitai", confidence: 0.6,
     sha256: "A".repeat(64), size: 123 };
-  const r = row({ filename: "sub\\m.safetensors", candidates: [best, alt], status: "resolved", local_status: "missing" });
+  const r = row({ filename: "sub\\m.safetensors", candidates: [alt, best], chosen: best, status: "resolved", local_status: "missing" });
   const item = L.groupModels([r], new Map([[L.refKey(r), r]])).missing[0];
+  assert.deepEqual(item.candidates.map((c) => c.source), ["huggingface", "civitai"], "the server's choice comes first");
+  assert.equal(item.certain, true);
   assert.deepEqual(L.downloadBody(item), { models: [r] });
   assert.deepEqual(L.downloadBody(item, alt), { url: alt.url, folder: "checkpoints", filename: "sub/m.safetensors",
     sha256: alt.sha256, size: 123, source: "civitai" });
   const g = L.groupModels([r], new Map([[L.refKey(r), r]]));
   assert.equal(L.downloadAllBody(g).models.length, 1);
   assert.equal(L.downloadAllBody(g, new Set([item.key])).models.length, 0, "busy items are skipped");
+
+  // ambiguous: the server leaves the pick to the user; "Download best match" sends the URL
+  const amb = row({ node_id: "9", filename: "x.safetensors", candidates: [best, alt], status: "ambiguous", local_status: "missing" });
+  const ga = L.groupModels([amb], new Map([[L.refKey(amb), amb]]));
+  const ai = ga.missing[0];
+  assert.equal(ai.certain, false);
+  assert.deepEqual(L.downloadBody(ai), { url: best.url, folder: "checkpoints", filename: "x.safetensors", source: "huggingface" });
+  assert.equal(L.downloadAllBody(ga).models.length, 0, "download-all takes certain models only");
+});
+
+test("skipped and failed rows of a download answer land on their items", () => {
+  const items = [{ key: "loras|a.safetensors", filename: "a.safetensors", folder: "loras" },
+    { key: "vae|sub/b.safetensors", filename: "sub\\b.safetensors", folder: "vae" }];
+  const problems = L.downloadProblems({ jobs: [],
+    skipped: [{ filename: "a.safetensors", folder: "loras", reason: "its node is bypassed or muted" }],
+    errors: [{ filename: "sub/b.safetensors", folder: "vae", error: { code: "host_not_allowed", message: "Host x is not allowed.", hint: "Add it to CMR_ALLOWED_HOSTS." } }],
+  }, items);
+  assert.equal(problems.get("loras|a.safetensors").message, "Not downloaded: its node is bypassed or muted.");
+  assert.deepEqual([problems.get("vae|sub/b.safetensors").message, problems.get("vae|sub/b.safetensors").hint],
+    ["Host x is not allowed.", "Add it to CMR_ALLOWED_HOSTS."]);
 });
 
 // ---- a live graph, shaped like litegraph's (root, subgraph instances, promoted widgets) ----------

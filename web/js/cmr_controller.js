@@ -3,7 +3,8 @@
 // file that registers the extension.
 import {
   ACTIVE_STATES, API_PREFIX, PROGRESS_EVENT, TAB_ID, TERMINAL_STATES,
-  applyEmbed, applyRelink, badgeText, debounce, describeError, downloadAllBody, downloadBody, graphSignature,
+  applyEmbed, applyRelink, badgeText, debounce, describeError, downloadAllBody, downloadBody, downloadProblems,
+  downloadableItems, graphSignature,
   groupModels, itemKey, jobForItem, localStatus, mergeJob, normalizeJob, refKey, sourceFor, widgetValue,
 } from "./cmr_logic.js";
 import { renderPanel, updateJobInPlace } from "./cmr_view.js";
@@ -248,7 +249,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
     try {
       const res = await call("POST", "/downloads", body);
       recordJobs(res?.jobs ?? [res], [item]);
-      rememberSource(item, candidate || item.candidates?.[0]);
+      for (const [key, problem] of downloadProblems(res, [item])) state.itemErrors.set(key, problem);
+      if (res?.jobs?.length !== 0) rememberSource(item, candidate || item.candidates?.[0]);
       state.notice = `Downloading ${item.filename}`;
     } catch (e) {
       state.itemErrors.set(item.key, infoOf(e));
@@ -260,10 +262,11 @@ export function createModelResolver({ app, api, win = globalThis }) {
     const busy = viewModel().busyKeys;
     const body = downloadAllBody(state.groups, busy);
     if (!body.models.length) return;
-    const items = (state.groups?.missing || []).filter((i) => !i.inactive && !busy.has(i.key) && i.candidates?.length);
+    const items = downloadableItems(state.groups, busy);
     try {
       const res = await call("POST", "/downloads", body);
       const jobs = res?.jobs ?? [];
+      for (const [key, problem] of downloadProblems(res, items)) state.itemErrors.set(key, problem);
       for (const raw of jobs) {
         const job = normalizeJob(raw);
         if (!job) continue;

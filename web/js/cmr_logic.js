@@ -66,7 +66,8 @@ export function groupModels(models, resolved = new Map()) {
   for (const item of items.values()) {
     const withCandidates = item.refs.find((r) => Array.isArray(r.candidates));
     item.resolution = withCandidates ? withCandidates.resolution ?? withCandidates.status : null;
-    item.candidates = withCandidates ? withCandidates.candidates : null;
+    item.candidates = withCandidates ? bestFirst(withCandidates.candidates, withCandidates.chosen) : null;
+    item.certain = Boolean(withCandidates?.chosen) && item.resolution === "resolved";
     item.message = withCandidates ? withCandidates.message ?? null : null;
     item.relinkValue = item.refs.find((r) => r.relink_value)?.relink_value ?? null;
     item.localPath = item.refs.find((r) => r.local_path)?.local_path ?? null;
@@ -76,6 +77,16 @@ export function groupModels(models, resolved = new Map()) {
   const byName = (a, b) => normalizeName(a.filename).localeCompare(normalizeName(b.filename));
   for (const g of Object.values(groups)) g.sort((a, b) => (a.inactive - b.inactive) || byName(a, b));
   return groups;
+}
+
+/** Candidates with the server's confident choice (`chosen`) first. */
+function bestFirst(candidates, chosen) {
+  const list = Array.isArray(candidates) ? candidates.slice() : [];
+  if (!chosen?.url) return list;
+  const i = list.findIndex((c) => c.url === chosen.url);
+  if (i > 0) list.unshift(list.splice(i, 1)[0]);
+  else if (i < 0) list.unshift(chosen);
+  return list;
 }
 
 /** The badge number: models the open workflow is missing (used by at least one active node). */
@@ -255,13 +266,20 @@ export function authNeeded(item) {
 }
 
 // ---- downloads --------------------------------------------------------------------------------------
-/** POST /downloads body: the resolve rows (the core picks the best candidate), or one chosen URL. */
+/**
+ * POST /downloads body. A certain resolution (`chosen`) goes as the resolve row, so the server
+ * downloads what it chose; any other pick — an alternative, or the best match of an ambiguous
+ * model, which the server leaves to the user — goes as an explicit URL into the item's folder.
+ */
 export function downloadBody(item, candidate = null) {
-  if (!candidate || candidate === item.candidates?.[0]) {
+  const best = item.candidates?.[0] ?? null;
+  if (item.certain && (!candidate || candidate === best || candidate.url === best?.url)) {
     const rows = item.refs.filter((r) => Array.isArray(r.candidates));
     const chosen = rows.find((r) => r.active !== false) || rows[0];
     return { models: chosen ? [chosen.resolveRow ?? chosen] : [] };
   }
+  candidate = candidate || best;
+  if (!candidate) return { models: [] };
   const body = { url: candidate.url, folder: item.folder, filename: normalizeName(item.filename) };
   if (candidate.sha256 && /^[0-9a-fA-F]{64}$/.test(candidate.sha256)) body.sha256 = candidate.sha256;
   if (Number.isFinite(candidate.size) && candidate.size >= 0) body.size = candidate.size;
@@ -269,15 +287,30 @@ export function downloadBody(item, candidate = null) {
   return body;
 }
 
-/** POST /downloads body for "Download all missing": one row per missing item with a candidate. */
+/** Items "Download all missing" takes: active, not downloading, resolved with certainty. */
+export function downloadableItems(groups, busyKeys = new Set()) {
+  return (groups?.missing || []).filter((i) => !i.inactive && !busyKeys.has(i.key) && i.certain && i.candidates?.length);
+}
+
+/** POST /downloads body for "Download all missing": the resolve rows of the certain items. */
 export function downloadAllBody(groups, busyKeys = new Set()) {
-  const models = [];
-  for (const item of groups?.missing || []) {
-    if (item.inactive || busyKeys.has(item.key) || !item.candidates?.length) continue;
-    const body = downloadBody(item);
-    models.push(...body.models);
+  return { models: downloadableItems(groups, busyKeys).flatMap((item) => downloadBody(item).models) };
+}
+
+/** Per item, why the server did not start it: `{skipped: [{filename, folder, reason}], errors: [{…, error}]}`. */
+export function downloadProblems(answer, items) {
+  const out = new Map();
+  const find = (p) => items.find((i) => normalizeName(i.filename).toLowerCase() === normalizeName(p.filename).toLowerCase()
+    && (!p.folder || !i.folder || p.folder === i.folder));
+  for (const s of answer?.skipped || []) {
+    const item = find(s);
+    if (item) out.set(item.key, { message: `Not downloaded: ${s.reason}.`, hint: null });
   }
-  return { models };
+  for (const e of answer?.errors || []) {
+    const item = find(e);
+    if (item) out.set(item.key, describeError(e.error));
+  }
+  return out;
 }
 
 // ---- the live graph: finding nodes, relinking, embedding sources ------------------------------------

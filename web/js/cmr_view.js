@@ -3,7 +3,7 @@
 // variables; PrimeVue classes are used where ComfyUI ships their styles, with zero-specificity
 // fallbacks (`:where`) so the theme always wins.
 import {
-  authNeeded, describeCandidate, describeError, progressInfo, sourceName, ACTIVE_STATES,
+  authNeeded, describeCandidate, describeError, downloadableItems, progressInfo, sourceName, ACTIVE_STATES,
 } from "./cmr_logic.js";
 
 const STYLE_ID = "cmr-model-resolver-style";
@@ -159,8 +159,13 @@ function missingItem(doc, item, vm, actions) {
   } else {
     parts.push(candidateBlock(doc, best));
     if (auth) parts.push(tokenHint(doc, auth, actions));
+    if (!item.certain && !auth) {
+      parts.push(h(doc, "div", { class: "cmr-hint", text: cands.length > 1
+        ? "Several candidates and none is certain: check the best match (or an alternative) before downloading."
+        : "Not certain: check this match before downloading." }));
+    }
     const row = h(doc, "div", { class: "cmr-actions" },
-      button(doc, "Download", () => actions.download(item, null), {
+      button(doc, item.certain ? "Download" : "Download best match", () => actions.download(item, null), {
         icon: "pi pi-download", disabled: busy, aria: `Download ${item.filename} from ${sourceName(best.source)}`, key: `dl:${item.key}` }),
       cands.length > 1 ? h(doc, "button", {
         type: "button", class: "cmr-btn p-button p-component p-button-sm p-button-text",
@@ -259,7 +264,7 @@ export function renderPanel(root, vm, actions) {
   const scroll = scroller ? scroller.scrollTop : 0;
   const g = vm.groups || { present: [], relocated: [], missing: [] };
   const missing = g.missing.filter((i) => !i.inactive).length;
-  const downloadable = g.missing.filter((i) => !i.inactive && i.candidates?.length && !vm.busyKeys.has(i.key)).length;
+  const downloadable = downloadableItems(g, vm.busyKeys).length;
   const embeddable = [...g.missing, ...g.relocated, ...g.present]
     .filter((i) => i.url || i.candidates?.[0]?.url || vm.sources?.has(i.key)).length;
   const relinkable = g.relocated.filter((i) => i.relinkValue).length;

@@ -48,6 +48,7 @@ api.on("POST", "/cmr/v1/resolve", (body, q) => [200, { workflow: q.name, format:
   models: analysisRows().map((m) => ({ ...m, local_status: m.status,
     status: m.status !== "missing" ? m.status : m.filename === "4x.pth" ? "auth_required" : "resolved",
     candidates: m.status !== "missing" ? [] : m.filename === "4x.pth" ? [gated] : [hf, civ],
+    chosen: m.status === "missing" && m.filename !== "4x.pth" ? hf : null,
     message: m.filename === "4x.pth" ? "The repository is gated: log in and accept its license." : null })) }]);
 api.on("GET", "/cmr/v1/downloads", () => [200, { jobs: [] }]);
 api.on("POST", "/cmr/v1/downloads", (body) => [202, { jobs: [{ job_id: "j1", state: "queued", filename: "detail.safetensors",
