@@ -23,7 +23,7 @@ from comfyui_model_resolver.adapters.routes import (
 )
 from comfyui_model_resolver.errors import WorkflowError, WorkflowTooLarge
 
-from .security import check_api_key, check_origin
+from .security import BodyTooLarge, check_api_key, check_origin
 
 #: JSON bodies larger than this are parsed in a worker thread.
 _THREAD_PARSE_BYTES = 256 * 1024
@@ -62,6 +62,13 @@ def workflow_too_large(limit: int):
 
 
 # ---- request decoding ------------------------------------------------------------------------
+def _check_workflow_size(request: Request, size: int) -> None:
+    limit = request.app.state.settings.max_workflow_bytes
+    if size > limit:
+        raise WorkflowTooLarge(f"The input is {size:,} bytes, over the {limit:,}-byte limit.",
+                               hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+
+
 async def _read_request(route: Route, request: Request) -> ApiRequest:
     req = ApiRequest(query=dict(request.query_params), params=dict(request.path_params))
     if request.method in ("GET", "DELETE", "HEAD"):
@@ -76,21 +83,21 @@ async def _read_request(route: Route, request: Request) -> ApiRequest:
             if upload is None:
                 raise WorkflowError("No file in the multipart upload.",
                                     hint="Send the workflow as the multipart field 'file' (.json, .png or .webp).")
+            _check_workflow_size(request, upload.size or 0)
             req.upload = await upload.read()
+            _check_workflow_size(request, len(req.upload))
             req.upload_name = upload.filename or "upload"
         finally:
             await form.close()
         return req
     raw = await request.body()
     if route.accepts_upload and ctype in _RAW_UPLOAD_TYPES:
+        _check_workflow_size(request, len(raw))
         req.upload = raw
         req.upload_name = req.query.get("name") or "upload"
         return req
     if route.accepts_upload:
-        limit = request.app.state.settings.max_workflow_bytes
-        if len(raw) > limit:
-            raise WorkflowTooLarge(f"The input is {len(raw):,} bytes, over the {limit:,}-byte limit.",
-                                   hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+        _check_workflow_size(request, len(raw))
     if len(raw) > _THREAD_PARSE_BYTES:
         req.body = await asyncio.to_thread(decode_json_body, raw)
     else:
@@ -109,6 +116,8 @@ def _endpoint(route: Route):
         started = time.perf_counter()
         try:
             api_request = await _read_request(route, request)
+        except BodyTooLarge as exc:
+            resp = exc.response
         except Exception as exc:  # noqa: BLE001 - a bad body is the client's error, in the one shape
             resp = error_response(exc)
         else:
