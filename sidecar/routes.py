@@ -98,6 +98,10 @@ async def _read_request(route: Route, request: Request) -> ApiRequest:
         return req
     if route.accepts_upload:
         _check_workflow_size(request, len(raw))
+        if raw.strip():  # workflow bytes go to the core's decoder, as on the ComfyUI routes
+            req.upload = raw
+            req.upload_name = req.query.get("name") or "workflow"
+            return req
     if len(raw) > _THREAD_PARSE_BYTES:
         req.body = await asyncio.to_thread(decode_json_body, raw)
     else:

@@ -1,8 +1,9 @@
 """One contract: the same requests sent to the sidecar and to the ComfyUI routes (an aiohttp app bound
 with the ComfyUI adapter's binding) give the same status and the same JSON.
 
-The ComfyUI binding is expected as `comfyui_model_resolver.adapters.comfyui.bind_routes(app_router,
-resolver_getter, prefix)`; until it is in this build the test skips and says so."""
+The ComfyUI binding is `comfyui_model_resolver.adapters.comfyui.bind_routes(route_table, resolver_getter,
+prefix, guard)` (the generic aiohttp binding with its request guard); until it is in this build the test
+skips and says so."""
 from __future__ import annotations
 
 import importlib
@@ -29,7 +30,7 @@ def _comfy_binding():
         pytest.skip(f"the ComfyUI route binding is not in this build yet ({exc})")
     bind = getattr(module, "bind_routes", None)
     if bind is None:
-        pytest.skip("comfyui_model_resolver.adapters.comfyui has no bind_routes(app_router, resolver_getter, prefix)")
+        pytest.skip("comfyui_model_resolver.adapters.comfyui has no bind_routes(table, prefix, resolver_getter, guard)")
     return bind
 
 
@@ -62,7 +63,8 @@ DOWNLOAD_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/downloads", {}),
     ("GET", "/downloads/no-such-job", {}),
     ("DELETE", "/downloads/no-such-job", {}),
-    ("POST", "/downloads/no-such-job/pause", {}),
+    # a body-less POST still says it is JSON: the ComfyUI routes refuse CORS-"simple" POSTs (415)
+    ("POST", "/downloads/no-such-job/pause", {"headers": {"content-type": "application/json"}}),
     ("POST", "/downloads", {"json": {"url": "https://evil.example/x.safetensors", "folder": "loras"}}),
     ("POST", "/downloads", {"json": {"url": "https://huggingface.co/a/b/resolve/main/x.safetensors",
                                      "folder": "../../etc"}}),
@@ -85,8 +87,17 @@ async def test_sidecar_and_comfyui_routes_answer_alike(tmp_path):
 
     comfy_settings = make_settings(tmp_path, data_dir=tmp_path / "comfy-data")
     comfy_resolver = await build_resolver(comfy_settings)
+    from comfyui_model_resolver.adapters.aiohttp_routes import GuardPolicy, RequestGuard
+
+    async def get_resolver():
+        return comfy_resolver
+
+    s = comfy_settings
+    guard = RequestGuard(lambda: GuardPolicy(s.max_request_bytes, s.max_workflow_bytes))
+    table = web.RouteTableDef()
+    bind(table, COMFYUI_PREFIX, get_resolver, guard)
     aio = web.Application()
-    bind(aio.router, lambda: comfy_resolver, COMFYUI_PREFIX)
+    aio.add_routes(table)
     server = TestServer(aio, host="127.0.0.1")
     await server.start_server()
     requests = list(REQUESTS)
