@@ -39,7 +39,7 @@ def test_plan_skips_what_is_satisfied_and_installs_the_rest():
     assert upgrades == ["huggingface-hub"]  # too old and not protected: may move
     requires_ok = _requires({"uvicorn": ['websockets>=10.4; extra == "standard"']})
     full = {**installed, "websockets": "13.0", "aiofiles": "24.1", "python-dotenv": "1.0.1", "fastapi": "0.115.0",
-            "huggingface-hub": "0.26.0"}
+            "huggingface-hub": "0.26.0", "python-multipart": "0.0.20"}
     assert install.plan(DEPS, full, set(install.ALWAYS_PROTECTED), requires_ok) == ([], [], [])
 
 
