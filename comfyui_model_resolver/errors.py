@@ -15,7 +15,7 @@
     │   ├── UnsafePath                 target outside the model folders, bad filename
     │   ├── HostNotAllowed             URL or redirect to a host off the allowlist
     │   ├── InsufficientSpace          not enough free disk (checked up front, or ENOSPC)
-    │   ├── UnsafeFormat               a pickle file (.ckpt/.pt/.bin…) refused by CMR_SAFETENSORS_ONLY
+    │   ├── UnsafeFormat               code (.py, .js, .so…), or pickle (.ckpt/.pt/.bin…) under CMR_SAFETENSORS_ONLY
     │   ├── TargetExists               a different file already sits under the target name
     │   └── DownloadCancelled          the user cancelled
     └── JobNotFound                    unknown download job id

@@ -45,7 +45,7 @@ from ..index.hashing import sha256_file
 from ..index.layout import FolderLayout
 from ..settings import Settings
 from ..types import DownloadRequest, DownloadState
-from ..workflow.folders import has_model_extension, is_pickle_file
+from ..workflow.folders import has_model_extension, is_code_file, is_pickle_file
 from . import intervals as iv
 from .http import Retryable, TokenPolicy, parse_content_range
 from .job import TERMINAL_STATES, Job
@@ -294,6 +294,10 @@ class DownloadManager:
         return entry
 
     def _check_format(self, filename: str) -> None:
+        if is_code_file(filename):
+            raise UnsafeFormat(f"{filename} is a program file, not a model: the resolver never downloads code "
+                               "(a node pack's .py or a web extension's .js would run the next time ComfyUI starts).",
+                               hint="Install node packs with ComfyUI-Manager; download only model files here.")
         if is_pickle_file(filename) and self._settings.safetensors_only:
             raise UnsafeFormat(f"{filename} is a pickle file, which can run code when loaded; "
                                "CMR_SAFETENSORS_ONLY refuses it.",

@@ -81,12 +81,15 @@ def check_folder_name(layout: FolderLayout, folder: str) -> str:
     """The canonical folder name; unknown folders must be one plain name (no separators)."""
     if not isinstance(folder, str) or not folder.strip():
         raise UnsafePath("Empty folder name.", hint="Give a ComfyUI model folder such as checkpoints or loras.")
+    if "\\" in folder or folder.startswith("/") or _DRIVE_RE.match(folder):
+        raise UnsafePath(f"Folder {folder!r} must be a folder name such as 'loras', not a path.")
+    for part in folder.split("/"):  # the loader table's `custom_nodes/<pack>/…` forms: plain parts only
+        _check_component(part, folder)
     canonical = canonical_folder(folder)
     if layout.dirs(canonical):
         return canonical
-    if "/" in folder or "\\" in folder or _DRIVE_RE.match(folder):
+    if "/" in folder:
         raise UnsafePath(f"Folder {folder!r} must be a folder name such as 'loras', not a path.")
-    _check_component(folder, folder)
     return canonical
 
 
@@ -108,6 +111,11 @@ def target_path(layout: FolderLayout, folder: str, filename: str) -> str:
     if base is None:
         raise ConfigError(f"No directory is known for the folder {canonical!r}.",
                           hint="Set CMR_COMFYUI_ROOT or CMR_MODELS_ROOT (or --comfyui-root).")
+    if canonical.startswith("custom_nodes/"):  # a pack's own model folder (loader table): never a new pack
+        pack = os.path.join(os.path.dirname(layout.models_root or ""), "custom_nodes", canonical.split("/")[1])
+        if not layout.models_root or not os.path.isdir(pack):
+            raise UnsafePath(f"{canonical!r} is inside a node pack that is not installed; the resolver never "
+                             "creates node packs.", hint="Install the node pack first (ComfyUI-Manager).")
     root = os.path.realpath(base)
     final = os.path.join(root, *rel.split("/"))
     real = os.path.realpath(final)

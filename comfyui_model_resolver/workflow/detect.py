@@ -10,7 +10,7 @@ import re
 from typing import Any, Iterable, Iterator
 
 from ..types import FOLDER_CONFIDENCE, FolderConflict, ModelRef
-from .folders import canonical_folder, guess_folder, is_empty_choice, looks_like_model_value
+from .folders import embedded_folder, guess_folder, is_empty_choice, looks_like_model_value
 from .graph import NodeView
 from .knowledge import DirSpec, FolderSpec, Knowledge, NodeInfo, PresetFile, RepoSpec, Spec
 
@@ -215,9 +215,8 @@ def apply_embedded(refs: list[ModelRef], entries: list[dict], *, only_missing_ur
         h, ht = _hash_of(e)
         if h and not ref.hash:
             update["hash"], update["hash_type"] = h, ht
-        directory = e.get("directory")
-        if isinstance(directory, str) and directory.strip():
-            d = canonical_folder(directory.strip().strip("/"))
+        d = embedded_folder(e.get("directory"))
+        if d is not None:
             if ref.folder_source in (None, "generic"):
                 if ref.folder and ref.folder != d:
                     update["conflicts"] = ref.conflicts + (FolderConflict(folder=ref.folder, source="generic"),)

@@ -60,6 +60,38 @@ def is_pickle_file(name: str) -> bool:
     return name.lower().endswith(PICKLE_EXTENSIONS)
 
 
+#: Files that run as code where ComfyUI, Python or a browser finds them (a node pack's `__init__.py`,
+#: a web extension's `.js`, a native library). No model is stored under these names; the
+#: downloader refuses them whatever the folder.
+CODE_EXTENSIONS: tuple[str, ...] = (
+    ".py", ".pyc", ".pyo", ".pyw", ".pyd", ".pyz", ".so", ".dll", ".dylib", ".exe", ".msi", ".bat", ".cmd",
+    ".ps1", ".sh", ".bash", ".js", ".mjs", ".cjs", ".html", ".htm", ".whl", ".egg",
+)
+
+
+def is_code_file(name: str) -> bool:
+    return name.lower().endswith(CODE_EXTENSIONS)
+
+
+_PLAIN_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$")
+
+
+def embedded_folder(directory: object) -> str | None:
+    """The folder named by a workflow's own `models[].directory`, or None when it is not one.
+
+    A workflow is untrusted input, so it may only name a plain model folder (`checkpoints`,
+    `text_encoders`, a pack's `ipadapter`): never a path (`custom_nodes/x`, `models/../..`, `C:`),
+    nor a folder that holds no models (`custom_nodes`, `configs`). Trusted sources (node schemas,
+    the loader table) can name the longer forms."""
+    if not isinstance(directory, str):
+        return None
+    name = directory.strip().strip("/")
+    if not _PLAIN_FOLDER.match(name) or ".." in name:
+        return None
+    folder = canonical_folder(name)
+    return None if folder in NON_MODEL_FOLDERS else folder
+
+
 def looks_like_model_value(value: object) -> bool:
     """A widget value that could be a model file name (used by the generic rule)."""
     return (

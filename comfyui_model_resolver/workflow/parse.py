@@ -6,7 +6,7 @@ from typing import Any
 from ..types import ModelRef, ParsedWorkflow
 from .decode import DecodedWorkflow, decode_object, decode_workflow
 from .detect import _embedded_entries, apply_embedded, detect_node
-from .folders import canonical_folder
+from .folders import embedded_folder
 from .graph import walk_api, walk_ui
 from .knowledge import Knowledge
 from .variants import select_variants
@@ -17,8 +17,7 @@ def _workflow_level_refs(entries: list[dict]) -> list[ModelRef]:
     """Root `models` entries that no node names: the workflow still asks for them."""
     out = []
     for e in entries:
-        directory = e.get("directory")
-        folder = canonical_folder(directory.strip().strip("/")) if isinstance(directory, str) and directory.strip() else None
+        folder = embedded_folder(e.get("directory"))
         ref = ModelRef(filename=e["name"], folder=folder, node_id="", node_type="", input="models",
                        folder_source="embedded" if folder else None,
                        confidence=FOLDER_CONFIDENCE["embedded"] if folder else 0.0,
