@@ -69,8 +69,10 @@ class FileLock(PathLock):
     def _try(self) -> bool:
         import fcntl
 
+        from .partfile import open_no_follow  # never through a link: the lock file is truncated below
+
         for _ in range(5):
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            fd = open_no_follow(self.path)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except OSError as exc:

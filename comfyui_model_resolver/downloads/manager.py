@@ -28,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import stat
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -383,6 +384,8 @@ class DownloadManager:
         try:
             if rec.path is None:
                 await self._name_job(entry)
+            else:  # checked at submit; again now (a restart, or links planted while it was queued)
+                await self._recheck_target(rec)
             while True:
                 lock = await self._make_lock(rec)
                 await self._acquire(entry, lock)
@@ -467,6 +470,13 @@ class DownloadManager:
             rec.detail = None
         self._by_path[path] = rec.id
         await self._save(rec)
+
+    async def _recheck_target(self, rec: JobRecord) -> None:
+        assert rec.path is not None
+        path = await asyncio.to_thread(target_path, self.layout, rec.folder, rec.filename or os.path.basename(rec.path))
+        if path != rec.path:
+            raise UnsafePath(f"The target of this download moved since it was queued ({rec.path} -> {path}).",
+                             hint="Submit the download again.")
 
     async def _with_retries(self, entry: _Entry, call: Callable[[], Any]) -> Any:
         failures = 0
@@ -686,7 +696,11 @@ class DownloadManager:
 
 
 def _remove_quietly(path: str) -> None:
+    """Delete a part file of ours: a plain file with one name. A link (symbolic or hard) under that
+    name is not ours, so it stays (the job failed with UnsafePath because of it)."""
     try:
-        os.unlink(path)
-    except FileNotFoundError:
+        st = os.lstat(path)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
+            os.unlink(path)
+    except OSError:  # gone already, or a name the file system refuses (it was never created)
         pass

@@ -21,13 +21,14 @@ import asyncio
 import errno
 import hashlib
 import os
+import stat
 from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_futures
 from typing import Callable
 
-from ..errors import DownloadError, InsufficientSpace
+from ..errors import DownloadError, InsufficientSpace, UnsafePath
 
-__all__ = ["PartFile", "FrontierHasher", "format_bytes"]
+__all__ = ["PartFile", "FrontierHasher", "format_bytes", "open_no_follow"]
 
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
 HASH_CHUNK = 8 * 1024 * 1024
@@ -59,6 +60,34 @@ def _io_error(exc: OSError, path: str, what: str) -> Exception:
                          hint="Check that the models folder is writable.")
 
 
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0)
+
+
+def open_no_follow(path: str, flags: int = os.O_RDWR | os.O_CREAT) -> int:
+    """Open (create) a file we own next to a model: never through a symbolic link, never a file that
+    has another name too (a hard link), never anything but a regular file — writing through those
+    would change a file elsewhere (outside the models root, or another model).
+
+    Raises UnsafePath for a link; OSError otherwise."""
+    try:
+        fd = os.open(path, flags | _NO_FOLLOW | getattr(os, "O_CLOEXEC", 0), 0o644)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP or (not _NO_FOLLOW and os.path.islink(path)):
+            raise UnsafePath(f"{path} is a symbolic link; refusing to write through it.",
+                             hint="Remove the link (the resolver only writes plain files in the models folder).") from None
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode) or st.st_nlink > 1 or (not _NO_FOLLOW and os.path.islink(path)):
+            what = "has another name too (a hard link)" if stat.S_ISREG(st.st_mode) else "is not a regular file"
+            raise UnsafePath(f"{path} {what}; refusing to write to it.",
+                             hint="Remove it; the resolver only writes plain files of its own.")
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
 class PartFile:
     """An open part file. Methods block; call them from a worker thread."""
 
@@ -66,7 +95,7 @@ class PartFile:
         self.path = path
         try:
             os.makedirs(os.path.dirname(path), exist_ok=True)
-            self.fd = os.open(path, os.O_RDWR | os.O_CREAT | getattr(os, "O_CLOEXEC", 0), 0o644)
+            self.fd = open_no_follow(path)
         except OSError as exc:
             raise _io_error(exc, path, "creating") from None
         self.closed = False

@@ -123,12 +123,17 @@ def target_path(layout: FolderLayout, folder: str, filename: str) -> str:
         raise UnsafePath(f"{filename!r} would be written outside the {canonical} folder ({root}); "
                          "a symbolic link inside the folder points elsewhere.",
                          hint="Remove the link or choose another file name.")
-    # Also refuse if the part file would leave the folder (a symlink named <final>.part).
-    real_part = os.path.realpath(final + PART_SUFFIX)
-    if not _inside(real_part, root):
-        raise UnsafePath(f"{final + PART_SUFFIX} is a link that points outside the {canonical} folder.")
+    # The part and lock files are written in place: a link under their names would redirect the
+    # writes elsewhere (outside the folder, or onto another model). The writers open them without
+    # following links too (partfile.open_no_follow); this says so before anything starts.
+    for suffix in (PART_SUFFIX, LOCK_SUFFIX):
+        if os.path.islink(final + suffix):
+            raise UnsafePath(f"{final + suffix} is a symbolic link; refusing to write through it.",
+                             hint="Remove the link (the resolver only writes plain files in the models folder).")
     if os.path.isdir(real):
         raise UnsafePath(f"{final} is a directory; give a file name.")
+    if os.path.islink(final) and not os.path.exists(final):
+        raise UnsafePath(f"{final} is a broken symbolic link.", hint="Remove the link or choose another file name.")
     return final
 
 

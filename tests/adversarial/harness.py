@@ -130,7 +130,8 @@ class Sandbox:
         """Take the baseline now (after a test planted its links or files)."""
         self.baseline = snapshot(self.parent)
         self.protected = {rel: entry[2] for rel, entry in self.baseline.items()
-                          if entry[0] == "file" and rel.startswith("ComfyUI/models/")}
+                          if entry[0] == "file" and rel.startswith("ComfyUI/models/")
+                          and not rel.endswith((".part", ".lock"))}  # a running job's own files
         return self.baseline
 
     def _allowed(self, rel: str) -> bool:
@@ -151,7 +152,7 @@ class Sandbox:
         lost = {rel: changes[rel] for rel in self.protected if rel in changes}
         assert not lost, f"existing model files changed or vanished: {lost}"
         for rel, entry in snapshot(self.parent).items():
-            if entry[0] == "file" and rel.startswith("ComfyUI/models/") and rel not in self.protected:
+            if entry[0] == "file" and rel.startswith("ComfyUI/models/") and rel not in self.baseline:
                 # a new file under the models root is a finished download or a part/lock file of one
                 assert entry[3] == 1, f"{rel} is hard-linked elsewhere"
 
