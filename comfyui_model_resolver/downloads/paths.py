@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import unicodedata
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError, UnsafePath
@@ -34,6 +35,13 @@ _RESERVED = {"con", "prn", "aux", "nul", "conin$", "conout$",
              "com¹", "com²", "com³", "lpt¹", "lpt²", "lpt³"}
 _WINDOWS_BAD = set('<>:"|?*')
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
+#: Bidirectional-text controls: "x\u202egnp.ckpt" shows as "xkpc.png"-like text while staying .ckpt.
+_BIDI_CONTROLS = frozenset("\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+#: Slashes that are not separators but look like them (NFKC folds the fullwidth ones to / and \).
+_SEPARATOR_LOOKALIKES = frozenset("\u2044\u2215\u29f8\u29f9\ufe68\uff0f\uff3c")
+#: Limits on a relative name: no file system takes more than 4096 bytes of path, and no model needs this many.
+MAX_NAME_BYTES = 1024
+MAX_NAME_DEPTH = 32
 
 
 def _check_component(part: str, whole: str) -> None:
@@ -41,9 +49,19 @@ def _check_component(part: str, whole: str) -> None:
         raise UnsafePath(f"Empty or '.' path component in {whole!r}.")
     if part == "..":
         raise UnsafePath(f"{whole!r} goes up a directory ('..'); a download must stay inside its model folder.")
-    bad = [c for c in part if ord(c) < 0x20 or ord(c) == 0x7F]
+    bad = [c for c in part if ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F]
     if bad:
         raise UnsafePath(f"{whole!r} contains a control character ({bad[0]!r}).")
+    if any(0xD800 <= ord(c) <= 0xDFFF for c in part):
+        raise UnsafePath(f"{whole!r} is not valid Unicode (a lone surrogate).")
+    bidi = [c for c in part if c in _BIDI_CONTROLS]
+    if bidi:
+        raise UnsafePath(f"{whole!r} contains an invisible text-direction character (U+{ord(bidi[0]):04X}), "
+                         "which can disguise a file's real extension.")
+    folded = unicodedata.normalize("NFKC", part)
+    if any(c in _SEPARATOR_LOOKALIKES for c in part) or "/" in folded or "\\" in folded or folded in (".", ".."):
+        raise UnsafePath(f"{whole!r} contains a character that looks like a path separator or '..' "
+                         f"({part!r}); use plain '/' between folders.")
     win = sorted({c for c in part if c in _WINDOWS_BAD})
     if win:
         raise UnsafePath(f"{whole!r} contains {''.join(win)!r}, which file names on Windows cannot hold.")
@@ -69,6 +87,10 @@ def safe_relative_name(name: str) -> str:
     if _DRIVE_RE.match(name):
         raise UnsafePath(f"{name!r} has a drive letter; give a name relative to the model folder.")
     parts = name.replace("\\", "/").split("/")
+    if len(name.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES or len(parts) > MAX_NAME_DEPTH:
+        raise UnsafePath(f"{name[:60]!r}… is too long ({len(parts)} folders deep, "
+                         f"{len(name.encode('utf-8', 'surrogatepass'))} bytes; at most {MAX_NAME_DEPTH} and "
+                         f"{MAX_NAME_BYTES}).", hint="Give a shorter file name.")
     for part in parts:
         _check_component(part, name)
     if len((parts[-1] + PART_SUFFIX).encode("utf-8")) > MAX_COMPONENT_BYTES:
