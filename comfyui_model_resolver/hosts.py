@@ -8,6 +8,9 @@ Used by downloads (every redirect hop is checked) and by sources (API calls). Th
     token_kind(url, settings) -> "hf" | "civitai" | None
     redact_url(url) -> str               secrets in a URL replaced by "***"
     redact_text(text) -> str             the same for free text (log lines, error messages)
+    redact_secrets(text, settings) -> str  redact_text, plus the configured token values themselves
+    redact_error(exc, settings) -> exc   the same for an error's message and hint (upstreams may quote
+                                         the credential they were sent: "Invalid key <key>")
 
 Allowlist patterns (Settings.all_allowed_hosts = defaults + CMR_ALLOWED_HOSTS):
 
@@ -32,14 +35,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import SplitResult, parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
-from .errors import HostNotAllowed
+from .errors import HostNotAllowed, ResolverError
 from .settings import DEFAULT_ALLOWED_HOSTS
 
 if TYPE_CHECKING:  # pragma: no cover
     from .settings import Settings
 
 __all__ = ["check_url", "is_allowed", "token_for", "token_kind", "TOKEN_ENV", "redact_url", "redact_text",
-           "Target", "parse_target"]
+           "redact_secrets", "redact_error", "secret_values", "Target", "parse_target"]
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 #: Hosts that get the Hugging Face token besides the configured endpoint (https only).
@@ -296,3 +299,29 @@ def redact_text(text: str) -> str:
     text = _BEARER_RE.sub(r"\1***", text)
     text = _USERINFO_RE.sub(r"\1***@", text)
     return _HF_TOKEN_RE.sub("hf_***", text)
+
+
+def secret_values(settings: "Settings") -> tuple[str, ...]:
+    """The configured secrets (tokens, the API key), longest first."""
+    values = []
+    for secret in (settings.hf_token, settings.civitai_api_key, settings.api_key):
+        value = secret.get_secret_value() if secret is not None else ""
+        if len(value) >= 4:
+            values.append(value)
+    return tuple(sorted(values, key=len, reverse=True))
+
+
+def redact_secrets(text: str, settings: "Settings") -> str:
+    """`redact_text`, and every configured secret value replaced by *** wherever it appears."""
+    for value in secret_values(settings):
+        text = text.replace(value, "***")
+    return redact_text(text)
+
+
+def redact_error(exc: ResolverError, settings: "Settings") -> ResolverError:
+    """Scrub an error built from upstream text (which may quote our token) before anyone sees it."""
+    exc.message = redact_secrets(exc.message, settings)
+    if exc.hint:
+        exc.hint = redact_secrets(exc.hint, settings)
+    exc.args = (exc.message,)
+    return exc

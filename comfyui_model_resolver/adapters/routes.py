@@ -21,6 +21,7 @@ from ..errors import (
     IntegrityError, JobNotFound, LocalIndexError, NotFound, RateLimited, ResolverError, SourceError,
     SourceUnavailable, TargetExists, UnsafeFormat, UnsafePath, WorkflowError, WorkflowTooLarge,
 )
+from ..hosts import secret_values
 from ..types import DownloadRequest
 from ..workflow.decode import parse_json_text
 from ..workflow.relink import RelinkChange, apply_relinks
@@ -335,9 +336,34 @@ async def download_event_stream(resolver, *, heartbeat: float = SSE_HEARTBEAT) -
 
 
 async def dispatch(route: Route, resolver, req: ApiRequest) -> ApiResponse:
-    """Run a handler and turn any exception into the one error shape."""
+    """Run a handler and turn any exception into the one error shape. No response ever carries a
+    configured secret: one that got into a message (an upstream quoting our token) is replaced."""
     assert route.handler is not None
     try:
-        return await route.handler(resolver, req)
+        resp = await route.handler(resolver, req)
     except Exception as exc:  # noqa: BLE001 - every error becomes a response
-        return error_response(exc)
+        resp = error_response(exc)
+    if resp.status < 400 and route.name in _LOCAL_ONLY:  # no upstream text in these: skip the scan
+        return resp
+    settings = getattr(resolver, "settings", None)
+    secrets = secret_values(settings) if settings is not None else ()
+    if secrets and any(v in json.dumps(resp.body, ensure_ascii=False, default=str) for v in secrets):
+        log.warning("a response to %s quoted a configured secret; it was replaced by ***", route.name)
+        resp.body = _without(resp.body, secrets)
+    return resp
+
+
+#: Routes whose success bodies hold only local data (a workflow, settings already reduced to set/unset).
+_LOCAL_ONLY = frozenset({"analyze", "relink", "get_config", "patch_config", "list_models"})
+
+
+def _without(value: Any, secrets: tuple[str, ...]) -> Any:
+    if isinstance(value, str):
+        for v in secrets:
+            value = value.replace(v, "***")
+        return value
+    if isinstance(value, dict):
+        return {_without(k, secrets): _without(v, secrets) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_without(v, secrets) for v in value]
+    return value

@@ -23,7 +23,7 @@ import aiohttp
 
 from ..errors import (AuthRequired, DownloadError, NotFound, RateLimited, ResolverError, SourceError,
                       SourceUnavailable)
-from ..hosts import TOKEN_ENV, check_url, redact_url, token_for, token_kind
+from ..hosts import TOKEN_ENV, check_url, redact_secrets, redact_url, token_for, token_kind
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
@@ -130,7 +130,7 @@ async def _error_for(resp: aiohttp.ClientResponse, url: str, settings: "Settings
                     server_msg = str(body.get("message") or body.get("error") or "")[:300] or None
             except ValueError:
                 pass
-    detail = f": {server_msg}" if server_msg else ""
+    detail = f": {redact_secrets(server_msg, settings)}" if server_msg else ""
     kind = token_kind(url, settings)
     env = TOKEN_ENV.get(kind or "")
     if status in (401, 403) and (code in ("GatedRepo", "RepoNotFound") or kind):

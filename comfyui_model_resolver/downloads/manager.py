@@ -41,7 +41,7 @@ import aiohttp
 from ..errors import (ConfigError, DownloadCancelled, DownloadError, IntegrityError, JobNotFound, ResolverError, TargetExists,
                       UnsafeFormat, UnsafePath)
 from ..events import EventBus
-from ..hosts import check_url, redact_text, redact_url
+from ..hosts import check_url, redact_secrets, redact_text, redact_url
 from ..index.hashing import sha256_file
 from ..index.layout import FolderLayout
 from ..settings import Settings
@@ -432,7 +432,9 @@ class DownloadManager:
         rec = entry.rec
         rec.state, rec.detail = "failed", None
         err = exc.to_dict()
-        err["message"] = redact_text(err.get("message") or "")
+        err["message"] = redact_secrets(err.get("message") or "", self._settings)
+        if err.get("hint"):
+            err["hint"] = redact_secrets(err["hint"], self._settings)
         rec.error = err
         if rec.path and not rec.done:  # nothing worth resuming: leave no empty part file behind
             await asyncio.to_thread(_remove_quietly, rec.path + PART_SUFFIX)

@@ -31,6 +31,7 @@ from typing import Any, Mapping
 import aiohttp
 
 from ..errors import AuthRequired, NotFound, RateLimited, SourceError, SourceUnavailable
+from ..hosts import redact_error
 from ..settings import Settings
 from .base import LookupContext
 from .cache import NOT_FOUND, ResponseCache, is_not_found
@@ -243,8 +244,9 @@ class Upstream:
                     log.info("%s: HTTP %s, retry %d in %.1f s", source, status, attempt, wait)
                     await self.sleep(wait)
                     continue
-            raise error_for_status(status, headers, body, source=source, token_env=self.token_env_for(url),
+            err = error_for_status(status, headers, body, source=source, token_env=self.token_env_for(url),
                                    authed=self.has_token(url), what=what)
+            raise redact_error(err, self.settings)  # the upstream may quote the token it was sent
 
     async def get_json(self, url: str, *, source: str, ctx: LookupContext | None, params: Any = None,
                        what: str = "", cache: bool = True) -> Any:

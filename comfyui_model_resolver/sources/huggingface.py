@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from ..errors import AuthRequired, NotFound, SourceError, SourceUnavailable
+from ..hosts import redact_error
 from ..settings import Settings
 from ..types import Candidate, ModelRef
 from ..workflow.folders import has_model_extension
@@ -110,7 +111,7 @@ class HuggingFaceSource(Source):
                 raise SourceUnavailable(f"huggingface: {what}: no answer within {self.settings.http_timeout:g} s",
                                         source=NAME, hint="The Hub is slow or failing; try again later.") from None
             except Exception as exc:  # huggingface_hub / httpx errors
-                raise _translate(exc, what) from None
+                raise redact_error(_translate(exc, what), self.settings) from None
 
     async def _cached(self, key: str, ctx: LookupContext | None, what: str, fn: Callable[[], Any]) -> Any:
         """Cache + single-flight: concurrent models asking the same listing share one request."""

@@ -20,7 +20,7 @@ from ..settings import Settings
 from ..types import Candidate, DiskCheck, Preflight
 from .base import LookupContext
 from .http import Upstream, error_for_status
-from ..hosts import is_allowed
+from ..hosts import is_allowed, redact_error
 from .urls import origin_of
 
 _REDIRECTS = (301, 302, 303, 307, 308)
@@ -92,6 +92,7 @@ async def preflight(cand: Candidate, upstream: Upstream, ctx: LookupContext, set
                     body = None
             err = error_for_status(res.status, h, body, source=source, token_env=upstream.token_env_for(url),
                                    authed=upstream.has_token(url), what="pre-flight")
+            err = redact_error(err, settings)  # the upstream may quote the token it was sent
             return _from_error(cand.url, res.status, err)
         if size is None:
             cr = h.get("Content-Range", "")

@@ -130,6 +130,7 @@ class Scripted:
 
     def __init__(self) -> None:
         self.routes: dict[str, Any] = {}
+        self.fallback: Callable[[web.Request], Any] | None = None  # answers every other path
         self.log: list[dict[str, Any]] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -147,7 +148,9 @@ class Scripted:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.log.append({"method": request.method, "path": request.path_qs, "headers": dict(request.headers)})
-        spec = self.routes.get(request.match_info["name"])
+        spec = self.routes.get(request.match_info["name"]) if request.path.startswith("/f/") else None
+        if spec is None and self.fallback is not None:
+            spec = self.fallback
         if spec is None:
             return web.Response(status=404, text="no such file")
         if callable(spec):
@@ -159,6 +162,7 @@ class Scripted:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_route("*", "/f/{name:.*}", self._handle)
+        app.router.add_route("*", "/{name:.*}", self._handle)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
