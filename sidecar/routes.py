@@ -23,7 +23,7 @@ from comfyui_model_resolver.adapters.routes import (
 )
 from comfyui_model_resolver.errors import WorkflowError, WorkflowTooLarge
 
-from .security import BodyTooLarge, check_api_key, check_origin
+from .security import BodyTooLarge, check_api_key, check_host, check_origin
 
 #: JSON bodies larger than this are parsed in a worker thread.
 _THREAD_PARSE_BYTES = 256 * 1024
@@ -112,6 +112,9 @@ async def _read_request(route: Route, request: Request) -> ApiRequest:
 def _endpoint(route: Route):
     async def endpoint(request: Request) -> Response:
         state = request.app.state
+        denied = check_host(state.settings, request.headers, local_host(request))
+        if denied is not None:
+            return as_response(denied)
         if route.mutating:
             denied = (check_origin(state.settings, request.headers, request.url.scheme)
                       or check_api_key(state.settings, request.headers, local_host(request)))
@@ -148,6 +151,9 @@ async def events_endpoint(request: Request) -> Response:
     """`snapshot` (all jobs) first, then one `cmr.progress` event per progress change; comments keep
     idle connections open. The stream ends when the client goes or the server shuts down."""
     state = request.app.state
+    denied = check_host(state.settings, request.headers, local_host(request))
+    if denied is not None:
+        return as_response(denied)
     resolver = state.resolver
     sub = resolver.events.subscribe()
     state.sse_subscriptions.add(sub)

@@ -7,6 +7,8 @@ Policy (documented in the README):
   configured key such requests are refused (403): the server fails closed. `cmr serve` refuses to start
   on a non-loopback address without a key.
 * A wrong key is refused (401) even over loopback: it is a misconfigured client.
+* DNS rebinding: a request that arrived on a loopback socket must name this machine in `Host`
+  (an IP, localhost, the machine's name, CMR_API_HOST or a CMR_CORS_ORIGINS host), on every route.
 * Browsers: a mutating request carrying an `Origin` that is not in `CMR_CORS_ORIGINS` (and is not the
   server's own origin) is refused (403), so a web page cannot make a local sidecar download or change
   settings. CORS itself is off unless `CMR_CORS_ORIGINS` lists origins.
@@ -21,6 +23,7 @@ import json
 from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
+from comfyui_model_resolver.adapters.hostcheck import host_names_of_origins, rebinding_refusal
 from comfyui_model_resolver.adapters.routes import ApiResponse, error_body
 from comfyui_model_resolver.settings import Settings
 
@@ -70,6 +73,14 @@ def check_api_key(settings: Settings, headers: Mapping[str, str], local_host: st
 def _unauthorized(message: str) -> ApiResponse:
     return ApiResponse(error_body("Unauthorized", message, hint="Send 'Authorization: Bearer <CMR_API_KEY>'.",
                                   code="unauthorized"), 401, {"WWW-Authenticate": 'Bearer realm="cmr"'})
+
+
+def check_host(settings: Settings, headers: Mapping[str, str], local_host: str | None) -> ApiResponse | None:
+    """DNS rebinding: on a loopback socket the Host header must name this machine (see
+    comfyui_model_resolver/adapters/hostcheck.py). Applies to every API route, reads included."""
+    trusted = set(host_names_of_origins(settings.cors_origins))
+    trusted.add(settings.api_host.strip("[]").lower())
+    return rebinding_refusal(headers.get("host"), local_host, trusted)
 
 
 def check_origin(settings: Settings, headers: Mapping[str, str], scheme: str) -> ApiResponse | None:

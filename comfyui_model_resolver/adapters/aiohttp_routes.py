@@ -3,6 +3,7 @@
 Used inside ComfyUI (`PromptServer.instance.routes`, which ComfyUI also serves under `/api`) and by
 the tests' stand-in server. Each request passes `RequestGuard` first:
 
+* DNS rebinding is refused (403): on a loopback socket `Host` must name this machine (hostcheck.py);
 * cross-site browser requests are refused (403): `Sec-Fetch-Site: cross-site`, or an `Origin` that
   is neither this server (`Host` / `X-Forwarded-Host`) nor an explicitly allowed origin;
 * POST/PATCH bodies must not be a CORS "simple" request: `application/json` (or multipart / raw
@@ -23,6 +24,7 @@ from urllib.parse import urlsplit
 
 from aiohttp import web
 
+from .hostcheck import host_names_of_origins, rebinding_refusal
 from .routes import ROUTES, ApiRequest, ApiResponse, Route, dispatch, download_event_stream, error_body, error_response
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,17 @@ class RequestRejected(Exception):
 class RequestGuard:
     def __init__(self, policy: Callable[[], GuardPolicy]) -> None:
         self._policy = policy
+
+    def check_host(self, request: web.BaseRequest) -> None:
+        """DNS rebinding (see hostcheck.py): on a loopback socket, Host must name this machine."""
+        transport = request.transport
+        sockname = transport.get_extra_info("sockname") if transport is not None else None
+        local = sockname[0] if isinstance(sockname, (tuple, list)) and sockname else None
+        trusted = host_names_of_origins(self._policy().allowed_origins)
+        refused = rebinding_refusal(request.headers.get("Host"), local, trusted)
+        if refused is not None:
+            err = refused.body["error"]
+            raise RequestRejected(refused.status, err["type"], err["code"], err["message"], err["hint"])
 
     def check_origin(self, request: web.BaseRequest) -> None:
         policy = self._policy()
@@ -224,6 +237,7 @@ def _json_response(resp: ApiResponse) -> web.Response:
 def _make_handler(route: Route, get_resolver: ResolverGetter, guard: RequestGuard) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     async def handle(request: web.Request) -> web.StreamResponse:
         try:
+            guard.check_host(request)
             guard.check_origin(request)
             guard.check_content_type(request, route)
             api_request = await build_api_request(request, route, guard.limits())

@@ -218,13 +218,15 @@ async def test_cross_site_requests_are_refused(comfy):
         assert resp.status == 403, headers
     # ComfyUI's own middleware answers some of them before us; ours gives the JSON error shape
     resp = await client.patch("/cmr/v1/config", json={"hf_token": "x"},
-                              headers={"Origin": "http://evil.example", "Host": "comfy.lan:8188"})
+                              headers={"Origin": "http://evil.example", "Host": "127.0.0.2:8188"})
     assert resp.status == 403 and (await resp.json())["error"]["code"] == "cross_origin"
     resp = await client.get("/cmr/v1/config", headers={"Sec-Fetch-Site": "cross-site"})
     assert resp.status == 403
-    # same origin, same-site fetch metadata and proxies that keep the original host are fine
+    # same origin, same-site fetch metadata and proxies that keep the original host are fine (a proxy
+    # reaching ComfyUI on loopback sends an IP Host, nginx's default; a name there is DNS rebinding:
+    # tests/adversarial/test_cross_origin.py). 127.0.0.2: an IP ComfyUI's own middleware leaves to us.
     for headers in ({"Origin": f"http://{host}"}, {"Sec-Fetch-Site": "same-origin"},
-                    {"Origin": "https://comfy.example.com", "Host": "comfy.internal:8188",
+                    {"Origin": "https://comfy.example.com", "Host": "127.0.0.2:8188",
                      "X-Forwarded-Host": "comfy.example.com"}):
         resp = await client.post("/cmr/v1/analyze", json=wf, headers=headers)
         assert resp.status == 200, headers
@@ -238,9 +240,9 @@ async def test_allowed_origins_from_settings(comfy_base):
                                                                     "CMR_CORS_ORIGINS": "https://my.tools:9000"})
     async with TestClient(TestServer(server.build_app())) as client:
         ok = await client.post("/cmr/v1/analyze", json={"nodes": []}, headers={
-            "Origin": "https://my.tools:9000", "Host": "comfy.lan:8188"})
+            "Origin": "https://my.tools:9000", "Host": "127.0.0.2:8188"})
         bad = await client.post("/cmr/v1/analyze", json={"nodes": []}, headers={
-            "Origin": "https://my.tools:9001", "Host": "comfy.lan:8188"})
+            "Origin": "https://my.tools:9001", "Host": "127.0.0.2:8188"})
         assert ok.status == 200 and bad.status == 403
     await adapter.close()
 

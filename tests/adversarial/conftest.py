@@ -90,6 +90,7 @@ async def comfyui_door(sb: Sandbox, environ: dict[str, str]):
     await client.start_server()
     try:
         door = Door("comfyui", client)
+        door.origin = f"http://127.0.0.1:{client.port}"  # type: ignore[attr-defined]
         door.adapter = adapter  # type: ignore[attr-defined]
         door.resolver = await adapter.get_resolver()  # type: ignore[attr-defined]
         yield door
@@ -107,6 +108,7 @@ async def sidecar_door(sb: Sandbox, environ: dict[str, str], base_url: str = "ht
     async with app.router.lifespan_context(app):
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=base_url) as client:
             door = Door("sidecar", client)
+            door.origin = base_url  # type: ignore[attr-defined]
             door.app = app  # type: ignore[attr-defined]
             door.resolver = app.state.resolver  # type: ignore[attr-defined]
             yield door

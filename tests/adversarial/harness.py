@@ -195,6 +195,7 @@ class Door:
         self.name = name
         self.client = client
         self.prefix = PREFIX[name]
+        self.last_headers: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"Door({self.name})"
@@ -216,6 +217,7 @@ class Door:
             resp = await self.client.request(method, url, **kw)
             text = resp.text
             status = resp.status_code
+            self.last_headers = {k.lower(): v for k, v in resp.headers.items()}
         else:
             import aiohttp
 
@@ -230,6 +232,7 @@ class Door:
                                              skip_auto_headers=skip)
             text = await resp.text()
             status = resp.status
+            self.last_headers = {k.lower(): v for k, v in resp.headers.items()}
         try:
             body = json.loads(text) if text else None
         except ValueError:
