@@ -25,7 +25,9 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .hostcheck import host_names_of_origins, rebinding_refusal
-from .routes import ROUTES, ApiRequest, ApiResponse, Route, dispatch, download_event_stream, error_body, error_response
+from ..errors import WorkflowError
+from .routes import (ROUTES, ApiRequest, ApiResponse, Route, decode_json_body, dispatch, download_event_stream,
+                     error_body, error_response)
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +202,9 @@ async def build_api_request(request: web.Request, route: Route, policy: GuardPol
     if not raw.strip():
         return ApiRequest(query=query, params=params)
     try:
-        body = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise RequestRejected(400, "InvalidJSON", "invalid_json", f"The request body is not valid JSON: {exc}.") from None
+        body = decode_json_body(raw)  # the core's decoder: no NaN/Infinity, no lone surrogates
+    except WorkflowError as exc:
+        raise RequestRejected(400, "InvalidJSON", "invalid_json", exc.message, exc.hint) from None
     return ApiRequest(body=body, query=query, params=params)
 
 

@@ -86,6 +86,9 @@ def error_response(exc: BaseException) -> ApiResponse:
         if isinstance(exc, RateLimited) and exc.retry_after is not None:
             headers["Retry-After"] = str(max(1, int(exc.retry_after + 0.999)))
         return ApiResponse({"error": d}, status, headers)
+    if isinstance(exc, RecursionError):  # a value nested thousands deep: the input's fault
+        return ApiResponse(error_body("WorkflowError", "The request is nested too deeply to be handled.",
+                                      "A ComfyUI workflow is never nested this deeply.", code="workflow_error"), 400)
     if isinstance(exc, ValidationError):
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()[:10])
         return ApiResponse(error_body("ValidationError", f"Invalid request: {problems}", code="invalid_request"), 422)

@@ -5,6 +5,8 @@ Pure: no I/O. Guards against oversized, deeply nested, truncated and mistyped in
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -47,14 +49,72 @@ def parse_json_text(text: str | bytes, *, what: str = "workflow") -> Any:
         raise WorkflowError(f"The {what} is not JSON and not a PNG or WebP image.",
                             hint="Expected a ComfyUI workflow .json, or a .png/.webp saved by ComfyUI.")
     try:
-        return json.loads(text)
+        obj = json.loads(text, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         raise WorkflowError(f"The {what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
                             hint="The file may be truncated or hand-edited.") from None
     except RecursionError:
         raise WorkflowError(f"The {what} JSON is nested too deeply to be a ComfyUI workflow.") from None
+    except _NotJson as exc:
+        raise WorkflowError(f"The {what} is not valid JSON: {exc} is not a JSON number.",
+                            hint="JSON has no NaN or Infinity; the file was not written by ComfyUI.") from None
     except ValueError as exc:  # e.g. integer string too long
         raise WorkflowError(f"The {what} JSON holds a value that cannot be read: {exc}.") from None
+    if _SUSPECT.search(text):
+        obj = _sanitised(obj, what)
+    return obj
+
+
+class _NotJson(ValueError):
+    pass
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotJson(name)
+
+
+#: Cheap pre-check for the two things json.loads lets through that are not data a workflow can hold
+#: or an answer can carry: \ud800-style escapes (maybe lone surrogates, which cannot be encoded as
+#: UTF-8) and exponents of 3+ digits (maybe overflowing to inf, which JSON cannot express).
+_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|[eE][+]?\d{3}")
+
+
+def _clean_str(s: str) -> str:
+    if any("\ud800" <= c <= "\udfff" for c in s):
+        return s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return s
+
+
+def _sanitised(obj: Any, what: str) -> Any:
+    """Lone surrogates -> U+FFFD (a cut-off emoji in a prompt should not sink a workflow); an
+    overflowing number is refused. Iterative: the value may be nested deeply."""
+    def fix(v: Any) -> Any:
+        if isinstance(v, str):
+            return _clean_str(v)
+        if isinstance(v, float) and not math.isfinite(v):
+            raise WorkflowError(f"The {what} holds a number too large for JSON ({v}).")
+        return v
+
+    root = [fix(obj)]
+    stack: list[Any] = [root[0]]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            for k in list(cur):
+                v = fix(cur[k])
+                nk = _clean_str(k)
+                if nk != k:
+                    del cur[k]
+                cur[nk] = v
+                if isinstance(v, (dict, list)):
+                    stack.append(v)
+        elif isinstance(cur, list):
+            for i, v in enumerate(cur):
+                v = fix(v)
+                cur[i] = v
+                if isinstance(v, (dict, list)):
+                    stack.append(v)
+    return root[0]
 
 
 def _is_api_prompt(obj: dict) -> bool:

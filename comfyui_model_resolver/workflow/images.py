@@ -33,11 +33,21 @@ def _inflate(blob: bytes, limit: int, what: str) -> bytes:
     return out
 
 
-def png_text_chunks(data: bytes, *, limit: int) -> dict[str, str]:
-    """All text chunks of a PNG as {keyword: text}. Raises WorkflowError on a broken file."""
+#: The text entries ComfyUI writes; the others are never decompressed (see below).
+WORKFLOW_KEYS = ("workflow", "prompt")
+
+
+def png_text_chunks(data: bytes, *, limit: int, keys: tuple[str, ...] | None = WORKFLOW_KEYS) -> dict[str, str]:
+    """The text chunks of a PNG as {keyword: text} — only `keys` (all when None). Raises
+    WorkflowError on a broken file.
+
+    Memory stays bounded by `limit` whatever the file holds: chunks with other keywords are skipped
+    without inflating them, and all the text kept, compressed or not, counts against one budget
+    (a 2 MB PNG of a thousand small zTXt chunks each inflating to the limit needed 2 GB before)."""
     if not is_png(data):
         raise WorkflowError("Not a PNG file.")
     out: dict[str, str] = {}
+    budget = limit
     pos, end = 8, len(data)
     while True:
         if pos + 8 > end:
@@ -51,30 +61,39 @@ def png_text_chunks(data: bytes, *, limit: int) -> dict[str, str]:
         body = data[body_start:body_end]
         if ctype == b"IEND":
             return out
-        if ctype == b"tEXt":
-            key, _, text = body.partition(b"\0")
-            out[key.decode("latin-1")] = text.decode("latin-1")
-        elif ctype == b"zTXt":
+        if ctype in (b"tEXt", b"zTXt", b"iTXt"):
             key, _, rest = body.partition(b"\0")
             name = key.decode("latin-1")
-            out[name] = _inflate(rest[1:], limit, name).decode("latin-1")
-        elif ctype == b"iTXt":
-            key, _, rest = body.partition(b"\0")
-            name = key.decode("latin-1")
-            if len(rest) < 2:
-                raise WorkflowError(f"The PNG iTXt chunk {name!r} is malformed.")
-            compressed = rest[0] == 1
-            rest = rest[2:]
-            _lang, _, rest = rest.partition(b"\0")
-            _translated, _, text = rest.partition(b"\0")
-            if compressed:
-                text = _inflate(text, limit, name)
-            out[name] = text.decode("utf-8", "replace")
+            if keys is None or name in keys:
+                if ctype == b"tEXt":
+                    raw, text_codec = rest, "latin-1"
+                elif ctype == b"zTXt":
+                    raw, text_codec = _inflate(rest[1:], budget, name), "latin-1"
+                else:
+                    if len(rest) < 2:
+                        raise WorkflowError(f"The PNG iTXt chunk {name!r} is malformed.")
+                    compressed = rest[0] == 1
+                    rest = rest[2:]
+                    _lang, _, rest = rest.partition(b"\0")
+                    _translated, _, raw = rest.partition(b"\0")
+                    if compressed:
+                        raw = _inflate(raw, budget, name)
+                    text_codec = "utf-8"
+                budget -= len(raw)
+                if budget < 0:
+                    raise WorkflowError(f"The text in this PNG adds up to more than the {limit}-byte limit.")
+                out[name] = raw.decode(text_codec, "replace")
         pos = body_end + 4  # skip CRC
 
 
-def _tiff_strings(tiff: bytes) -> list[str]:
-    """ASCII/UNDEFINED/BYTE values of IFD0 (and any chained IFDs) of a TIFF/EXIF block."""
+def _tiff_strings(tiff: bytes, prefixes: tuple[bytes, ...] | None = None) -> list[str]:
+    """ASCII/UNDEFINED/BYTE values of IFD0 (and any chained IFDs) of a TIFF/EXIF block; only those
+    starting with one of `prefixes` when given.
+
+    Bounded: a value is copied only if its prefix matches, and the values kept add up to at most
+    the block's size — honest EXIF values never overlap, while a hostile block can point thousands
+    of entries at one large value (a 150 KB WebP needed 400 MB before)."""
+    budget = len(tiff)
     if len(tiff) < 8:
         raise WorkflowError("The WebP EXIF block is truncated.")
     order = tiff[:2]
@@ -105,11 +124,21 @@ def _tiff_strings(tiff: bytes) -> list[str]:
                 (voff,) = struct.unpack(e + "I", raw)
                 if voff + n > len(tiff):
                     raise WorkflowError("The WebP EXIF block is truncated.")
+                if prefixes is not None and not tiff[voff:voff + 16].startswith(prefixes):
+                    continue
+                budget -= n
+                if budget < 0:
+                    raise WorkflowError("The WebP EXIF block's values add up to more than the block itself.")
                 blob = tiff[voff:voff + n]
+            if prefixes is not None and not blob.startswith(prefixes):
+                continue
             values.append(blob.rstrip(b"\0").decode("utf-8", "replace"))
         next_pos = base + count * 12
         offset = struct.unpack(e + "I", tiff[next_pos:next_pos + 4])[0] if next_pos + 4 <= len(tiff) else 0
     return values
+
+
+_EXIF_PREFIXES = (b"workflow:", b"prompt:", b"Workflow:", b"Prompt:")
 
 
 def webp_text_entries(data: bytes) -> dict[str, str]:
@@ -131,7 +160,7 @@ def webp_text_entries(data: bytes) -> dict[str, str]:
         if fourcc == b"EXIF":
             if body.startswith(b"Exif\0\0"):
                 body = body[6:]
-            for value in _tiff_strings(body):
+            for value in _tiff_strings(body, _EXIF_PREFIXES):
                 key, sep, text = value.partition(":")
                 if sep and key in {"workflow", "prompt", "Workflow", "Prompt"}:
                     out.setdefault(key.lower(), text)
