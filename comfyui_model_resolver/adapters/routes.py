@@ -14,7 +14,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from ..errors import (
     AuthRequired, ConfigError, DownloadCancelled, DownloadError, HostNotAllowed, InsufficientSpace,
@@ -22,6 +22,7 @@ from ..errors import (
     SourceUnavailable, TargetExists, UnsafeFormat, UnsafePath, WorkflowError, WorkflowTooLarge,
 )
 from ..types import DownloadRequest
+from ..workflow.decode import parse_json_text
 from ..workflow.relink import RelinkChange, apply_relinks
 
 log = logging.getLogger(__name__)
@@ -125,6 +126,85 @@ class ConfigPatch(_Strict):
     allowed_hosts: list[str] | None = Field(None, max_length=200)
 
 
+class DownloadBody(RootModel[DownloadCreate | DownloadFromResolution]):
+    """The body of POST /downloads: one URL, or the `models` of a resolve result."""
+
+
+#: File types analyze/resolve accept as an upload (the content is sniffed, not the name).
+UPLOAD_TYPES = (".json", ".png", ".webp")
+
+
+#: Raw workflow bytes accepted on upload routes besides JSON and multipart.
+RAW_UPLOAD_TYPES = frozenset({"image/png", "image/webp", "application/octet-stream"})
+#: Room a multipart envelope may take beyond the workflow file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def body_limit(route: Route, max_request_bytes: int, max_workflow_bytes: int) -> tuple[int, str]:
+    """How many body bytes an adapter may read for a route, and the setting that raises it."""
+    if route.accepts_upload:
+        return max_workflow_bytes + MULTIPART_OVERHEAD, "CMR_MAX_WORKFLOW_BYTES"
+    return max_request_bytes, "CMR_MAX_REQUEST_BYTES"
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _multipart_file(content_type: str, raw: bytes) -> tuple[bytes, str | None]:
+    """The first file of a multipart/form-data body (stdlib parser: no extra dependency)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    try:
+        msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw)
+        parts = list(msg.iter_parts()) if msg.is_multipart() else []
+    except (UnicodeEncodeError, ValueError, TypeError):
+        parts = []
+    name = None
+    for part in parts:
+        filename = part.get_filename()
+        if filename is not None:
+            return part.get_payload(decode=True) or b"", filename
+        if part.get_param("name", header="content-disposition") == "name":
+            name = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")[:256] or None
+    raise WorkflowError("The multipart upload holds no file.",
+                        hint="Send the workflow as the multipart field 'file' (.json, .png or .webp).")
+
+
+def decode_request(route: Route, method: str, content_type: str | None, raw: bytes,
+                   query: Mapping[str, str], params: Mapping[str, str], *, max_workflow_bytes: int) -> ApiRequest:
+    """The one request decoder every binding uses (after reading at most `body_limit` bytes):
+    workflow uploads (multipart, raw .png/.webp, or JSON) and JSON bodies."""
+    req = ApiRequest(query=dict(query), params=dict(params))
+    if method not in ("POST", "PATCH", "PUT") or not raw:
+        return req
+    ctype = _media_type(content_type)
+    if route.accepts_upload and ctype == "multipart/form-data":
+        req.upload, req.upload_name = _multipart_file(content_type or "", raw)
+        req.upload_name = query.get("name") or req.upload_name or "upload"
+    elif route.accepts_upload and not (ctype == "application/json" or ctype.endswith("+json")):
+        req.upload, req.upload_name = raw, query.get("name") or "upload"  # the core sniffs the format
+    else:
+        if route.accepts_upload and len(raw) > max_workflow_bytes:
+            raise WorkflowTooLarge(f"The input is {len(raw):,} bytes, over the {max_workflow_bytes:,}-byte limit.",
+                                   hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+        req.body = decode_json_body(raw)
+        return req
+    if len(req.upload) > max_workflow_bytes:
+        raise WorkflowTooLarge(f"The input is {len(req.upload):,} bytes, over the {max_workflow_bytes:,}-byte limit.",
+                               hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+    return req
+
+
+def decode_json_body(raw: bytes) -> Any:
+    """Request body bytes -> JSON value (None when empty). Every binding decodes bodies with this,
+    so a bad body gives the same 400 on every door."""
+    if not raw.strip():
+        return None
+    return parse_json_text(raw, what="request body")
+
+
 def _workflow_input(req: ApiRequest) -> tuple[Any, str]:
     if req.upload is not None:
         return req.upload, req.upload_name or "upload"
@@ -224,6 +304,17 @@ async def list_models(resolver, req: ApiRequest) -> ApiResponse:
 
 
 @dataclass(frozen=True)
+class QueryParam:
+    """A documented query parameter. Handlers read `ApiRequest.query`; bindings use this for docs."""
+
+    name: str
+    description: str
+    type: Literal["string", "boolean"] = "string"
+    required: bool = False
+    max_length: int | None = None
+
+
+@dataclass(frozen=True)
 class Route:
     method: Literal["GET", "POST", "PATCH", "DELETE"]
     path: str  # relative to the adapter's prefix; `{name}` path parameters
@@ -234,21 +325,25 @@ class Route:
     body: type[BaseModel] | None = None  # documents the JSON body
     accepts_upload: bool = False
     status: int = 200
+    query: tuple[QueryParam, ...] = ()
 
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/analyze", "analyze", "List the models a workflow needs and which are present.", analyze,
-          accepts_upload=True),
+          accepts_upload=True, query=(QueryParam("name", "Name to report for a JSON body (uploads use the file name).", max_length=1024),)),
     Route("POST", "/resolve", "resolve", "Analyze, then find a ranked, explained download source for each missing model.",
-          resolve, accepts_upload=True),
-    Route("GET", "/search", "search", "Search the sources for a model file (?q=, ?folder=).", search),
+          resolve, accepts_upload=True, query=(QueryParam("name", "Name to report for a JSON body (uploads use the file name).", max_length=1024),)),
+    Route("GET", "/search", "search", "Search the sources for a model file (?q=, ?folder=).", search,
+          query=(QueryParam("q", "File or model name to look for.", required=True, max_length=256),
+                 QueryParam("folder", "ComfyUI model folder, e.g. checkpoints or loras."))),
     Route("POST", "/downloads", "create_download", "Start a download (from a URL or a resolve result).",
-          create_download, mutating=True, body=DownloadCreate, status=202),
+          create_download, mutating=True, body=DownloadBody, status=202),
     Route("GET", "/downloads", "list_downloads", "All download jobs.", list_downloads),
     Route("GET", "/downloads/events", "download_events", "Download progress as server-sent events.", None),
     Route("GET", "/downloads/{job_id}", "get_download", "One download job.", get_download),
     Route("DELETE", "/downloads/{job_id}", "cancel_download", "Cancel a download (?keep_partial=true keeps the part file).",
-          cancel_download, mutating=True),
+          cancel_download, mutating=True,
+          query=(QueryParam("keep_partial", "Keep the part file so a later download can resume it.", "boolean"),)),
     Route("POST", "/downloads/{job_id}/pause", "pause_download", "Pause a download.", pause_download, mutating=True),
     Route("POST", "/downloads/{job_id}/resume", "resume_download", "Resume a paused or failed download.",
           resume_download, mutating=True),
@@ -257,7 +352,8 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/config", "get_config", "Current settings; secrets are shown only as set/unset.", get_config),
     Route("PATCH", "/config", "patch_config", "Change run-time settings (tokens are write-only).", patch_config,
           mutating=True, body=ConfigPatch),
-    Route("GET", "/models", "list_models", "The local model index (?folder=).", list_models),
+    Route("GET", "/models", "list_models", "The local model index (?folder=).", list_models,
+          query=(QueryParam("folder", "Only this ComfyUI model folder."),)),
 )
 
 

@@ -1,0 +1,111 @@
+"""GET /health: liveness and readiness, with upstream reachability as information only.
+
+Ready means: the configuration loaded (it did, or the app would not have started), a models root is
+configured, exists and is writable, and the data dir is writable. Upstream reachability (a HEAD of
+the Hugging Face and Civitai endpoints) never changes readiness: a render farm behind a proxy may
+legitimately not see them. It is checked in the background at most once a minute, so health probes
+stay cheap; `?upstreams=check` waits (up to a few seconds) for a fresh check.
+"""
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+UPSTREAM_TTL = 60.0
+UPSTREAM_TIMEOUT = 3.0
+
+
+def _writable_dir(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {"ok": False, "path": None, "message": "not configured",
+                "hint": "Set CMR_COMFYUI_ROOT (models in <root>/models) or CMR_MODELS_ROOT."}
+    info: dict[str, Any] = {"path": str(path)}
+    if not path.is_dir():
+        return {**info, "ok": False, "message": "does not exist or is not a directory"}
+    try:  # os.access lies on some network filesystems and for root: really create a file
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".cmr-health-", delete=True):
+            pass
+    except OSError as exc:
+        return {**info, "ok": False, "message": f"not writable: {exc.strerror or exc}"}
+    return {**info, "ok": True}
+
+
+class UpstreamProbe:
+    """Cached HEAD checks of the configured upstream endpoints."""
+
+    def __init__(self, endpoints: dict[str, str]) -> None:
+        self.endpoints = endpoints
+        self.results: dict[str, dict[str, Any]] = {
+            name: {"url": url, "reachable": None, "status": None, "checked_at": None} for name, url in endpoints.items()}
+        self._checked = 0.0
+        self._task: asyncio.Task | None = None
+
+    async def _check_one(self, session, name: str, url: str) -> None:
+        import aiohttp
+
+        started = time.monotonic()
+        result: dict[str, Any] = {"url": url, "checked_at": time.time()}
+        try:
+            async with session.head(url, allow_redirects=False,
+                                    timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT)) as resp:
+                result.update(reachable=True, status=resp.status)
+        except asyncio.TimeoutError:
+            result.update(reachable=False, status=None, error="timed out")
+        except Exception as exc:  # noqa: BLE001 - information only
+            result.update(reachable=False, status=None, error=type(exc).__name__)
+        result["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
+        self.results[name] = result
+
+    async def _check_all(self) -> None:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as session:
+            await asyncio.gather(*(self._check_one(session, n, u) for n, u in self.endpoints.items()))
+        self._checked = time.monotonic()
+
+    def refresh(self) -> asyncio.Task | None:
+        """Start a background check if the last one is stale; return the running check, if any."""
+        if self._task is None or self._task.done():
+            if time.monotonic() - self._checked < UPSTREAM_TTL and self._checked:
+                return None
+            self._task = asyncio.get_running_loop().create_task(self._check_all(), name="cmr-upstream-probe")
+        return self._task
+
+    async def close(self) -> None:
+        if self._task is not None and not self._task.done():
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+
+
+async def health_report(resolver: Any, probe: UpstreamProbe, *, version: str, wait_upstreams: bool) -> tuple[dict, bool]:
+    settings = resolver.settings
+    models_root = settings.effective_models_root
+    models, data = await asyncio.gather(asyncio.to_thread(_writable_dir, models_root),
+                                        asyncio.to_thread(_writable_dir, settings.effective_data_dir))
+    task = probe.refresh()
+    if wait_upstreams and task is not None:
+        try:
+            await asyncio.wait_for(asyncio.shield(task), UPSTREAM_TIMEOUT + 1)
+        except asyncio.TimeoutError:
+            pass
+    checks = {"config": {"ok": True}, "models_root": models, "data_dir": data}
+    ready = all(c["ok"] for c in checks.values())
+    downloads = getattr(resolver, "downloads", None)
+    body = {
+        "status": "ok" if ready else "unavailable",
+        "live": True,
+        "ready": ready,
+        "version": version,
+        "pid": os.getpid(),
+        "checks": checks,
+        "upstreams": dict(probe.results),
+        "features": {"downloads": downloads is not None, "resolve": hasattr(resolver, "resolve")},
+    }
+    return body, ready

@@ -1,0 +1,238 @@
+"""The sidecar app factory.
+
+    python -m uvicorn sidecar.main:app --host 127.0.0.1 --port 5002   # settings from CMR_* / .env
+    cmr serve                                                         # the same, plus the Gradio UI
+
+`create_app(settings)` builds an app; the Resolver is built in its lifespan (once per app) and closed
+on shutdown. `sidecar.main:app` is created on first access (PEP 562), so importing this module reads
+no environment and builds nothing.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import asynccontextmanager
+from typing import Any, Awaitable, Callable, Mapping
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.utils import get_openapi
+from fastapi.responses import JSONResponse, Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from comfyui_model_resolver import __version__
+from comfyui_model_resolver.adapters.routes import MULTIPART_OVERHEAD, ROUTES, SIDECAR_PREFIX, error_body
+from comfyui_model_resolver.errors import ConfigError
+from comfyui_model_resolver.service import Resolver, build_resolver
+from comfyui_model_resolver.settings import Settings
+
+from .deps import MetricsDep, ProbeDep, ResolverDep
+from .health import UpstreamProbe, health_report
+from .metrics import CONTENT_TYPE, Metrics
+from .routes import bind_routes, workflow_too_large
+from .security import BodyLimitMiddleware, is_loopback, request_too_large
+
+log = logging.getLogger("cmr.sidecar")
+
+ResolverFactory = Callable[[Settings], Awaitable[Resolver]]
+#: Multipart framing allowed on top of the workflow limit for uploads.
+_UPLOAD_OVERHEAD = MULTIPART_OVERHEAD
+GRADIO_PATH = "/gradio"
+
+
+def check_bind(settings: Settings, host: str | None = None) -> None:
+    """Refuse to serve beyond loopback without an API key (mutating routes would be open)."""
+    host = settings.api_host if host is None else host
+    if not is_loopback(host) and settings.api_key is None:
+        raise ConfigError(f"Refusing to listen on {host} without an API key: anyone who can reach it could "
+                          "start downloads and change settings.",
+                          hint="Set CMR_API_KEY (clients send 'Authorization: Bearer <key>'), "
+                               "or listen on 127.0.0.1.")
+
+
+def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None = None,
+               environ: Mapping[str, str] | None = None, enable_ui: bool | None = None,
+               sse_keepalive: float = 15.0) -> FastAPI:
+    """Build the sidecar. `resolver_factory(settings)` defaults to `build_resolver`; `environ` is
+    passed to it (folder layout variables). The Gradio UI is mounted at /gradio when `enable_ui`
+    (default: Settings.enable_ui) and gradio is installed."""
+    factory = resolver_factory or (lambda s: build_resolver(s, environ=environ or {}))
+    metrics = Metrics()
+    probe = UpstreamProbe({"huggingface": settings.hf_endpoint, "civitai": settings.civitai_base_url})
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        check_bind(settings)
+        state = app.state
+        state.stopping = asyncio.Event()
+        resolver = await factory(settings)
+        state.resolver = resolver
+        metrics.start(resolver.events)
+        restore = _follow_server_exit(lambda: begin_shutdown(app))
+        log.info("sidecar ready", extra={"version": __version__, "models_root": str(settings.effective_models_root),
+                                         "api_key": settings.api_key is not None, "ui": state.ui_mounted})
+        try:
+            yield
+        finally:
+            restore()
+            begin_shutdown(app)
+            await metrics.stop()
+            await probe.close()
+            await resolver.close()
+            log.info("sidecar stopped")
+
+    app = FastAPI(title="ComfyUI Model Resolver sidecar", version=__version__, lifespan=lifespan,
+                  description="Find, resolve and download the models a ComfyUI workflow needs. The routes under "
+                              f"`{SIDECAR_PREFIX}` are the same contract (and JSON) as the ComfyUI extension's.")
+    app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.probe = probe
+    app.state.sse_subscriptions = set()
+    app.state.sse_keepalive = sse_keepalive
+    app.state.ui_mounted = False
+
+    _install_error_handlers(app)
+    bind_routes(app)
+    _add_service_routes(app)
+    _install_openapi(app)
+
+    upload_paths = {SIDECAR_PREFIX + r.path for r in ROUTES if r.accepts_upload}
+    upload_limit = min(settings.max_request_bytes, settings.max_workflow_bytes + _UPLOAD_OVERHEAD)
+    general = (settings.max_request_bytes, request_too_large(settings.max_request_bytes))
+    upload = (upload_limit, workflow_too_large(settings.max_workflow_bytes))
+    app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: upload if path in upload_paths else general)
+    if settings.cors_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
+                           allow_methods=sorted({r.method for r in ROUTES}), allow_credentials=False,
+                           allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After"],
+                           max_age=600)
+
+    if settings.enable_ui if enable_ui is None else enable_ui:
+        from .gradio_ui import gradio_available, mount_ui
+
+        if gradio_available():
+            mount_ui(app, settings, GRADIO_PATH)
+            app.state.ui_mounted = True
+        else:
+            log.info("gradio is not installed: no UI at /gradio (pip install 'comfyui-model-resolver[ui]')")
+    return app
+
+
+def begin_shutdown(app: FastAPI) -> None:
+    """Tell long-lived streams to end so the server can stop promptly."""
+    stopping = getattr(app.state, "stopping", None)
+    if stopping is not None:
+        stopping.set()
+    for sub in list(app.state.sse_subscriptions):
+        sub.close()
+
+
+def _follow_server_exit(callback: Callable[[], None]) -> Callable[[], None]:
+    """Under the uvicorn command line, end SSE streams as soon as uvicorn starts to shut down (it waits
+    for open responses before the lifespan shutdown). Wraps only uvicorn's own signal handlers."""
+    try:
+        loop = asyncio.get_running_loop()
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(sig)
+            owner = getattr(handler, "__self__", None)
+            if owner is None or not type(owner).__module__.startswith("uvicorn"):
+                continue
+
+            def chained(signum, frame, _handler=handler):
+                loop.call_soon_threadsafe(callback)
+                _handler(signum, frame)
+
+            previous[sig] = handler
+            signal.signal(sig, chained)
+    except (ValueError, RuntimeError):  # not the main thread
+        return lambda: None
+
+    def restore() -> None:
+        for sig, handler in previous.items():
+            try:
+                if signal.getsignal(sig) is not handler:
+                    signal.signal(sig, handler)
+            except ValueError:
+                pass
+    return restore
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        kind = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge"}.get(exc.status_code, "HTTPError")
+        message = {404: f"No such endpoint: {request.url.path}",
+                   405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
+        return JSONResponse(error_body(kind, message, hint="See /docs for the API." if exc.status_code < 500 else None,
+                                       code=kind.lower()), exc.status_code, headers=getattr(exc, "headers", None))
+
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
+        return JSONResponse(error_body("ValidationError", f"Invalid request: {problems}", code="invalid_request"), 422)
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+
+
+def _add_service_routes(app: FastAPI) -> None:
+    @app.get("/health", tags=["service"], summary="Liveness and readiness; upstream reachability as information.",
+             responses={200: {"description": "Ready"}, 503: {"description": "Alive but not ready (see checks)"}})
+    async def health(request: Request, resolver: ResolverDep, probe: ProbeDep, upstreams: str | None = None) -> Response:
+        """Ready = configuration loaded, models root and data dir writable. `?upstreams=check` waits for
+        a fresh reachability check of the Hugging Face and Civitai endpoints."""
+        body, ready = await health_report(resolver, probe, version=__version__, wait_upstreams=upstreams == "check")
+        return JSONResponse(body, 200 if ready else 503)
+
+    @app.get("/metrics", tags=["service"], summary="Prometheus metrics (text exposition format).",
+             response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    async def prometheus(resolver: ResolverDep, metrics: MetricsDep) -> Response:
+        return Response(metrics.render(resolver, version=__version__), media_type=CONTENT_TYPE)
+
+    @app.get("/", include_in_schema=False)
+    async def index(request: Request) -> Response:
+        return JSONResponse({"name": "comfyui-model-resolver", "version": __version__, "api": SIDECAR_PREFIX,
+                             "docs": "/docs", "openapi": "/openapi.json", "health": "/health",
+                             "ui": GRADIO_PATH + "/" if request.app.state.ui_mounted else None})
+
+
+def _install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description,
+                                 routes=app.routes)
+            components = schema.setdefault("components", {}).setdefault("schemas", {})
+            components.update(app.state.openapi_schemas)
+            schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
+                                                                  "description": "CMR_API_KEY"}}
+            for route in ROUTES:
+                if route.mutating:
+                    op = schema["paths"][SIDECAR_PREFIX + route.path][route.method.lower()]
+                    op["security"] = [{}, {"bearer": []}]  # optional over loopback
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _app_from_environment() -> FastAPI:
+    import os
+
+    from .logs import configure_logging
+
+    settings = Settings.load(os.environ)
+    configure_logging(settings.log_level)
+    return create_app(settings, environ=os.environ)
+
+
+_lazy: dict[str, FastAPI] = {}
+
+
+def __getattr__(name: str) -> Any:
+    """`sidecar.main:app` for uvicorn: built from CMR_* settings when first asked for."""
+    if name == "app":
+        if "app" not in _lazy:
+            _lazy["app"] = _app_from_environment()
+        return _lazy["app"]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

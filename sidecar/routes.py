@@ -1,0 +1,210 @@
+"""The one generic binding of the shared route table (`ROUTES`) into FastAPI, and the SSE stream.
+
+For every Route: its method and path under the prefix, path and query parameters and the JSON body
+documented from the Route's data (`query`, `body`), multipart/raw-image uploads for `accepts_upload`
+routes, the API key for `mutating` ones, then `dispatch` on the app's Resolver. The response is
+exactly what `dispatch` returns, so the JSON is the same as the ComfyUI routes'.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any, AsyncIterator
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+from comfyui_model_resolver.adapters.routes import (
+    COMFYUI_EVENT, ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_request, dispatch,
+    error_response,
+)
+from comfyui_model_resolver.errors import WorkflowTooLarge
+
+from .security import BodyTooLarge, check_api_key, check_origin
+
+#: JSON bodies larger than this are parsed in a worker thread.
+_THREAD_PARSE_BYTES = 256 * 1024
+_PATH_PARAM = re.compile(r"{(\w+)}")
+ERROR_SCHEMA_NAME = "Error"
+ERROR_SCHEMA = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {"error": {
+        "type": "object",
+        "required": ["type", "code", "message"],
+        "properties": {"type": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"},
+                       "hint": {"type": ["string", "null"]}},
+        "additionalProperties": True,
+    }},
+}
+
+
+def as_response(resp: ApiResponse) -> Response:
+    return JSONResponse(resp.body, resp.status, headers=resp.headers or None)
+
+
+def local_host(request: Request) -> str | None:
+    server = request.scope.get("server")
+    return server[0] if server else None
+
+
+def workflow_too_large(limit: int):
+    def make(size: int) -> ApiResponse:
+        return error_response(WorkflowTooLarge(
+            f"The input is {size:,} bytes or more, over the {limit:,}-byte limit.",
+            hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow."))
+    return make
+
+
+# ---- request decoding ------------------------------------------------------------------------
+async def _read_request(route: Route, request: Request) -> ApiRequest:
+    """The body (already capped by BodyLimitMiddleware), decoded by the shared decoder."""
+    settings = request.app.state.settings
+    raw = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
+    args = (route, request.method, request.headers.get("content-type"), raw, dict(request.query_params),
+            dict(request.path_params))
+    if len(raw) > _THREAD_PARSE_BYTES:
+        return await asyncio.to_thread(decode_request, *args, max_workflow_bytes=settings.max_workflow_bytes)
+    return decode_request(*args, max_workflow_bytes=settings.max_workflow_bytes)
+
+
+def _endpoint(route: Route):
+    async def endpoint(request: Request) -> Response:
+        state = request.app.state
+        if route.mutating:
+            denied = (check_origin(state.settings, request.headers, request.url.scheme)
+                      or check_api_key(state.settings, request.headers, local_host(request)))
+            if denied is not None:
+                return as_response(denied)
+        started = time.perf_counter()
+        try:
+            api_request = await _read_request(route, request)
+        except BodyTooLarge as exc:
+            resp = exc.response
+        except Exception as exc:  # noqa: BLE001 - a bad body is the client's error, in the one shape
+            resp = error_response(exc)
+        else:
+            resp = await dispatch(route, state.resolver, api_request)
+        state.metrics.observe(route.name, resp.status, time.perf_counter() - started)
+        return as_response(resp)
+
+    endpoint.__name__ = route.name
+    return endpoint
+
+
+# ---- server-sent events ----------------------------------------------------------------------
+def _sse(event: str, data: Any, event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _event_json(event: Any) -> Any:
+    dump = getattr(event, "model_dump", None)
+    return dump(mode="json") if dump else event
+
+
+async def events_endpoint(request: Request) -> Response:
+    """`snapshot` (all jobs) first, then one `cmr.progress` event per progress change; comments keep
+    idle connections open. The stream ends when the client goes or the server shuts down."""
+    state = request.app.state
+    resolver = state.resolver
+    sub = resolver.events.subscribe()
+    state.sse_subscriptions.add(sub)
+    downloads = getattr(resolver, "downloads", None)
+    jobs = [_event_json(j) for j in downloads.jobs()] if downloads is not None else []
+    keepalive = state.sse_keepalive
+
+    async def stream() -> AsyncIterator[str]:
+        n = 0
+        try:
+            yield "retry: 2000\n\n"
+            yield _sse("snapshot", {"jobs": jobs}, n)
+            while True:
+                try:
+                    event = await sub.get(timeout=keepalive)
+                except asyncio.TimeoutError:
+                    yield ": keep-alive\n\n"
+                    continue
+                except StopAsyncIteration:
+                    return
+                n += 1
+                yield _sse(COMFYUI_EVENT, _event_json(event), n)
+        finally:
+            sub.close()
+            state.sse_subscriptions.discard(sub)
+
+    return StreamingResponse(stream(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+# ---- OpenAPI documentation from the route data -----------------------------------------------
+def _parameters(route: Route) -> list[dict]:
+    params = [{"name": n, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
+              for n in _PATH_PARAM.findall(route.path)]
+    for q in route.query:
+        schema: dict[str, Any] = {"type": q.type}
+        if q.max_length:
+            schema["maxLength"] = q.max_length
+        params.append({"name": q.name, "in": "query", "required": q.required, "description": q.description,
+                       "schema": schema})
+    return params
+
+
+def _request_body(route: Route, schemas: dict[str, Any]) -> dict | None:
+    if route.accepts_upload:
+        binary = {"type": "string", "format": "binary"}
+        return {"required": True, "description": "A ComfyUI workflow as JSON (UI or API format), or a .json, "
+                "PNG or WebP file saved by ComfyUI, uploaded as the multipart field `file` or sent raw.",
+                "content": {
+                    "application/json": {"schema": {"type": "object", "additionalProperties": True}},
+                    "multipart/form-data": {"schema": {"type": "object", "required": ["file"],
+                                                       "properties": {"file": binary}}},
+                    "image/png": {"schema": binary}, "image/webp": {"schema": binary}}}
+    if route.body is None:
+        return None
+    schema = route.body.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(schema.pop("$defs", {}))
+    name = route.body.__name__
+    schemas[name] = schema
+    return {"required": route.method != "PATCH",
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{name}"}}}}
+
+
+def _responses(route: Route) -> dict:
+    err = {"content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{ERROR_SCHEMA_NAME}"}}}}
+    ok_description = "Server-sent events" if route.handler is None else "Success"
+    out: dict[Any, Any] = {str(route.status): {"description": ok_description}}
+    out["4XX"] = {"description": "The request cannot be served (the error shape)", **err}
+    out["5XX"] = {"description": "An upstream or internal failure (the error shape)", **err}
+    if route.mutating:
+        out["401"] = {"description": "Missing or wrong API key", **err}
+        out["403"] = {"description": "Cross-origin request, or no API key configured on a public bind", **err}
+    if route.accepts_upload:
+        out["413"] = {"description": "The workflow or request is over the size limit", **err}
+    return out
+
+
+def bind_routes(app: FastAPI, *, prefix: str = SIDECAR_PREFIX) -> None:
+    """Add every Route of the shared table to `app` under `prefix`, documented in its OpenAPI."""
+    schemas: dict[str, Any] = {ERROR_SCHEMA_NAME: ERROR_SCHEMA}
+    for route in ROUTES:
+        extra: dict[str, Any] = {"parameters": _parameters(route)}
+        body = _request_body(route, schemas)
+        if body is not None:
+            extra["requestBody"] = body
+        if route.handler is None:
+            endpoint = events_endpoint
+            extra["responses"] = {"200": {"description": "Server-sent events",
+                                          "content": {"text/event-stream": {"schema": {"type": "string"}}}}}
+        else:
+            endpoint = _endpoint(route)
+        app.add_api_route(prefix + route.path, endpoint, methods=[route.method], name=route.name,
+                          operation_id=route.name, summary=route.summary, status_code=route.status,
+                          tags=["downloads" if "/downloads" in route.path else "workflows"
+                                if route.accepts_upload or route.name in ("search", "relink") else "settings"],
+                          responses=_responses(route), openapi_extra=extra,
+                          description=("Needs `Authorization: Bearer <CMR_API_KEY>` when the server listens "
+                                       "beyond loopback." if route.mutating else None))
+    app.state.openapi_schemas = schemas

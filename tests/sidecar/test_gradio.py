@@ -1,0 +1,107 @@
+"""The Gradio UI through the real `gradio_client`: mounted at /gradio on the sidecar (in-process core),
+and standalone over the sidecar's HTTP API. Skips cleanly where gradio is not installed."""
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+pytest.importorskip("gradio", reason="gradio is not installed (the 'ui' extra)")
+gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is not installed")
+
+from comfyui_model_resolver.adapters.routes import SIDECAR_PREFIX  # noqa: E402
+from sidecar.backend import HttpBackend  # noqa: E402
+from sidecar.gradio_ui import MODEL_HEADERS, create_ui_app  # noqa: E402
+from sidecar.main import create_app  # noqa: E402
+from support.paths import FRONTEND_FIXTURES  # noqa: E402
+
+from .conftest import LiveServer, make_settings, running  # noqa: E402
+from .test_security import PUBLIC  # noqa: E402
+
+ENDPOINTS = {"/analyze", "/resolve", "/download_selected", "/download_all", "/download_url", "/jobs", "/cancel",
+             "/pause", "/resume"}
+WF_PATH = FRONTEND_FIXTURES / "missing/missing_models.json"
+
+
+def _client(url: str, **kw):
+    return gradio_client.Client(url, verbose=False, download_files=False, analytics_enabled=False, **kw)
+
+
+@pytest.fixture
+def ui_live(tmp_path):
+    server = LiveServer(create_app(make_settings(tmp_path), enable_ui=True)).start()
+    yield server
+    server.stop()
+
+
+def _named_endpoints(client) -> set[str]:
+    return set(client.view_api(print_info=False, return_format="dict")["named_endpoints"])
+
+
+def test_mounted_ui_is_a_headless_api(ui_live):
+    client = _client(f"{ui_live.url}/gradio/")
+    assert _named_endpoints(client) >= ENDPOINTS
+    table, choices, details, log = client.predict(gradio_client.handle_file(str(WF_PATH)), api_name="/analyze")
+    assert table["headers"] == MODEL_HEADERS
+    assert [row[0] for row in table["data"]] == ["relocated", "relocated"]
+    # the same JSON as the HTTP route: one core, no logic of the UI's own
+    direct = httpx.post(f"{ui_live.url}{SIDECAR_PREFIX}/analyze",
+                        files={"file": (WF_PATH.name, WF_PATH.read_bytes())}).json()
+    assert details == direct
+    assert f"analyze {WF_PATH.name}: 2 models (2 relocated)" in log
+    assert choices["choices"] == [] and choices["value"] == []  # relocated models are not offered for download
+    jobs_table, log_after = client.predict(api_name="/jobs")
+    assert jobs_table["headers"][0] == "Job" and log_after.startswith(log)  # the session keeps its log
+
+
+def test_ui_reports_errors_in_its_log(ui_live):
+    client = _client(f"{ui_live.url}/gradio/")
+    bad = ui_live.app.state.settings.data_dir / "bad.json"
+    bad.write_text("{not json")
+    table, _, details, log = client.predict(gradio_client.handle_file(str(bad)), api_name="/analyze")
+    assert not any(any(cell for cell in row) for row in table["data"])
+    assert details["error"]["type"] == "WorkflowError"
+    assert "analyze bad.json: The workflow is not valid JSON" in log
+    _, _, log = client.predict([], api_name="/download_selected")
+    assert "Nothing selected" in log
+    _, _, log = client.predict("  ", api_name="/cancel")
+    assert "give a job id" in log
+
+
+def test_standalone_ui_over_the_sidecar_http_api(live, tmp_path):
+    settings = make_settings(tmp_path)
+    ui = LiveServer(create_ui_app(settings, HttpBackend(live.url))).start()
+    try:
+        client = _client(f"{ui.url}/")
+        assert _named_endpoints(client) >= ENDPOINTS
+        table, _, details, log = client.predict(gradio_client.handle_file(str(WF_PATH)), api_name="/analyze")
+        assert [row[0] for row in table["data"]] == ["relocated", "relocated"]
+        assert details["workflow"] == WF_PATH.name and len(details["models"]) == 2
+        # the calls went through the sidecar's API
+        assert 'cmr_route_requests_total{route="analyze",status="200"} 1' in httpx.get(f"{live.url}/metrics").text
+    finally:
+        ui.stop()
+
+
+def test_ui_beyond_loopback_asks_for_the_api_key(tmp_path):
+    app = create_app(make_settings(tmp_path, api_host="0.0.0.0", api_key="ui-secret"), enable_ui=True)
+    server = LiveServer(app).start()
+    try:
+        with pytest.raises(Exception):
+            _client(f"{server.url}/gradio/").predict(gradio_client.handle_file(str(WF_PATH)), api_name="/analyze")
+        client = _client(f"{server.url}/gradio/", auth=("cmr", "ui-secret"))
+        table, *_ = client.predict(gradio_client.handle_file(str(WF_PATH)), api_name="/analyze")
+        assert len(table["data"]) == 2
+    finally:
+        server.stop()
+
+
+async def test_ui_without_login_is_loopback_only(tmp_path):
+    app = create_app(make_settings(tmp_path), enable_ui=True)
+    async with running(app, PUBLIC) as c:
+        r = await c.get("/gradio/")
+        assert r.status_code == 403 and r.json()["error"]["code"] == "ui_loopback_only"
+    async with running(app) as c:
+        assert (await c.get("/gradio/")).status_code == 200
+        assert json.loads((await c.get("/")).text)["ui"] == "/gradio/"
