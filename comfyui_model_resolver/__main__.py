@@ -1,4 +1,4 @@
-"""`python -m comfyui_model_resolver ...` is the `cmr` command (for environments without the script)."""
+"""`python -m comfyui_model_resolver …` runs the `cmr` command line."""
 import sys
 
 from .adapters.cli import main

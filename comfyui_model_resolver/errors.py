@@ -6,7 +6,7 @@
     │   └── WorkflowTooLarge           over Settings.max_workflow_bytes
     ├── LocalIndexError                models root unreadable, bad extra_model_paths.yaml
     ├── SourceError                    an upstream (Hub, Civitai, …) failed
-    │   ├── AuthRequired               401/403: which token to set is in `token_env`
+    │   ├── AuthRequired               401/403: which token to set is in `token_env`, why in `reason`
     │   ├── RateLimited                429: `retry_after` seconds when known
     │   ├── NotFound                   404 / nothing matched
     │   └── SourceUnavailable          network error, 5xx, bad JSON
@@ -15,6 +15,8 @@
     │   ├── UnsafePath                 target outside the model folders, bad filename
     │   ├── HostNotAllowed             URL or redirect to a host off the allowlist
     │   ├── InsufficientSpace          not enough free disk (checked up front, or ENOSPC)
+    │   ├── UnsafeFormat               a pickle file (.ckpt/.pt/.bin…) refused by CMR_SAFETENSORS_ONLY
+    │   ├── TargetExists               a different file already sits under the target name
     │   └── DownloadCancelled          the user cancelled
     └── JobNotFound                    unknown download job id
 
@@ -68,14 +70,16 @@ class SourceError(ResolverError):
 class AuthRequired(SourceError):
     code = "auth_required"
 
+    #: reason: gated (HF licence), login_required, early_access, no_access, invalid_token
     def __init__(self, message: str, *, hint: str | None = None, source: str | None = None,
-                 token_env: str | None = None, gated: bool = False) -> None:
+                 token_env: str | None = None, gated: bool = False, reason: str | None = None) -> None:
         super().__init__(message, hint=hint, source=source)
         self.token_env = token_env
         self.gated = gated
+        self.reason = reason or ("gated" if gated else None)
 
     def to_dict(self) -> dict:
-        return {**super().to_dict(), "token_env": self.token_env}
+        return {**super().to_dict(), "token_env": self.token_env, "reason": self.reason}
 
 
 class RateLimited(SourceError):
@@ -116,6 +120,14 @@ class HostNotAllowed(DownloadError):
 
 class InsufficientSpace(DownloadError):
     code = "insufficient_space"
+
+
+class UnsafeFormat(DownloadError):
+    code = "unsafe_format"
+
+
+class TargetExists(DownloadError):
+    code = "target_exists"
 
 
 class DownloadCancelled(DownloadError):

@@ -12,13 +12,15 @@ import time
 from typing import Any, Mapping
 
 from .errors import ResolverError, WorkflowError
+from .downloads import DownloadManager
+from .downloads.plan import plan_downloads
 from .events import EventBus
 from .index.hashing import HashCache
 from .index.layout import FolderLayout, build_layout
 from .index.match import match_ref
 from .index.scan import ModelIndex, ScanStats
 from .settings import Settings, persist_runtime_settings
-from .types import Analysis, ModelReport, ParsedWorkflow
+from .types import Analysis, ModelReport, ParsedWorkflow, Resolution, SearchResult
 from .workflow.decode import decode_object, decode_workflow
 from .workflow.knowledge import Knowledge
 from .workflow.object_info import load_object_info
@@ -45,6 +47,7 @@ class Resolver:
         self._index_at = 0.0
         self._closers: list[Any] = []
         self._settings_listeners: list[Any] = []
+        self.downloads = self._build_downloads()
 
     # ---- local index ---------------------------------------------------------------------
     async def refresh_index(self, *, force: bool = False) -> ScanStats | None:
@@ -113,8 +116,7 @@ class Resolver:
                                             "note": "found by SHA-256 under another name"})
         return m
 
-    async def analyze_path(self, path: str | os.PathLike, *, match_hashes: bool = False) -> Analysis:
-        """Analyze a file on disk. Unreadable or unusable input gives an Analysis with `errors`."""
+    async def _read_workflow_file(self, path: str | os.PathLike) -> tuple[bytes, str]:
         name = os.fspath(path)
         try:
             size = os.path.getsize(name)
@@ -122,10 +124,14 @@ class Resolver:
                 from .workflow.decode import _size_error
 
                 raise _size_error(size, self.settings.max_workflow_bytes)
-            data = await asyncio.to_thread(_read_bytes, name)
+            return await asyncio.to_thread(_read_bytes, name), name
         except OSError as exc:
             raise WorkflowError(f"Cannot read {name}: {exc.strerror or exc}") from None
-        return await self.analyze(data, name)
+
+    async def analyze_path(self, path: str | os.PathLike, *, match_hashes: bool = False) -> Analysis:
+        """`analyze` for a file on disk; WorkflowError when it cannot be read or used."""
+        data, name = await self._read_workflow_file(path)
+        return await self.analyze(data, name, match_hashes=match_hashes)
 
     def local_models(self, folder: str | None = None) -> dict[str, Any]:
         """The local index as JSON: {folder: [{"name", "path"}]} (name as a widget would hold it)."""
@@ -156,6 +162,112 @@ class Resolver:
 
     def on_settings_change(self, listener: Any) -> None:
         self._settings_listeners.append(listener)
+
+    # ---- resolution: where to download each missing model (sources/) ----------------------
+    def attach_sources(self, sources: Any, rebuild: Any = None) -> None:
+        """Give the Resolver its providers (build_resolver does); they are closed with it.
+        `rebuild(settings)` makes new ones when run-time settings (tokens) change."""
+        self.sources = sources
+        self.on_close(lambda: self.sources.close())
+        if rebuild is not None:
+            def _swap(new_settings: Settings) -> None:
+                old, self.sources = self.sources, rebuild(new_settings)
+                asyncio.ensure_future(old.close())
+            self.on_settings_change(_swap)
+
+    def _parse_for_resolve(self, data: bytes | Mapping[str, Any] | list, name: str) -> tuple[Analysis, tuple[str, ...]]:
+        from .workflow.notes import note_urls
+
+        if isinstance(data, (bytes, bytearray, memoryview)):
+            decoded = decode_workflow(bytes(data), max_bytes=self.settings.max_workflow_bytes)
+        else:
+            decoded = decode_object(data)
+        analysis = self._report(name, refs_from_decoded(decoded, self.knowledge))
+        links = note_urls(decoded.graph) if decoded.kind == "ui" else ()
+        return analysis, links
+
+    async def resolve(self, data: bytes | Mapping[str, Any] | list | Analysis, name: str = "workflow", *,
+                      include_present: bool = False, preflight: bool = True) -> Resolution:
+        """Where to get each missing model: status, ranked candidates with reasons, provider states,
+        pre-flight of the chosen files and the disk check.
+
+        `data` is workflow bytes / JSON, or an Analysis from `analyze` (then note links are not
+        known). `include_present` also looks up files that are here (their local sha256 is used),
+        which `--write-back` needs to give every loader a download link.
+        """
+        sources = getattr(self, "sources", None)
+        if sources is None:
+            raise ResolverError("No download sources are configured.", hint="Build the Resolver with build_resolver().")
+        if isinstance(data, Analysis):
+            analysis, links = data, ()
+        else:
+            await self.refresh_index()
+            big = isinstance(data, (bytes, bytearray)) and len(data) > _THREAD_PARSE_BYTES
+            if big:
+                analysis, links = await asyncio.to_thread(self._parse_for_resolve, data, name)
+            else:
+                analysis, links = self._parse_for_resolve(data, name)
+        local: dict[int, str] = {}
+        if include_present:
+            for i, m in enumerate(analysis.models):
+                if m.local_path and m.status in ("present", "relocated") and m.kind == "file":
+                    try:
+                        local[i] = await self.hashes.sha256(m.local_path)
+                    except OSError:
+                        pass
+        models, providers = await sources.resolve(analysis.models, note_links=links, local_sha256=local,
+                                                  include_present=include_present, run_preflight=preflight)
+        from .sources.preflight import disk_checks
+
+        planned = [(m.folder, self.layout.download_dir(m.folder), m.candidates[0].size)
+                   for m in models if m.status == "resolved" and m.folder and m.candidates]
+        return Resolution(workflow=analysis.workflow, format=analysis.format, models=tuple(models),
+                          errors=analysis.errors, providers=providers,
+                          disk=await asyncio.to_thread(disk_checks, planned),
+                          requests=sum(m.requests for m in models))
+
+    async def resolve_path(self, path: str | os.PathLike, **kwargs: Any) -> Resolution:
+        """`resolve` for a file on disk; WorkflowError when it cannot be read or used."""
+        data, name = await self._read_workflow_file(path)
+        return await self.resolve(data, name, **kwargs)
+
+    async def search(self, query: str, folder: str | None = None) -> SearchResult:
+        """Free-text search over every provider (catalog, Hub, Civitai), best first."""
+        sources = getattr(self, "sources", None)
+        if sources is None:
+            raise ResolverError("No download sources are configured.")
+        query = query.strip()
+        if not query:
+            raise WorkflowError("The search query is empty.")
+        candidates, providers = await sources.search(query, folder)
+        return SearchResult(query=query, folder=folder, candidates=tuple(candidates), providers=providers)
+
+    # ---- downloads -----------------------------------------------------------------------
+    def _build_downloads(self) -> DownloadManager:
+        """The download manager: shares the event bus, follows settings changes, refreshes the index."""
+        manager = DownloadManager(self.settings, self.layout, self.events,
+                                  on_complete=lambda job: self.invalidate_index())
+        self.on_close(manager.close)
+        self.on_settings_change(manager.update_settings)
+        return manager
+
+    async def download_resolution(self, models: Any, *, include_inactive: bool = False,
+                                  include_optional: bool = False) -> tuple[list[Any], list[dict], list[dict]]:
+        """Start the downloads a resolve result asks for: (jobs, skipped, errors)."""
+        requests, skipped = plan_downloads(models, include_inactive=include_inactive,
+                                           include_optional=include_optional)
+        jobs, errors = [], []
+        for req in requests:
+            try:
+                jobs.append(await self.downloads.submit(req))
+            except ResolverError as exc:
+                errors.append({"filename": req.filename, "folder": req.folder, "error": exc.to_dict()})
+        return jobs, [s.to_dict() for s in skipped], errors
+
+    async def start_downloads(self) -> None:
+        """Open the job database and resume unfinished downloads (servers call this at startup;
+        otherwise the first `downloads.submit` starts the manager)."""
+        await self.downloads.start()
 
     # ---- lifecycle -----------------------------------------------------------------------
     def on_close(self, closer: Any) -> None:
@@ -207,7 +319,12 @@ async def build_resolver(
         hashes = HashCache(None)
         cache_dir = None
     index = ModelIndex(layout, cache_dir)
-    return Resolver(settings, knowledge=knowledge, layout=layout, index=index, hashes=hashes)
+    resolver = Resolver(settings, knowledge=knowledge, layout=layout, index=index, hashes=hashes)
+    from .sources import build_sources
+
+    resolver.attach_sources(build_sources(settings, data_dir=cache_dir),
+                            rebuild=lambda new: build_sources(new, data_dir=cache_dir))
+    return resolver
 
 
 __all__ = ["Resolver", "build_resolver", "ResolverError"]

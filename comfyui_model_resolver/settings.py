@@ -75,6 +75,7 @@ class Settings(BaseModel):
     cache_ttl: int = Field(24 * 3600, ge=0)
     http_timeout: float = Field(30.0, gt=0)
     max_upstream_concurrency: int = Field(4, ge=1)
+    max_requests_per_model: int = Field(8, ge=1, le=100)  # upstream lookups per model (pre-flight aside)
 
     # downloads
     max_concurrent_downloads: int = Field(3, ge=1, le=64)
@@ -83,6 +84,7 @@ class Settings(BaseModel):
     segment_threshold: int = Field(64 * 1024 * 1024, ge=1)
     segments: int = Field(4, ge=1, le=32)
     download_retries: int = Field(5, ge=0, le=50)
+    download_fsync: bool = False  # fsync part files at checkpoints and before the final rename
     safetensors_only: bool = False
 
     @field_validator("log_level")
@@ -238,7 +240,7 @@ def _coerce(name: str, raw: Any) -> Any:
             return tuple(p.strip() for p in raw.split(sep) if p.strip())
         if isinstance(raw, (list, tuple)):
             return tuple(str(p) for p in raw)
-    if isinstance(raw, str) and name in {"enable_ui", "disable_catalog", "safetensors_only"}:
+    if isinstance(raw, str) and name in {"enable_ui", "disable_catalog", "safetensors_only", "download_fsync"}:
         low = raw.strip().lower()
         if low in _TRUE:
             return True

@@ -47,6 +47,11 @@ class ModelRef(_Frozen):
     note: str | None = None  # e.g. "preset PLUS (high strength)" or "embedding in prompt text"
     widget_index: int | None = None  # position in the node's widgets_values list, when it has one
     widget_key: str | None = None  # key inside a dict widget value (rgthree) or dict widgets_values
+    alt_folders: tuple[str, ...] = ()  # other folders the node also reads the file from
+    optional: bool = False  # needed only for one model family (preset variants) or only if absent
+    variant: str | None = None  # the model family a preset file serves (sd15, sdxl, flux, …)
+    auto_download: bool = False  # the node fetches the file itself on first use
+    match: Literal["exact", "fuzzy", "substring"] = "exact"  # how the node finds the file by this name
 
 
 class LocalStatus(str, Enum):
@@ -64,30 +69,12 @@ class LocalMatch(_Frozen):
     sha256: str | None = None
 
 
-class ModelReport(_Frozen):
+class ModelReport(ModelRef):
     """A reference with its local status: one row of `cmr analyze --json`."""
 
-    filename: str
-    folder: str | None
-    node_id: str
-    node_type: str
-    input: str
-    subgraph_path: tuple[str, ...] = ()
-    subgraph_id: str | None = None
-    active: bool = True
     status: str = "missing"
     local_path: str | None = None
     relink_value: str | None = None
-    url: str | None = None
-    hash: str | None = None
-    hash_type: str | None = None
-    confidence: float = 0.0
-    folder_source: FolderSource | None = None
-    kind: Literal["file", "directory"] = "file"
-    conflicts: tuple[FolderConflict, ...] = ()
-    note: str | None = None
-    widget_index: int | None = None
-    widget_key: str | None = None
     local_sha256: str | None = None  # computed only on request (analyze with hash matching)
     hash_verified: bool | None = None  # local file's SHA-256 equals the embedded hash
 
@@ -130,6 +117,14 @@ class Candidate(_Frozen):
     gated: bool = False
     requires_auth: bool = False
     token_env: str | None = None
+    # Facts the provider saw, used by ranking (sources/rank.py) and shown to the user.
+    folder: str | None = None  # the folder the source files it under (catalog, embedded, repo path, Civitai type)
+    publisher: str | None = None  # HF namespace / Civitai creator
+    downloads: int | None = None  # popularity, when the source reports it
+    via: str | None = None  # how it was found: workflow, note, catalog, manager, listing, search, hash
+    hash_match: bool = False  # the source found it by the model's own hash
+    early_access: bool = False
+    published: str | None = None  # ISO date the repo / version was created
 
 
 class DownloadState(str, Enum):
@@ -156,6 +151,7 @@ class ProgressEvent(_Frozen):
     error: dict | None = None
     path: str | None = None
     sha256: str | None = None
+    detail: str | None = None  # what the job is doing or waiting for ("retrying in 4 s: …")
 
 
 class DownloadRequest(_Frozen):
@@ -166,3 +162,80 @@ class DownloadRequest(_Frozen):
     size: int | None = Field(None, ge=0)
     priority: int = 0
     source: str | None = None
+
+
+# ---- resolution (sources) ----------------------------------------------------------------------
+#: How a provider fared during one resolve run.
+ProviderState = Literal["ok", "unavailable", "rate_limited", "auth_required", "disabled"]
+
+#: The answer for one model: `present`/`relocated` come from the local index, the rest from sources.
+ResolutionStatus = Literal["present", "relocated", "resolved", "ambiguous", "not_found", "auth_required"]
+
+
+class ProviderStatus(_Frozen):
+    """One provider's state over a run, with the queries it tried and what they cost."""
+
+    name: str
+    state: ProviderState = "ok"
+    message: str | None = None
+    retry_after: float | None = None  # rate_limited: seconds to wait, when the upstream said
+    token_env: str | None = None  # auth_required: which variable to set
+    queries: tuple[str, ...] = ()
+    requests: int = 0  # upstream HTTP requests made (cache hits excluded)
+    cache_hits: int = 0
+
+
+class Preflight(_Frozen):
+    """A HEAD check of the chosen candidate just before download."""
+
+    url: str
+    state: Literal["ok", "gated", "login_required", "early_access", "no_access", "not_found", "unavailable",
+                   "rate_limited", "not_allowed"] = "ok"
+    http_status: int | None = None
+    size: int | None = None  # bytes, from the HEAD (X-Linked-Size, Content-Length, Content-Range)
+    sha256: str | None = None  # from X-Linked-Etag when the Hub sends it
+    filename: str | None = None  # from Content-Disposition, when served under another name
+    message: str | None = None
+    token_env: str | None = None
+
+
+class DiskCheck(_Frozen):
+    """Planned download bytes against the free space where they will land."""
+
+    folder: str
+    directory: str | None
+    needed: int  # bytes, of the candidates whose size is known
+    free: int | None  # bytes free on that filesystem, None when unknown
+    unknown_sizes: int = 0  # files whose size no source gave
+    enough: bool | None = None  # None when `free` is unknown
+
+
+class ResolvedModel(ModelReport):
+    """A model of `cmr resolve --json`: the analyze row, the resolution status and the candidates."""
+
+    local_status: str = "missing"  # the analyze status (present / relocated / missing)
+    candidates: tuple[Candidate, ...] = ()
+    chosen: Candidate | None = None  # the confident answer (also for present files, with include_present)
+    queries: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # provider -> queries tried
+    preflight: Preflight | None = None
+    requests: int = 0  # upstream requests this model cost
+    message: str | None = None  # why not resolved, in words
+
+
+class Resolution(Analysis):
+    """`cmr resolve --json`: the analysis with a status and candidates per model, provider states,
+    the disk check of the chosen downloads, and what the run cost."""
+
+    models: tuple[ResolvedModel, ...] = ()  # type: ignore[assignment]
+    providers: tuple[ProviderStatus, ...] = ()
+    disk: tuple[DiskCheck, ...] = ()
+    requests: int = 0
+
+
+class SearchResult(_Frozen):
+    """`Resolver.search`: candidates for a free-text query, best first, and how each provider fared."""
+
+    query: str
+    folder: str | None = None
+    candidates: tuple[Candidate, ...] = ()
+    providers: tuple[ProviderStatus, ...] = ()

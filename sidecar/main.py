@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from comfyui_model_resolver import __version__
-from comfyui_model_resolver.adapters.routes import ROUTES, SIDECAR_PREFIX, error_body
+from comfyui_model_resolver.adapters.routes import MULTIPART_OVERHEAD, ROUTES, SIDECAR_PREFIX, error_body
 from comfyui_model_resolver.errors import ConfigError
 from comfyui_model_resolver.service import Resolver, build_resolver
 from comfyui_model_resolver.settings import Settings
@@ -38,7 +38,7 @@ log = logging.getLogger("cmr.sidecar")
 
 ResolverFactory = Callable[[Settings], Awaitable[Resolver]]
 #: Multipart framing allowed on top of the workflow limit for uploads.
-_UPLOAD_OVERHEAD = 64 * 1024
+_UPLOAD_OVERHEAD = MULTIPART_OVERHEAD
 GRADIO_PATH = "/gradio"
 
 

@@ -15,20 +15,17 @@ from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.datastructures import UploadFile
 
 from comfyui_model_resolver.adapters.routes import (
-    COMFYUI_EVENT, ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_json_body, dispatch,
+    COMFYUI_EVENT, ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_request, dispatch,
     error_response,
 )
-from comfyui_model_resolver.errors import WorkflowError, WorkflowTooLarge
+from comfyui_model_resolver.errors import WorkflowTooLarge
 
 from .security import BodyTooLarge, check_api_key, check_origin
 
 #: JSON bodies larger than this are parsed in a worker thread.
 _THREAD_PARSE_BYTES = 256 * 1024
-#: Content types that analyze/resolve take as the raw bytes of a file.
-_RAW_UPLOAD_TYPES = {"image/png", "image/webp", "application/octet-stream"}
 _PATH_PARAM = re.compile(r"{(\w+)}")
 ERROR_SCHEMA_NAME = "Error"
 ERROR_SCHEMA = {
@@ -62,47 +59,15 @@ def workflow_too_large(limit: int):
 
 
 # ---- request decoding ------------------------------------------------------------------------
-def _check_workflow_size(request: Request, size: int) -> None:
-    limit = request.app.state.settings.max_workflow_bytes
-    if size > limit:
-        raise WorkflowTooLarge(f"The input is {size:,} bytes, over the {limit:,}-byte limit.",
-                               hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
-
-
 async def _read_request(route: Route, request: Request) -> ApiRequest:
-    req = ApiRequest(query=dict(request.query_params), params=dict(request.path_params))
-    if request.method in ("GET", "DELETE", "HEAD"):
-        return req
-    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if route.accepts_upload and ctype == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=16)
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
-            if upload is None:
-                raise WorkflowError("No file in the multipart upload.",
-                                    hint="Send the workflow as the multipart field 'file' (.json, .png or .webp).")
-            _check_workflow_size(request, upload.size or 0)
-            req.upload = await upload.read()
-            _check_workflow_size(request, len(req.upload))
-            req.upload_name = upload.filename or "upload"
-        finally:
-            await form.close()
-        return req
-    raw = await request.body()
-    if route.accepts_upload and ctype in _RAW_UPLOAD_TYPES:
-        _check_workflow_size(request, len(raw))
-        req.upload = raw
-        req.upload_name = req.query.get("name") or "upload"
-        return req
-    if route.accepts_upload:
-        _check_workflow_size(request, len(raw))
+    """The body (already capped by BodyLimitMiddleware), decoded by the shared decoder."""
+    settings = request.app.state.settings
+    raw = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
+    args = (route, request.method, request.headers.get("content-type"), raw, dict(request.query_params),
+            dict(request.path_params))
     if len(raw) > _THREAD_PARSE_BYTES:
-        req.body = await asyncio.to_thread(decode_json_body, raw)
-    else:
-        req.body = decode_json_body(raw)
-    return req
+        return await asyncio.to_thread(decode_request, *args, max_workflow_bytes=settings.max_workflow_bytes)
+    return decode_request(*args, max_workflow_bytes=settings.max_workflow_bytes)
 
 
 def _endpoint(route: Route):

@@ -1,4 +1,5 @@
-"""Shared test setup: `tests/` is on sys.path so tests import helpers as `support.*` and `fakes.*`."""
+"""Shared test setup: `tests/` is on sys.path so tests import helpers as `support.*` and `fakes.*`;
+the fakes' fixtures (hub, civitai, …) are loaded as a plugin."""
 from __future__ import annotations
 
 import os
@@ -24,3 +25,6 @@ os.environ["XDG_CACHE_HOME"] = os.path.join(_HOME, ".cache")
 os.environ["HF_HOME"] = os.path.join(_HOME, ".cache", "huggingface")
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+
+# Fixtures of the in-process Hugging Face Hub and Civitai fakes (tests/fakes).
+pytest_plugins = ["fakes.plugin"]

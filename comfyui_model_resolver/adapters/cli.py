@@ -174,6 +174,12 @@ def _load_command_modules() -> None:
         except ModuleNotFoundError as exc:
             if exc.name != f"{__package__}.{mod}":
                 raise
+    # Run as `python -m …adapters.cli`, this module is __main__ while the command modules register
+    # with the importable `…adapters.cli`: take their commands over.
+    canonical = sys.modules.get(f"{__package__}.cli")
+    if canonical is not None and canonical is not sys.modules.get(__name__):
+        for name, entry in canonical._COMMANDS.items():
+            _COMMANDS.setdefault(name, entry)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -8,16 +8,18 @@ every error body has one shape: `{"error": {"type", "code", "message", "hint"}}`
 """
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Awaitable, Callable, Literal, Mapping
+from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from ..errors import (
     AuthRequired, ConfigError, DownloadCancelled, DownloadError, HostNotAllowed, InsufficientSpace,
     IntegrityError, JobNotFound, LocalIndexError, NotFound, RateLimited, ResolverError, SourceError,
-    SourceUnavailable, UnsafePath, WorkflowError, WorkflowTooLarge,
+    SourceUnavailable, TargetExists, UnsafeFormat, UnsafePath, WorkflowError, WorkflowTooLarge,
 )
 from ..types import DownloadRequest
 from ..workflow.decode import parse_json_text
@@ -40,6 +42,8 @@ ERROR_STATUS: tuple[tuple[type[ResolverError], int], ...] = (
     (HostNotAllowed, 400),
     (InsufficientSpace, 507),
     (IntegrityError, 502),
+    (UnsafeFormat, 400),
+    (TargetExists, 409),
     (DownloadCancelled, 409),
     (DownloadError, 502),
     (AuthRequired, 424),  # an upstream wants a token: not our own authentication
@@ -104,6 +108,7 @@ class DownloadFromResolution(_Strict):
 
     models: list[dict] = Field(..., max_length=1000)
     include_inactive: bool = False
+    include_optional: bool = False
 
 
 class RelinkRequest(_Strict):
@@ -127,6 +132,69 @@ class DownloadBody(RootModel[DownloadCreate | DownloadFromResolution]):
 
 #: File types analyze/resolve accept as an upload (the content is sniffed, not the name).
 UPLOAD_TYPES = (".json", ".png", ".webp")
+
+
+#: Raw workflow bytes accepted on upload routes besides JSON and multipart.
+RAW_UPLOAD_TYPES = frozenset({"image/png", "image/webp", "application/octet-stream"})
+#: Room a multipart envelope may take beyond the workflow file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def body_limit(route: Route, max_request_bytes: int, max_workflow_bytes: int) -> tuple[int, str]:
+    """How many body bytes an adapter may read for a route, and the setting that raises it."""
+    if route.accepts_upload:
+        return max_workflow_bytes + MULTIPART_OVERHEAD, "CMR_MAX_WORKFLOW_BYTES"
+    return max_request_bytes, "CMR_MAX_REQUEST_BYTES"
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _multipart_file(content_type: str, raw: bytes) -> tuple[bytes, str | None]:
+    """The first file of a multipart/form-data body (stdlib parser: no extra dependency)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    try:
+        msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw)
+        parts = list(msg.iter_parts()) if msg.is_multipart() else []
+    except (UnicodeEncodeError, ValueError, TypeError):
+        parts = []
+    name = None
+    for part in parts:
+        filename = part.get_filename()
+        if filename is not None:
+            return part.get_payload(decode=True) or b"", filename
+        if part.get_param("name", header="content-disposition") == "name":
+            name = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")[:256] or None
+    raise WorkflowError("The multipart upload holds no file.",
+                        hint="Send the workflow as the multipart field 'file' (.json, .png or .webp).")
+
+
+def decode_request(route: Route, method: str, content_type: str | None, raw: bytes,
+                   query: Mapping[str, str], params: Mapping[str, str], *, max_workflow_bytes: int) -> ApiRequest:
+    """The one request decoder every binding uses (after reading at most `body_limit` bytes):
+    workflow uploads (multipart, raw .png/.webp, or JSON) and JSON bodies."""
+    req = ApiRequest(query=dict(query), params=dict(params))
+    if method not in ("POST", "PATCH", "PUT") or not raw:
+        return req
+    ctype = _media_type(content_type)
+    if route.accepts_upload and ctype == "multipart/form-data":
+        req.upload, req.upload_name = _multipart_file(content_type or "", raw)
+        req.upload_name = query.get("name") or req.upload_name or "upload"
+    elif route.accepts_upload and not (ctype == "application/json" or ctype.endswith("+json")):
+        req.upload, req.upload_name = raw, query.get("name") or "upload"  # the core sniffs the format
+    else:
+        if route.accepts_upload and len(raw) > max_workflow_bytes:
+            raise WorkflowTooLarge(f"The input is {len(raw):,} bytes, over the {max_workflow_bytes:,}-byte limit.",
+                                   hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+        req.body = decode_json_body(raw)
+        return req
+    if len(req.upload) > max_workflow_bytes:
+        raise WorkflowTooLarge(f"The input is {len(req.upload):,} bytes, over the {max_workflow_bytes:,}-byte limit.",
+                               hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+    return req
 
 
 def decode_json_body(raw: bytes) -> Any:
@@ -171,9 +239,8 @@ async def search(resolver, req: ApiRequest) -> ApiResponse:
         raise WorkflowError("Give a search text: ?q=<file or model name>.")
     if len(q) > 256:
         raise WorkflowError("The search text is longer than 256 characters.")
-    results = await resolver.search(q, req.query.get("folder") or None)
-    return ApiResponse({"query": q, "folder": req.query.get("folder"),
-                        "candidates": [c.model_dump(mode="json") for c in results]})
+    result = await resolver.search(q, req.query.get("folder") or None)
+    return ApiResponse(result.model_dump(mode="json"))  # {query, folder, candidates, providers}
 
 
 async def create_download(resolver, req: ApiRequest) -> ApiResponse:
@@ -182,8 +249,10 @@ async def create_download(resolver, req: ApiRequest) -> ApiResponse:
         raise WorkflowError('Send {"url", "folder", "filename"?, "sha256"?} or a resolve result {"models": [...]}.')
     if "models" in body:
         request = DownloadFromResolution.model_validate(body)
-        jobs = await resolver.download_resolution(request.models, include_inactive=request.include_inactive)
-        return ApiResponse({"jobs": [j.model_dump(mode="json") for j in jobs]}, 202)
+        jobs, skipped, errors = await resolver.download_resolution(
+            request.models, include_inactive=request.include_inactive, include_optional=request.include_optional)
+        return ApiResponse({"jobs": [j.model_dump(mode="json") for j in jobs], "skipped": skipped,
+                            "errors": errors}, 202)
     create = DownloadCreate.model_validate(body)
     job = await resolver.downloads.submit(DownloadRequest.model_validate(create.model_dump(exclude={"keep_partial"})))
     return ApiResponse(job.model_dump(mode="json"), 202)
@@ -286,6 +355,46 @@ ROUTES: tuple[Route, ...] = (
     Route("GET", "/models", "list_models", "The local model index (?folder=).", list_models,
           query=(QueryParam("folder", "Only this ComfyUI model folder."),)),
 )
+
+
+#: Seconds between keep-alive comments on the event stream (proxies drop idle connections).
+SSE_HEARTBEAT = 15.0
+
+
+def event_payload(event: Any) -> Any:
+    """A bus event (ProgressEvent, Job snapshot or plain dict) as JSON-ready data."""
+    dump = getattr(event, "model_dump", None)
+    return dump(mode="json") if callable(dump) else event
+
+
+def format_sse(event: str, data: Any) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+
+
+async def download_event_stream(resolver, *, heartbeat: float = SSE_HEARTBEAT) -> AsyncIterator[bytes]:
+    """The body of `GET /downloads/events` (text/event-stream), the same for every adapter.
+
+    `retry: 3000`, then one `event: snapshot` with `{"jobs": [...]}` (every job known now), then one
+    `event: progress` per bus event (the ProgressEvent JSON, as pushed to ComfyUI as `cmr.progress`),
+    and a `: keep-alive` comment after `heartbeat` quiet seconds.
+    """
+    sub = resolver.events.subscribe()
+    try:
+        yield b"retry: 3000\n\n"
+        downloads = getattr(resolver, "downloads", None)
+        if downloads is not None:
+            yield format_sse("snapshot", {"jobs": [event_payload(j) for j in downloads.jobs()]})
+        while True:
+            try:
+                event = await sub.get(timeout=heartbeat)
+            except asyncio.TimeoutError:
+                yield b": keep-alive\n\n"
+                continue
+            except StopAsyncIteration:
+                return
+            yield format_sse("progress", event_payload(event))
+    finally:
+        sub.close()
 
 
 async def dispatch(route: Route, resolver, req: ApiRequest) -> ApiResponse:

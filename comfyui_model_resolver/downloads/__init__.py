@@ -1,1 +1,21 @@
+"""Downloads: concurrent, resumable, segmented, verified; a bad file never gets the final name.
 
+Public API: `DownloadManager` (manager.py), its `Job` snapshots (job.py), `RetryPolicy`
+(transfer.py). The modules, inside out:
+
+    intervals.py   which bytes are on disk; cutting the rest into pieces (pure)
+    paths.py       safe target paths inside a model folder (and Content-Disposition names)
+    http.py        one GET with hand-followed, allowlist-checked redirects; statuses -> errors
+    partfile.py    the <final>.part file and the SHA-256 computed behind the writers
+    transfer.py    one file's bytes: probe, resume checks, segments, retries, stall detection
+    verify.py      size / sha256 / safetensors checks, atomic rename, quarantine
+    locks.py       cross-process locks (flock file, or Redis lease)
+    store.py       job state in SQLite (resume after restart or kill -9)
+    slots.py       the priority-ordered concurrency limit
+    manager.py     the queue, dedup, controls, progress events
+"""
+from .job import Job
+from .manager import DownloadManager
+from .transfer import RetryPolicy
+
+__all__ = ["DownloadManager", "Job", "RetryPolicy"]

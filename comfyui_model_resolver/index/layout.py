@@ -31,15 +31,29 @@ class FolderLayout:
     sources: tuple[str, ...] = field(default=())  # where the layout came from, for diagnostics
 
     def dirs(self, folder: str) -> tuple[str, ...]:
-        return self.folders.get(canonical_folder(folder), ())
+        """Directories of a folder. Besides folder names this understands the forms the loader
+        table uses: `insightface/models` (a sub-directory of a folder), `models/clip` (a literal
+        directory under the models root) and `custom_nodes/<pack>/…` (inside a node pack)."""
+        found = self.folders.get(canonical_folder(folder))
+        if found is not None:
+            return found
+        head, sep, rest = folder.partition("/")
+        if not sep or not rest or ".." in rest.split("/"):
+            return ()
+        parts = rest.split("/")
+        if head == "models" and self.models_root:
+            return (os.path.join(self.models_root, *parts),)
+        if head == "custom_nodes" and self.models_root:
+            return (os.path.join(os.path.dirname(self.models_root), "custom_nodes", *parts),)
+        return tuple(os.path.join(d, *parts) for d in self.folders.get(canonical_folder(head), ()))
 
     def download_dir(self, folder: str) -> str | None:
         """Where a new file of `folder` goes: its first directory, or models_root/<folder>."""
         dirs = self.dirs(folder)
         if dirs:
             return dirs[0]
-        if self.models_root:
-            return os.path.join(self.models_root, canonical_folder(folder))
+        if self.models_root and folder and not folder.startswith(("/", "custom_nodes/")) and ".." not in folder.split("/"):
+            return os.path.join(self.models_root, *canonical_folder(folder).split("/"))
         return None
 
     def all_dirs(self) -> list[tuple[str, str]]:

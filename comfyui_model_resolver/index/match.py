@@ -22,6 +22,7 @@ class Listing(Protocol):
     def has_dir(self, base: str, rel: str) -> bool: ...
     def find_by_basename(self, name: str) -> list[str]: ...
     def locate(self, path: str) -> tuple[str, str, str] | None: ...
+    def files_under(self, base: str) -> list[str]: ...
     @property
     def layout(self): ...
 
@@ -39,10 +40,13 @@ def _widget_value(rel: str, windows: bool) -> str:
 
 def match_ref(ref: ModelRef, index: Listing, *, windows: bool = os.name == "nt") -> LocalMatch:
     folder = canonical_folder(ref.folder) if ref.folder else None
-    bases = index.layout.dirs(folder) if folder else ()
+    bases: tuple[str, ...] = ()
+    for f in ((folder,) if folder else ()) + tuple(ref.alt_folders):
+        bases += tuple(d for d in index.layout.dirs(f) if d not in bases)
     written = ref.filename
     rel = _normalise(written)
-    exts = _EMBEDDING_EXTS if folder == "embeddings" else ("",)
+    fuzzy = ref.match in ("fuzzy", "substring") or folder == "embeddings"
+    exts = _EMBEDDING_EXTS if fuzzy else ("",)
     is_dir = ref.kind == "directory"
 
     def exists(base: str, r: str) -> bool:
@@ -60,6 +64,13 @@ def match_ref(ref: ModelRef, index: Listing, *, windows: bool = os.name == "nt")
                                   relink_value=_widget_value(rel + ext, windows))
     if is_dir:
         return LocalMatch(status=LocalStatus.missing)
+    if ref.match == "substring":
+        # The pack uses the first file of the folder whose name contains the value.
+        needle = rel.lower()
+        for base in bases:
+            for path in index.files_under(base):
+                if needle in os.path.relpath(path, base).replace(os.sep, "/").lower():
+                    return LocalMatch(status=LocalStatus.present, local_path=path)
 
     # 2. The same base name anywhere: same folder first (relinkable), then other folders.
     name = rel.rsplit("/", 1)[-1]
@@ -71,12 +82,15 @@ def match_ref(ref: ModelRef, index: Listing, *, windows: bool = os.name == "nt")
                 continue
             f, _base, r = where
             exact_case = os.path.basename(path) == name + ext
-            rank = (0 if f == folder else 2) + (0 if exact_case else 1)
+            rank = (0 if f == folder or f in ref.alt_folders else 2) + (0 if exact_case else 1)
             candidates.append((rank, path, f, r))
     if not candidates:
         return LocalMatch(status=LocalStatus.missing)
     candidates.sort(key=lambda c: (c[0], len(c[3]), c[3]))
     _rank, path, f, r = candidates[0]
+    if ref.match == "fuzzy" and (f == folder or f in ref.alt_folders):
+        # The pack falls back to a base-name match in its folder: the file will be found.
+        return LocalMatch(status=LocalStatus.present, local_path=path)
     if folder is None:
         # Nothing told us the folder; a file at exactly the written relative path is the one.
         for _rank, path, f, r in candidates:

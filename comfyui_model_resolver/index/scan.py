@@ -205,6 +205,19 @@ class ModelIndex:
                 for s in entry.subdir_names():
                     stack.append((os.path.join(d, s), prefix + s + "/"))
 
+    def files_under(self, base: str) -> list[str]:
+        """Absolute paths of every indexed file below `base`, in sorted order."""
+        out: list[str] = []
+        stack = [base]
+        while stack:
+            d = stack.pop()
+            entry = self._dirs.get(d)
+            if entry is None:
+                continue
+            out.extend(os.path.join(d, f) for f in entry.file_names())
+            stack.extend(os.path.join(d, s) for s in entry.subdir_names())
+        return sorted(out)
+
     def locate(self, path: str) -> tuple[str, str, str] | None:
         """(folder, base, relative path) of an absolute path inside the layout, longest base first."""
         best = None

@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator
 from ..types import FOLDER_CONFIDENCE, FolderConflict, ModelRef
 from .folders import canonical_folder, guess_folder, is_empty_choice, looks_like_model_value
 from .graph import NodeView
-from .knowledge import DirSpec, FolderSpec, Knowledge, NodeInfo, PresetSpec, RepoSpec, Spec
+from .knowledge import DirSpec, FolderSpec, Knowledge, NodeInfo, PresetFile, RepoSpec, Spec
 
 _EMBEDDING = re.compile(r"(?i)embedding:([^\s,()\[\]{}<>|:\"']+)")
 _HASH_TYPES = {"sha256", "sha-256", "autov2", "autov1", "autov3", "blake3", "crc32", "md5", "sha1"}
@@ -35,7 +35,7 @@ class _Emitter:
     def add(self, filename: str, folder: str | None, source: str | None, input_name: str, *,
             kind: str = "file", url: str | None = None, note: str | None = None,
             conflicts: Iterable[FolderConflict] = (), active: bool = True,
-            widget_index: int | None = None, widget_key: str | None = None) -> None:
+            widget_index: int | None = None, widget_key: str | None = None, **extra: Any) -> None:
         key = (input_name, filename)
         if key in self.seen:
             return
@@ -58,6 +58,7 @@ class _Emitter:
             note=note,
             widget_index=widget_index,
             widget_key=widget_key,
+            **extra,
         ))
 
 
@@ -95,39 +96,47 @@ def _named_values(node: NodeView, info: NodeInfo) -> Iterator[tuple[str, Any, in
             yield name, value, None, None
 
 
+def _emit_files(em: _Emitter, files: Iterable[PresetFile], source: str, input_name: str, note: str | None) -> None:
+    for f in files:
+        em.add(f.filename, f.folder, source, input_name, kind=f.kind, url=f.url,
+               note=f.note if note is None else (f"{note}; {f.note}" if f.note else note),
+               variant=f.variant, optional=f.optional, auto_download=f.auto_download)
+
+
 def _emit_spec(em: _Emitter, spec: Spec, name: str, value: Any, info: NodeInfo,
-               widget_index: int | None, widget_key: str | None) -> None:
-    if not isinstance(value, str) or is_empty_choice(value):
+               widget_index: int | None, widget_key: str | None, *, active: bool = True) -> None:
+    if not isinstance(value, str) or is_empty_choice(value) or value in spec.ignore:
         return
-    source = getattr(spec, "source", "table")
+    source = spec.source
+    where = {"widget_index": widget_index, "widget_key": widget_key, "active": active,
+             "auto_download": spec.auto_download}
     if isinstance(spec, FolderSpec):
-        if "." not in _basename(value):
-            return  # virtual choices such as VAELoader's "pixel_space" or "taesd" name no file
+        files = spec.presets.get(value)
+        if files is not None:
+            _emit_files(em, files, source, name, f"preset {value!r}")
+            return
+        folder = spec.folder_for(value)
+        if folder is None:  # a preset-only widget holding something else
+            if looks_like_model_value(value):
+                _emit_generic(em, name, value, widget_index, widget_key, active=active)
+            return
+        if spec.match == "exact" and "." not in _basename(value):
+            return  # virtual choices (e.g. "pixel_space") name no file
         conflicts = ()
         if name in info.conflicts:
-            folder, csrc = info.conflicts[name]
-            conflicts = (FolderConflict(folder=folder, source=csrc),)  # type: ignore[arg-type]
-        em.add(value, spec.folder, source, name, conflicts=conflicts,
-               widget_index=widget_index, widget_key=widget_key)
-    elif isinstance(spec, PresetSpec):
-        files = spec.presets.get(value)
-        if files is None:
-            if looks_like_model_value(value):  # some preset widgets also accept a file
-                em.add(value, None, None, name, widget_index=widget_index, widget_key=widget_key)
-            return
-        for f in files:
-            em.add(f.filename, f.folder, source, name, url=f.url, note=f"preset {value!r}")
+            cfolder, csrc = info.conflicts[name]
+            conflicts = (FolderConflict(folder=cfolder, source=csrc),)  # type: ignore[arg-type]
+        em.add(value, folder, source, name, conflicts=conflicts, note=spec.note if spec.auto_download else None,
+               alt_folders=tuple(f for f in spec.folders if f != folder), match=spec.match, **where)
     elif isinstance(spec, RepoSpec):
         if "/" not in value or value.count("/") > 1 or looks_like_model_value(value):
             if looks_like_model_value(value):
-                em.add(value, spec.folder, source, name, widget_index=widget_index, widget_key=widget_key)
+                em.add(value, spec.folder, source, name, **where)
             return
         em.add(spec.local_name(value), spec.folder, source, name, kind="directory",
-               url=f"https://huggingface.co/{value}", note=f"Hugging Face repo {value}",
-               widget_index=widget_index, widget_key=widget_key)
+               url=f"https://huggingface.co/{value}", note=f"Hugging Face repo {value}", **where)
     elif isinstance(spec, DirSpec):
-        em.add(value, spec.folder, source, name, kind="directory",
-               widget_index=widget_index, widget_key=widget_key)
+        em.add(value, spec.folder, source, name, kind="directory", **where)
 
 
 def _emit_generic(em: _Emitter, name: str, value: str, widget_index: int | None, widget_key: str | None,
@@ -140,20 +149,32 @@ def _emit_generic(em: _Emitter, name: str, value: str, widget_index: int | None,
 
 def _scan_dict(em: _Emitter, info: NodeInfo, container: dict, base: str, index: int | None) -> None:
     """rgthree-style dict widgets: {"on": true, "lora": "x.safetensors", "strength": 1}."""
-    enabled = container.get("on", True) is not False
     for key, value in container.items():
         if not isinstance(value, str):
             continue
         spec = info.dict_widgets.get(key)
-        label = f"{base}.{key}"
         if spec is not None:
-            if isinstance(spec, FolderSpec) and not is_empty_choice(value):
-                em.add(value, spec.folder, spec.source, label, active=enabled,
-                       widget_index=index, widget_key=key)
-            else:
-                _emit_spec(em, spec, label, value, info, index, key)
+            enabled_key = getattr(spec, "enabled_key", None) or "on"
+            _emit_spec(em, spec, f"{base}.{key}", value, info, index, key,
+                       active=container.get(enabled_key, True) is not False)
         elif looks_like_model_value(value):
-            _emit_generic(em, key, value, index, key, active=enabled)
+            _emit_generic(em, key, value, index, key, active=container.get("on", True) is not False)
+
+
+def _scan_text(em: _Emitter, info: NodeInfo, name: str, value: str, index: int | None, key: str | None) -> None:
+    """Models named inside prompt text: the node's own patterns, else ComfyUI's `embedding:name`."""
+    patterns = info.text_patterns.get(name)
+    if patterns:
+        for tp in patterns:
+            for m in tp.regex.finditer(value):
+                found = (m.group(tp.group) or "").strip().rstrip(".;")
+                if found:
+                    em.add(found, tp.folder, "table", name, note=tp.note and tp.note.split(";")[0],
+                           widget_index=index, widget_key=key, match=tp.match)
+    elif "mbedding:" in value:
+        for m in _EMBEDDING.finditer(value):
+            em.add(m.group(1).rstrip(".;"), "embeddings", "table", name, note="embedding in prompt text",
+                   widget_index=index, widget_key=key, match="fuzzy")
 
 
 def _embedded_entries(raw: Any) -> list[dict]:
@@ -230,12 +251,11 @@ def detect_node(node: NodeView, knowledge: Knowledge) -> list[ModelRef]:
         if looks_like_model_value(value):
             _emit_generic(em, name, value, index, key)
 
-    # `embedding:name` references in prompt text.
+    # Models named inside prompt text, and files the node always loads.
     for name, value, index, key in string_values:
-        if "mbedding:" in value:
-            for m in _EMBEDDING.finditer(value):
-                em.add(m.group(1).rstrip(".;"), "embeddings", "table", name, note="embedding in prompt text",
-                       widget_index=index, widget_key=key)
+        _scan_text(em, info, name, value, index, key)
+    if info.implicit:
+        _emit_files(em, info.implicit, "table", "(implicit)", "loaded by the node itself")
 
     refs = em.out
     entries = _embedded_entries(node.properties.get("models")) if node.properties else []

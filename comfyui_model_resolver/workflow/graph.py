@@ -173,7 +173,7 @@ def _instance_overrides(instance: dict, sg: dict, inherited: dict[str, Any]) -> 
 
     for slot, sg_input in enumerate(sg_inputs):
         name = sg_input.get("name") if isinstance(sg_input, dict) else None
-        if name in boundary:
+        if isinstance(name, str) and name in boundary:
             for inner_id, widget_name in targets.get(slot, ()):
                 overrides.setdefault(inner_id, {})[widget_name] = boundary[name]
     return overrides

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterable, Mapping
@@ -25,30 +25,43 @@ _SENTINEL = re.compile(r"^cmr-sentinel-(.+?)\.[A-Za-z0-9]+$")
 
 # ---- model specs --------------------------------------------------------------------------
 @dataclass(frozen=True, slots=True)
-class FolderSpec:
-    """The widget value is a file name inside one of these folders (canonical first)."""
-
-    folders: tuple[str, ...]
-    source: str = "table"  # "schema" | "table"
-
-    @property
-    def folder(self) -> str:
-        return self.folders[0]
-
-
-@dataclass(frozen=True, slots=True)
 class PresetFile:
+    """A file a preset or a node needs without a widget naming it."""
+
     filename: str
     folder: str
     url: str | None = None
+    variant: str | None = None  # the model family it serves: sd15, sdxl, flux, …
+    kind: str = "file"  # file | directory
+    optional: bool = False
+    auto_download: bool = False
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
-class PresetSpec:
-    """The widget value names a preset that the pack maps to files."""
+class FolderSpec:
+    """The widget value is a file name inside one of `folders` (canonical first), unless it is one of
+    the pack's presets (which map to files) or an ignored placeholder."""
 
-    presets: Mapping[str, tuple[PresetFile, ...]]
-    source: str = "table"
+    folders: tuple[str, ...]
+    source: str = "table"  # "schema" | "table"
+    presets: Mapping[str, tuple[PresetFile, ...]] = field(default_factory=dict)
+    ignore: frozenset[str] = frozenset()
+    value_folders: tuple[tuple[re.Pattern[str], str], ...] = ()
+    match: str = "exact"  # exact | fuzzy (extension/basename optional) | substring
+    auto_download: bool = False
+    enabled_key: str | None = None  # dict widgets: the key that disables a row
+    note: str | None = None
+
+    @property
+    def folder(self) -> str | None:
+        return self.folders[0] if self.folders else None
+
+    def folder_for(self, value: str) -> str | None:
+        for pattern, folder in self.value_folders:
+            if pattern.search(value):
+                return folder
+        return self.folder
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,12 +71,15 @@ class RepoSpec:
     folder: str
     dirname: str = "basename"  # basename | full | replace_slash
     source: str = "table"
+    ignore: frozenset[str] = frozenset()
+    auto_download: bool = False
+    note: str | None = None
 
     def local_name(self, repo_id: str) -> str:
         if self.dirname == "full":
             return repo_id
         if self.dirname == "replace_slash":
-            return repo_id.replace("/", "--")
+            return "models--" + repo_id.replace("/", "--")
         return repo_id.rsplit("/", 1)[-1]
 
 
@@ -73,9 +89,23 @@ class DirSpec:
 
     folder: str
     source: str = "table"
+    ignore: frozenset[str] = frozenset()
+    auto_download: bool = False
+    note: str | None = None
 
 
-Spec = FolderSpec | PresetSpec | RepoSpec | DirSpec
+Spec = FolderSpec | RepoSpec | DirSpec
+
+
+@dataclass(frozen=True, slots=True)
+class TextPattern:
+    """A model named inside prompt text: `embedding:<name>`, `<lora:name:w>`."""
+
+    regex: re.Pattern[str]
+    group: int
+    folder: str
+    match: str = "exact"
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,6 +116,8 @@ class NodeInfo:
     models: Mapping[str, Spec] = field(default_factory=dict)
     patterns: tuple[tuple[re.Pattern[str], Spec], ...] = ()
     dict_widgets: Mapping[str, Spec] = field(default_factory=dict)
+    text_patterns: Mapping[str, tuple[TextPattern, ...]] = field(default_factory=dict)
+    implicit: tuple[PresetFile, ...] = ()
     non_model_inputs: frozenset[str] = frozenset()
     non_model_node: str | None = None  # reason, when the node never loads models
     conflicts: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # input -> (folder, source)
@@ -105,26 +137,64 @@ UNKNOWN = NodeInfo()
 
 
 # ---- (b) the loader table ------------------------------------------------------------------
+def table_folder(raw: str, *, root: str | None = None, hardcoded: bool = False) -> str:
+    """A folder name from the table: canonical, or a literal path for hard-coded/custom_nodes ones.
+
+    `models/<dir>` names the literal directory under the models root (a pack that ignores
+    ComfyUI's folder registry); `custom_nodes/<path>` a directory inside a node pack."""
+    raw = raw.strip().strip("/")
+    if root == "custom_nodes":
+        return f"custom_nodes/{raw}"
+    if hardcoded:
+        return f"models/{raw}"
+    head, sep, rest = raw.partition("/")
+    return canonical_folder(head) + sep + rest
+
+
+def _preset_file(f: Mapping[str, Any]) -> PresetFile:
+    folder = table_folder(f["folder"], root=f.get("root"), hardcoded=bool(f.get("hardcoded")))
+    url = f.get("url")
+    if not url and f.get("repo"):
+        url = f"https://huggingface.co/{f['repo']}"
+    kind = "directory" if f.get("kind") in ("dir", "directory") else "file"
+    return PresetFile(f["filename"], folder, url, f.get("variant"), kind, bool(f.get("optional")),
+                      bool(f.get("auto_download")), f.get("note"))
+
+
 def _parse_spec(raw: Any, where: str) -> Spec:
     if isinstance(raw, str):
         return FolderSpec((canonical_folder(raw),))
-    if isinstance(raw, dict):
-        if "presets" in raw:
-            presets: dict[str, tuple[PresetFile, ...]] = {}
-            for name, files in raw["presets"].items():
-                presets[name] = tuple(
-                    PresetFile(f["filename"], canonical_folder(f["folder"]), f.get("url")) for f in files
-                )
-            return PresetSpec(presets)
-        if "repo" in raw:
-            r = raw["repo"]
-            return RepoSpec(canonical_folder(r["folder"]), r.get("dirname", "basename"))
-        if "dir" in raw:
-            return DirSpec(canonical_folder(raw["dir"]))
-        if "folder" in raw:
-            folders = [raw["folder"], *raw.get("folders", [])]
-            return FolderSpec(tuple(dict.fromkeys(canonical_folder(f) for f in folders)))
+    if not isinstance(raw, dict):
+        raise ConfigError(f"Loader table: unreadable spec for {where}: {raw!r}")
+    common = {"ignore": frozenset(raw.get("ignore_values") or ()), "auto_download": bool(raw.get("auto_download")),
+              "note": raw.get("note")}
+    root, hardcoded = raw.get("root"), bool(raw.get("hardcoded"))
+    if "repo" in raw:
+        r = raw["repo"]
+        return RepoSpec(table_folder(r["folder"], root=root, hardcoded=hardcoded), r.get("dirname", "basename"), **common)
+    if "dir" in raw:
+        return DirSpec(table_folder(raw["dir"], root=root, hardcoded=hardcoded), **common)
+    if "folder" in raw or "presets" in raw:
+        folders = [raw["folder"]] if raw.get("folder") else []
+        folders += list(raw.get("alt_folders") or ()) + list(raw.get("folders") or ())
+        presets = {name: tuple(_preset_file(f) for f in files) for name, files in (raw.get("presets") or {}).items()}
+        return FolderSpec(
+            tuple(dict.fromkeys(table_folder(f, root=root, hardcoded=hardcoded) for f in folders)),
+            presets=presets,
+            value_folders=tuple((re.compile(p), table_folder(f)) for p, f in (raw.get("value_folders") or {}).items()),
+            match=raw.get("match", "exact"),
+            enabled_key=raw.get("enabled_key"),
+            **common,
+        )
     raise ConfigError(f"Loader table: unreadable spec for {where}: {raw!r}")
+
+
+def _text_patterns(raw: Mapping[str, Any] | None) -> dict[str, tuple[TextPattern, ...]]:
+    out: dict[str, tuple[TextPattern, ...]] = {}
+    for widget, items in (raw or {}).items():
+        out[widget] = tuple(TextPattern(re.compile(i["regex"]), int(i.get("group", 1)), table_folder(i["folder"]),
+                                        i.get("match", "exact"), i.get("note")) for i in items)
+    return out
 
 
 @dataclass(frozen=True)
@@ -146,6 +216,8 @@ class LoaderTable:
                 models=models,
                 patterns=patterns,
                 dict_widgets=dict_widgets,
+                text_patterns=_text_patterns(entry.get("text_patterns")),
+                implicit=tuple(_preset_file(f) for f in entry.get("implicit") or ()),
                 pack=entry.get("pack"),
             )
         non_model = {k: str(v) for k, v in (data.get("non_model") or {}).items()}
@@ -161,7 +233,7 @@ def _default_table() -> LoaderTable:
     path = Path(__file__).resolve().parent.parent / "data" / "loaders.json"
     try:
         return LoaderTable.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, KeyError) as exc:
         raise ConfigError(f"The bundled loader table {path} cannot be read: {exc}") from None
 
 
@@ -261,10 +333,9 @@ class Knowledge:
             for spec in list(info.models.values()) + [s for _, s in info.patterns] + list(info.dict_widgets.values()):
                 if isinstance(spec, FolderSpec):
                     out.update(spec.folders)
-                elif isinstance(spec, (RepoSpec, DirSpec)):
-                    out.add(spec.folder)
-                elif isinstance(spec, PresetSpec):
                     out.update(f.folder for files in spec.presets.values() for f in files)
+                else:
+                    out.add(spec.folder)
         return out
 
     def info(self, node_type: str) -> NodeInfo:
@@ -287,17 +358,23 @@ class Knowledge:
         conflicts: dict[str, tuple[str, str]] = {}
         for name, folders in schema.model_folders.items():
             prior = models.get(name)
-            if isinstance(prior, FolderSpec) and prior.folder not in folders:
-                conflicts[name] = (prior.folder, "table")
-            if isinstance(prior, (PresetSpec, RepoSpec, DirSpec)):
+            if isinstance(prior, (RepoSpec, DirSpec)):
                 continue  # the table knows the value is not a plain file name
-            models[name] = FolderSpec(folders, source="schema")
+            if isinstance(prior, FolderSpec):
+                if prior.folder and prior.folder not in folders:
+                    conflicts[name] = (prior.folder, "table")
+                # Keep what the table knows about presets, placeholders and matching.
+                models[name] = replace(prior, folders=folders, source="schema")
+            else:
+                models[name] = FolderSpec(folders, source="schema")
         non_model = frozenset(n for n in schema.non_model_inputs if n not in models)
         return NodeInfo(
             widgets=schema.widgets or base.widgets,
             models=models,
             patterns=base.patterns,
             dict_widgets=base.dict_widgets,
+            text_patterns=base.text_patterns,
+            implicit=base.implicit,
             non_model_inputs=non_model,
             conflicts=conflicts,
             pack=base.pack,

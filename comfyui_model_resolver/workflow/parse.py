@@ -9,6 +9,7 @@ from .detect import _embedded_entries, apply_embedded, detect_node
 from .folders import canonical_folder
 from .graph import walk_api, walk_ui
 from .knowledge import Knowledge
+from .variants import select_variants
 from ..types import FOLDER_CONFIDENCE
 
 
@@ -32,6 +33,7 @@ def refs_from_decoded(decoded: DecodedWorkflow, knowledge: Knowledge) -> ParsedW
     refs: list[ModelRef] = []
     for node in walk.nodes:
         refs.extend(detect_node(node, knowledge))
+    refs = select_variants(refs)
     if decoded.kind == "ui":
         root = _embedded_entries(decoded.graph.get("models"))
         if root:

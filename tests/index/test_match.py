@@ -85,3 +85,25 @@ def test_directory_models(tmp_path):
 def test_unknown_folder_found_at_exact_path_is_present(tmp_path):
     _root, idx = index(tmp_path, "mystery/sub/m.safetensors")
     assert match_ref(ref("sub/m.safetensors", None), idx, windows=False).status.value == "present"
+
+
+def test_alt_folders_sub_paths_and_literal_dirs(tmp_path):
+    root, idx = index(tmp_path, "reswapper/reswapper_256.onnx", dirs=["insightface/models/antelopev2", "clip/clip-vit"])
+    r = ModelRef(filename="reswapper_256.onnx", folder="insightface", alt_folders=("reswapper",), node_id="1",
+                 node_type="X", input="i")
+    assert match_ref(r, idx, windows=False).status.value == "present"
+    assert match_ref(ref("antelopev2", "insightface/models", "directory"), idx, windows=False).status.value == "present"
+    assert match_ref(ref("clip-vit", "models/clip", "directory"), idx, windows=False).status.value == "present"
+    assert idx.layout.download_dir("models/clip") == str(root / "clip")
+    assert idx.layout.download_dir("insightface/models") == str(root / "insightface" / "models")
+
+
+def test_fuzzy_and_substring_matching(tmp_path):
+    _root, idx = index(tmp_path, "loras/styles/ink_v2.safetensors", "loras/detail.safetensors")
+    fuzzy = ModelRef(filename="detail", folder="loras", match="fuzzy", node_id="1", node_type="X", input="i")
+    assert match_ref(fuzzy, idx, windows=False).status.value == "present"
+    fuzzy_base = ModelRef(filename="other/ink_v2.safetensors", folder="loras", match="fuzzy", node_id="1",
+                          node_type="X", input="i")
+    assert match_ref(fuzzy_base, idx, windows=False).status.value == "present"
+    sub = ModelRef(filename="ink", folder="loras", match="substring", node_id="1", node_type="X", input="i")
+    assert match_ref(sub, idx, windows=False).local_path.endswith("ink_v2.safetensors")

@@ -57,12 +57,39 @@ def test_custom_pack_loader_gguf():
     assert (r.folder, r.folder_source) == ("diffusion_models", "table")
 
 
-def test_preset_maps_to_files():
-    out = refs(ui(node(1, "IPAdapterUnifiedLoader", ["PLUS (high strength)"])))
-    assert {(r.filename, r.folder) for r in out} == {
-        ("ip-adapter-plus_sd15.safetensors", "ipadapter"),
-        ("CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", "clip_vision")}
-    assert all(r.note and "PLUS" in r.note for r in out)
+def test_preset_maps_to_files_of_the_workflows_model_family():
+    # No other model tells the family: every variant is listed, the family-specific ones optional.
+    out = {r.filename: r for r in refs(ui(node(1, "IPAdapterUnifiedLoader", ["PLUS (high strength)"])))}
+    assert out["ip-adapter-plus_sd15.safetensors"].optional and out["ip-adapter-plus_sd15.safetensors"].variant == "sd15"
+    assert out["ip-adapter-plus_sdxl_vit-h.safetensors"].optional
+    assert out["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"].folder == "clip_vision"
+    assert not out["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"].optional
+    assert all("PLUS" in r.note for r in out.values())
+    # An SDXL checkpoint in the same workflow: only the SDXL adapter is needed.
+    out = refs(ui(node(1, "IPAdapterUnifiedLoader", ["PLUS (high strength)"]),
+                  node(2, "CheckpointLoaderSimple", ["juggernautXL_v9.safetensors"])))
+    names = {r.filename for r in out}
+    assert "ip-adapter-plus_sdxl_vit-h.safetensors" in names and "ip-adapter-plus_sd15.safetensors" not in names
+    assert not any(r.optional for r in out)
+
+
+def test_vae_loader_placeholders_and_taesd_preset():
+    assert refs(ui(node(1, "VAELoader", ["pixel_space"]))) == ()
+    out = refs(ui(node(1, "VAELoader", ["taesdxl"])))
+    assert {(r.filename, r.folder) for r in out} == {("taesdxl_encoder.pth", "vae_approx"),
+                                                      ("taesdxl_decoder.pth", "vae_approx")}
+
+
+def test_lora_tags_in_prompt_text():
+    out = refs(ui(node(1, "Power Prompt (rgthree)", ["a cat <lora:styles/ink:0.8> and embedding:neg", "", ""])))
+    assert {(r.filename, r.folder, r.match) for r in out} >= {("styles/ink", "loras", "fuzzy")}
+
+
+def test_implicit_files_of_a_node():
+    out = refs(ui(node(1, "ReActorFaceSwap", [True, "inswapper_128.onnx", "retinaface_resnet50", "codeformer-v0.1.0.pth",
+                                             1, 0.5, "no", "no", "0", "0", 1])))
+    assert ("buffalo_l", "insightface/models", "directory") in {(r.filename, r.folder, r.kind) for r in out}
+    assert ("inswapper_128.onnx", "insightface") in {(r.filename, r.folder) for r in out}
 
 
 def test_hugging_face_repo_widget():
@@ -95,8 +122,8 @@ def test_loader_none_choice_is_not_a_model():
 def test_embedding_references_in_prompt_text():
     wf = ui(node(1, "CLIPTextEncode", ["masterpiece, (embedding:EasyNegative:1.2), embedding:sub/bad_hands.pt, cat"]))
     out = refs(wf)
-    assert [(r.filename, r.folder, r.input) for r in out] == [("EasyNegative", "embeddings", "widget_0"),
-                                                             ("sub/bad_hands.pt", "embeddings", "widget_0")]
+    assert [(r.filename, r.folder, r.input) for r in out] == [("EasyNegative", "embeddings", "text"),
+                                                             ("sub/bad_hands.pt", "embeddings", "text")]
 
 
 def test_embedded_properties_models_give_url_hash_and_folder():

@@ -1,0 +1,184 @@
+"""Where a download may be written: safe names and a final path inside one model folder.
+
+`target_path(layout, folder, filename)` is the only way the downloader turns a request into a
+path. It accepts a relative name with sub-folders (``SD1.5/x.safetensors``, also written with
+``\\`` as Windows users and workflows do) and refuses, with an UnsafePath that says why:
+
+* ``..`` components, absolute paths, drive letters (``C:``), UNC paths (``\\\\server\\share``);
+* NUL and other control characters, characters Windows cannot store (``<>:"|?*``), names that
+  end in a dot or space, reserved device names (``CON``, ``NUL``, ``COM1``, ``LPT1.txt`` …);
+* components longer than 255 bytes (UTF-8) — including the ``.part`` suffix we add;
+* any path whose real location (symlinks resolved) is outside the folder's real directory.
+
+Names from ``Content-Disposition`` go through the same checks (`content_disposition_filename`),
+and must be a single component.
+"""
+from __future__ import annotations
+
+import os
+import re
+from urllib.parse import unquote, urlsplit
+
+from ..errors import ConfigError, UnsafePath
+from ..index.layout import FolderLayout
+from ..workflow.folders import canonical_folder
+
+__all__ = ["PART_SUFFIX", "LOCK_SUFFIX", "safe_relative_name", "target_path", "content_disposition_filename",
+           "filename_from_url", "check_folder_name"]
+
+PART_SUFFIX = ".part"
+LOCK_SUFFIX = ".lock"
+MAX_COMPONENT_BYTES = 255
+_RESERVED = {"con", "prn", "aux", "nul", "conin$", "conout$",
+             *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10)),
+             "com¹", "com²", "com³", "lpt¹", "lpt²", "lpt³"}
+_WINDOWS_BAD = set('<>:"|?*')
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
+
+
+def _check_component(part: str, whole: str) -> None:
+    if part in ("", "."):
+        raise UnsafePath(f"Empty or '.' path component in {whole!r}.")
+    if part == "..":
+        raise UnsafePath(f"{whole!r} goes up a directory ('..'); a download must stay inside its model folder.")
+    bad = [c for c in part if ord(c) < 0x20 or ord(c) == 0x7F]
+    if bad:
+        raise UnsafePath(f"{whole!r} contains a control character ({bad[0]!r}).")
+    win = sorted({c for c in part if c in _WINDOWS_BAD})
+    if win:
+        raise UnsafePath(f"{whole!r} contains {''.join(win)!r}, which file names on Windows cannot hold.")
+    if part[-1] in ". ":
+        raise UnsafePath(f"{whole!r}: the name {part!r} ends with a dot or a space.")
+    stem = part.split(".", 1)[0].rstrip(" ").lower()
+    if stem in _RESERVED:
+        raise UnsafePath(f"{whole!r}: {part!r} is a reserved device name on Windows.")
+    if len(part.encode("utf-8")) > MAX_COMPONENT_BYTES:
+        raise UnsafePath(f"{whole!r}: the name {part[:40]!r}… is longer than {MAX_COMPONENT_BYTES} bytes.")
+
+
+def safe_relative_name(name: str) -> str:
+    """Validate a relative file name (sub-folders allowed); return it with '/' separators."""
+    if not isinstance(name, str) or not name.strip():
+        raise UnsafePath("Empty file name.", hint="Give a file name such as model.safetensors.")
+    if "\x00" in name:
+        raise UnsafePath(f"{name!r} contains a NUL character.")
+    if name.startswith(("\\\\", "//")):
+        raise UnsafePath(f"{name!r} is a UNC/network path; give a name relative to the model folder.")
+    if name.startswith(("/", "\\")):
+        raise UnsafePath(f"{name!r} is an absolute path; give a name relative to the model folder.")
+    if _DRIVE_RE.match(name):
+        raise UnsafePath(f"{name!r} has a drive letter; give a name relative to the model folder.")
+    parts = name.replace("\\", "/").split("/")
+    for part in parts:
+        _check_component(part, name)
+    if len((parts[-1] + PART_SUFFIX).encode("utf-8")) > MAX_COMPONENT_BYTES:
+        raise UnsafePath(f"{name!r}: the file name is too long to add the {PART_SUFFIX!r} suffix "
+                         f"({MAX_COMPONENT_BYTES} bytes at most).")
+    return "/".join(parts)
+
+
+def check_folder_name(layout: FolderLayout, folder: str) -> str:
+    """The canonical folder name; unknown folders must be one plain name (no separators)."""
+    if not isinstance(folder, str) or not folder.strip():
+        raise UnsafePath("Empty folder name.", hint="Give a ComfyUI model folder such as checkpoints or loras.")
+    canonical = canonical_folder(folder)
+    if layout.dirs(canonical):
+        return canonical
+    if "/" in folder or "\\" in folder or _DRIVE_RE.match(folder):
+        raise UnsafePath(f"Folder {folder!r} must be a folder name such as 'loras', not a path.")
+    _check_component(folder, folder)
+    return canonical
+
+
+def _inside(path: str, root: str) -> bool:
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # different drives
+        return False
+
+
+def target_path(layout: FolderLayout, folder: str, filename: str) -> str:
+    """Absolute final path for `filename` in `folder`, guaranteed inside the folder's directory.
+
+    Blocking (stats the file system for symlinks). Does not create anything.
+    """
+    canonical = check_folder_name(layout, folder)
+    rel = safe_relative_name(filename)
+    base = layout.download_dir(canonical)
+    if base is None:
+        raise ConfigError(f"No directory is known for the folder {canonical!r}.",
+                          hint="Set CMR_COMFYUI_ROOT or CMR_MODELS_ROOT (or --comfyui-root).")
+    root = os.path.realpath(base)
+    final = os.path.join(root, *rel.split("/"))
+    real = os.path.realpath(final)
+    if not _inside(real, root) or real == root:
+        raise UnsafePath(f"{filename!r} would be written outside the {canonical} folder ({root}); "
+                         "a symbolic link inside the folder points elsewhere.",
+                         hint="Remove the link or choose another file name.")
+    # Also refuse if the part file would leave the folder (a symlink named <final>.part).
+    real_part = os.path.realpath(final + PART_SUFFIX)
+    if not _inside(real_part, root):
+        raise UnsafePath(f"{final + PART_SUFFIX} is a link that points outside the {canonical} folder.")
+    if os.path.isdir(real):
+        raise UnsafePath(f"{final} is a directory; give a file name.")
+    return final
+
+
+_CD_STAR_RE = re.compile(r"""filename\*\s*=\s*([^;]+)""", re.I)
+_CD_PLAIN_RE = re.compile(r"""filename\s*=\s*("(?:[^"\\]|\\.)*"|[^;]+)""", re.I)
+
+
+def content_disposition_filename(header: str | None) -> str | None:
+    """The file name of a Content-Disposition header (RFC 6266, filename* preferred), validated.
+
+    None when the header has no name. Raises UnsafePath for a name that is not one safe component.
+    """
+    if not header:
+        return None
+    name: str | None = None
+    m = _CD_STAR_RE.search(header)
+    if m:
+        value = m.group(1).strip().strip('"')
+        charset, _, rest = value.partition("'")
+        _lang, _, encoded = rest.partition("'")
+        if encoded:
+            try:
+                name = unquote(encoded, encoding=charset or "utf-8", errors="strict")
+            except (LookupError, UnicodeDecodeError):
+                name = None
+    if name is None:
+        m = _CD_PLAIN_RE.search(header.replace("filename*", "filename_star"))
+        if m:
+            raw = m.group(1).strip()
+            if raw.startswith('"') and raw.endswith('"') and len(raw) >= 2:
+                raw = re.sub(r"\\(.)", r"\1", raw[1:-1])
+            name = raw.strip()
+    if not name:
+        return None
+    return _single_component(name, "the server's Content-Disposition")
+
+
+def _single_component(name: str, origin: str) -> str:
+    if "/" in name or "\\" in name:
+        raise UnsafePath(f"{origin} names the file {name!r}, which contains a path.",
+                         hint="Pass a file name explicitly (--filename / \"filename\").")
+    try:
+        return safe_relative_name(name)
+    except UnsafePath as exc:
+        raise UnsafePath(f"{origin} gives an unusable file name: {exc.message}",
+                         hint="Pass a file name explicitly (--filename / \"filename\").") from None
+
+
+def filename_from_url(url: str) -> str | None:
+    """The last path segment of a URL if it looks like a file name (has an extension), else None."""
+    try:
+        path = urlsplit(url).path
+    except ValueError:
+        return None
+    last = unquote(path.rstrip("/").rsplit("/", 1)[-1]) if path else ""
+    if not last or "." not in last.strip(".") or "/" in last or "\\" in last:
+        return None
+    try:
+        return safe_relative_name(last)
+    except UnsafePath:
+        return None

@@ -1,0 +1,78 @@
+"""Which downloads a resolve result asks for. Pure: resolved models in, requests out.
+
+Only confident answers are downloaded (`status == "resolved"` with a `chosen` candidate). Skipped,
+with the reason said: inactive nodes (unless asked), optional preset variants, files the node
+downloads itself, repository snapshots (directories), and duplicates of a file already planned.
+The target name is the widget value with `\\` turned into `/`, so the workflow finds the file as
+written.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+from ..types import DownloadRequest
+
+
+@dataclass(frozen=True, slots=True)
+class Skipped:
+    filename: str
+    folder: str | None
+    reason: str
+
+    def to_dict(self) -> dict:
+        return {"filename": self.filename, "folder": self.folder, "reason": self.reason}
+
+
+def _get(model: Any, key: str, default: Any = None) -> Any:
+    if isinstance(model, Mapping):
+        return model.get(key, default)
+    return getattr(model, key, default)
+
+
+def plan_downloads(models: Iterable[Any], *, include_inactive: bool = False,
+                   include_optional: bool = False) -> tuple[list[DownloadRequest], list[Skipped]]:
+    """`models`: ResolvedModel objects or their JSON (as `cmr resolve --json` / the resolve route give)."""
+    requests: list[DownloadRequest] = []
+    skipped: list[Skipped] = []
+    planned: set[tuple[str, str]] = set()
+    for m in models:
+        filename, folder = _get(m, "filename"), _get(m, "folder")
+        if not isinstance(filename, str) or not filename:
+            continue
+        status = _get(m, "status")
+        chosen = _get(m, "chosen")
+        url = _get(chosen, "url") if chosen is not None else None
+
+        def skip(reason: str) -> None:
+            skipped.append(Skipped(filename, folder, reason))
+
+        if status in ("present", "relocated"):
+            continue
+        if status != "resolved" or not url:
+            skip({"ambiguous": "several candidates and none is certain: pick one",
+                  "auth_required": "needs a token (see the provider's hint)",
+                  "not_found": "no source found"}.get(status, f"not resolved ({status})"))
+            continue
+        if not folder:
+            skip("no model folder is known for it")
+        elif not _get(m, "active", True) and not include_inactive:
+            skip("its node is bypassed or muted")
+        elif _get(m, "optional", False) and not include_optional:
+            skip("optional: needed only for another model family")
+        elif _get(m, "auto_download", False):
+            skip("the node downloads it itself on first use")
+        elif _get(m, "kind", "file") == "directory":
+            skip("a whole repository folder: let the node download it, or use huggingface-cli")
+        else:
+            target = filename.replace("\\", "/").lstrip("/")
+            if (folder, target) in planned:
+                continue
+            planned.add((folder, target))
+            sha = _get(chosen, "sha256") or None
+            size = _get(chosen, "size")
+            requests.append(DownloadRequest(url=url, folder=folder, filename=target,
+                                            sha256=sha if isinstance(sha, str) and len(sha) == 64 else None,
+                                            size=size if isinstance(size, int) and size >= 0 else None,
+                                            source=_get(chosen, "source")))
+    return requests, skipped

@@ -1,0 +1,135 @@
+"""Download jobs persisted in SQLite (``<data dir>/downloads.sqlite``), so a download resumes after a
+dropped connection, a pause, a crash or ``kill -9``.
+
+One row per job: indexed columns for lookups (id, final path, state) and the whole record as JSON
+(`JobRecord`). The record holds what a resume needs: the URL, the final path, the size and
+validators the server gave (ETag, the Hub's sha256), the expected sha256, and the byte intervals
+already written to ``<final>.part``. Written bytes survive a crash or kill -9 (page cache); with
+CMR_DOWNLOAD_FSYNC the part file is fsynced *before* the intervals are stored, so they never claim
+bytes that a power cut could lose.
+
+All methods block (small SQLite transactions); async callers run them in a worker thread. The file
+is created with mode 0600: a URL may carry a user's own ``?token=``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+__all__ = ["JobRecord", "JobStore", "UNFINISHED_STATES"]
+
+#: States a job can be resumed from after a restart.
+UNFINISHED_STATES = ("queued", "running", "verifying")
+_HISTORY = 500  # finished jobs kept for listing
+
+
+@dataclass
+class JobRecord:
+    id: str
+    url: str
+    folder: str
+    filename: str | None  # relative name inside the folder (None until the server named it)
+    path: str | None  # absolute final path (None until the name is known)
+    state: str = "queued"
+    priority: int = 0
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+    source: str | None = None
+    tokens: bool = True  # send configured tokens to their own hosts
+    expected_sha256: str | None = None  # what the file must hash to (request or server)
+    requested_sha256: str | None = None  # what the caller asked for
+    server_sha256: str | None = None  # the Hub's X-Linked-Etag
+    sha256: str | None = None  # computed after download
+    expected_size: int | None = None  # from the request or the Hub's X-Linked-Size
+    total: int | None = None  # what the server serves
+    etag: str | None = None
+    ranges: bool | None = None
+    done: list[list[int]] = field(default_factory=list)  # written intervals of the part file
+    error: dict | None = None
+    warnings: list[str] = field(default_factory=list)
+    detail: str | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, text: str) -> "JobRecord":
+        data = json.loads(text)
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+
+class JobStore:
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.close(fd)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, path TEXT, state TEXT NOT NULL, "
+                         "updated REAL NOT NULL, data TEXT NOT NULL)")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_path ON jobs(path)")
+        self._db.commit()
+
+    def save(self, rec: JobRecord) -> None:
+        rec.updated = time.time()
+        self.save_row(rec.id, rec.path, rec.state, rec.updated, rec.to_json())
+
+    def save_row(self, job_id: str, path: str | None, state: str, updated: float, data: str) -> None:
+        """Store a record serialised by the caller (so the record is not read from another thread)."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO jobs (id, path, state, updated, data) VALUES (?, ?, ?, ?, ?)",
+                             (job_id, path, state, updated, data))
+            self._db.commit()
+
+    def get(self, job_id: str) -> JobRecord | None:
+        with self._lock:
+            row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return JobRecord.from_json(row[0]) if row else None
+
+    def delete(self, job_id: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self._db.commit()
+
+    def latest_for_path(self, path: str, states: tuple[str, ...]) -> JobRecord | None:
+        """The most recently updated job for `path` in one of `states`."""
+        marks = ",".join("?" * len(states))
+        with self._lock:
+            row = self._db.execute(f"SELECT data FROM jobs WHERE path = ? AND state IN ({marks}) "
+                                   "ORDER BY updated DESC LIMIT 1", (path, *states)).fetchone()
+        return JobRecord.from_json(row[0]) if row else None
+
+    def load(self, *, history: int = _HISTORY) -> list[JobRecord]:
+        """Unfinished and paused jobs, plus the most recent `history` finished ones, oldest first."""
+        with self._lock:
+            live = self._db.execute("SELECT data FROM jobs WHERE state IN ('queued','running','verifying','paused') "
+                                    "ORDER BY updated").fetchall()
+            old = self._db.execute("SELECT data FROM jobs WHERE state NOT IN ('queued','running','verifying',"
+                                   "'paused') ORDER BY updated DESC LIMIT ?", (history,)).fetchall()
+        recs = [JobRecord.from_json(r[0]) for r in live] + [JobRecord.from_json(r[0]) for r in reversed(old)]
+        recs.sort(key=lambda r: r.created)
+        return recs
+
+    def prune(self, keep: int = _HISTORY) -> int:
+        """Forget finished jobs beyond the newest `keep`. Returns how many rows were deleted."""
+        with self._lock:
+            cur = self._db.execute(
+                "DELETE FROM jobs WHERE state IN ('completed','failed','cancelled') AND id NOT IN "
+                "(SELECT id FROM jobs WHERE state IN ('completed','failed','cancelled') ORDER BY updated DESC LIMIT ?)",
+                (keep,))
+            self._db.commit()
+            return cur.rowcount
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

@@ -1,0 +1,218 @@
+"""Build or refresh the shipped catalog (data/catalog.json) from public facts.
+
+    python -m comfyui_model_resolver.sources.catalog_build [--offline] [--output FILE]
+        [--templates DIR] [--publisher NS ...] [--all-files]
+
+1. The official template workflows (PyPI `comfyui-workflow-templates-json`): every
+   `properties.models` entry (and root `models` entry) gives a file name, its URL and folder.
+2. Online (default): the file listings of the repos those URLs point into and of the official
+   publishers' repos (Comfy-Org, comfyanonymous, black-forest-labs, stabilityai, Lightricks, Kijai,
+   city96, …), through huggingface_hub, for each file's size and LFS sha256. With `--all-files`
+   every model file of those repos that sits in a ComfyUI folder (`split_files/vae/…`) is added.
+3. Offline (`--offline`, or when the Hub cannot be reached): the templates alone; sizes and
+   hashes already in the previous catalog are kept.
+
+The Hub endpoint and token come from Settings (CMR_HF_ENDPOINT / HF_ENDPOINT, CMR_HF_TOKEN).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from ..settings import Settings
+from ..workflow.folders import canonical_folder, has_model_extension
+from .catalog import CATALOG_FILES, load_catalog
+from .rank import folder_of_path
+from .urls import normalise_url, parse_hf_url
+
+log = logging.getLogger("cmr.catalog_build")
+
+DEFAULT_PUBLISHERS = ("Comfy-Org", "comfyanonymous", "black-forest-labs", "stabilityai", "Lightricks", "Kijai",
+                      "city96")
+FORMAT_VERSION = 1
+
+
+def templates_dir() -> Path | None:
+    try:
+        import comfyui_workflow_templates_json as pkg
+    except ImportError:
+        return None
+    d = Path(pkg.__file__).resolve().parent / "templates"
+    return d if d.is_dir() else None
+
+
+def _entries_of(wf: Any) -> Iterator[dict]:
+    if not isinstance(wf, dict):
+        return
+    graphs = [wf]
+    defs = wf.get("definitions")
+    if isinstance(defs, dict):
+        graphs += [g for g in defs.get("subgraphs") or [] if isinstance(g, dict)]
+    for g in graphs:
+        for node in g.get("nodes") or []:
+            if isinstance(node, dict) and isinstance(node.get("properties"), dict):
+                for m in node["properties"].get("models") or []:
+                    if isinstance(m, dict):
+                        yield m
+    for m in wf.get("models") or []:
+        if isinstance(m, dict):
+            yield m
+
+
+def entries_from_templates(directory: Path) -> list[dict]:
+    """name/url/folder of every model the template workflows link, deduplicated by (name, url)."""
+    out: dict[tuple[str, str], dict] = {}
+    for path in sorted(directory.glob("*.json")):
+        try:
+            wf = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        for m in _entries_of(wf):
+            name, url, directory_ = m.get("name"), m.get("url"), m.get("directory")
+            if not (isinstance(name, str) and isinstance(url, str) and isinstance(directory_, str)):
+                continue
+            url = normalise_url(url)
+            key = (name, url)
+            e = out.setdefault(key, {"name": name, "url": url, "folder": canonical_folder(directory_.strip("/")),
+                                     "templates": 0})
+            e["templates"] += 1
+    return sorted(out.values(), key=lambda e: (e["name"].lower(), e["url"]))
+
+
+def _merge_previous(entries: list[dict], previous: Iterable[dict]) -> None:
+    old = {(e.get("name"), e.get("url")): e for e in previous}
+    for e in entries:
+        p = old.get((e["name"], e["url"]))
+        if p:
+            for k in ("size", "sha256"):
+                if e.get(k) is None and p.get(k) is not None:
+                    e[k] = p[k]
+
+
+def _hub_files(api: Any, repo: str) -> dict[str, dict]:
+    out = {}
+    for entry in api.list_repo_tree(repo, recursive=True):
+        if getattr(entry, "size", None) is None or not hasattr(entry, "blob_id"):
+            continue
+        lfs = getattr(entry, "lfs", None)
+        sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
+        out[entry.path] = {"size": entry.size, "sha256": sha}
+    return out
+
+
+def enrich_from_hub(entries: list[dict], settings: Settings, publishers: Iterable[str], *,
+                    all_files: bool = False) -> tuple[list[dict], list[str]]:
+    """Sizes and sha256 from the Hub's trees; with all_files, more entries from official repos.
+    Returns the entries and the problems met (a repo that could not be read is skipped)."""
+    from huggingface_hub import HfApi
+
+    token = settings.hf_token.get_secret_value() if settings.hf_token else None
+    api = HfApi(endpoint=settings.hf_endpoint, token=token or False, library_name="comfyui-model-resolver")
+    repos: dict[str, None] = {}
+    for e in entries:
+        hf = parse_hf_url(e["url"], (settings.hf_endpoint,))
+        if hf:
+            repos.setdefault(hf.repo, None)
+    if all_files:
+        for ns in publishers:
+            try:
+                for m in api.list_models(author=ns, sort="downloads", limit=1000):
+                    repos.setdefault(m.id, None)
+            except Exception as exc:  # network, 429 after retries
+                return entries, [f"listing {ns}: {type(exc).__name__}: {exc}"]
+    problems: list[str] = []
+    trees: dict[str, dict[str, dict]] = {}
+    for repo in repos:
+        try:
+            trees[repo] = _hub_files(api, repo)
+        except Exception as exc:
+            problems.append(f"{repo}: {type(exc).__name__}")
+            if type(exc).__name__ in ("ConnectError", "ConnectTimeout", "OfflineModeIsEnabled") and not trees:
+                return entries, problems + ["the Hub cannot be reached: sizes and hashes kept from before"]
+    known = {e["url"] for e in entries}
+    for e in entries:
+        hf = parse_hf_url(e["url"], (settings.hf_endpoint,))
+        meta = trees.get(hf.repo, {}).get(hf.path) if hf else None
+        if meta:
+            e["size"], e["sha256"] = meta["size"], meta["sha256"]
+    if all_files:
+        base = "https://huggingface.co"
+        for repo, files in trees.items():
+            for path, meta in files.items():
+                folder = folder_of_path(path)
+                url = f"{base}/{repo}/resolve/main/{path}"
+                if folder and has_model_extension(path) and url not in known:
+                    entries.append({"name": path.rsplit("/", 1)[-1], "url": url, "folder": folder,
+                                    "size": meta["size"], "sha256": meta["sha256"]})
+                    known.add(url)
+    return entries, problems
+
+
+def build(*, templates: Path | None, previous: list[dict], settings: Settings | None, offline: bool,
+          publishers: Iterable[str] = DEFAULT_PUBLISHERS, all_files: bool = False) -> dict:
+    entries = entries_from_templates(templates) if templates else []
+    problems: list[str] = []
+    if not offline and settings is not None:
+        entries, problems = enrich_from_hub(entries, settings, publishers, all_files=all_files)
+    _merge_previous(entries, previous)
+    if not templates:  # nothing new to read: keep what we had
+        urls = {e["url"] for e in entries}
+        entries += [dict(p) for p in previous if p.get("url") not in urls]
+    models = []
+    for e in sorted(entries, key=lambda e: (e["name"].lower(), e["url"])):
+        row = {"name": e["name"], "url": e["url"], "folder": e["folder"]}
+        if e.get("size") is not None:
+            row["size"] = int(e["size"])
+        if e.get("sha256"):
+            row["sha256"] = str(e["sha256"]).lower()
+        models.append(row)
+    return {"version": FORMAT_VERSION, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "sources": ["comfyui-workflow-templates-json"] + ([] if offline else [f"hub:{p}" for p in publishers]),
+            "problems": problems, "models": models}
+
+
+def write(catalog: dict, path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    head = {k: v for k, v in catalog.items() if k != "models"}
+    lines = [json.dumps(head, ensure_ascii=False)[:-1] + ', "models": [']
+    rows = [json.dumps(m, ensure_ascii=False, separators=(",", ":")) for m in catalog["models"]]
+    lines += [r + ("," if i < len(rows) - 1 else "") for i, r in enumerate(rows)]
+    lines.append("]}")
+    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")  # one model per line: reviewable diffs
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m comfyui_model_resolver.sources.catalog_build",
+                                description="Build or refresh the shipped model catalog.")
+    p.add_argument("--output", type=Path, default=CATALOG_FILES[1], help="catalog file to write")
+    p.add_argument("--templates", type=Path, help="folder of template workflows (default: the installed "
+                   "comfyui-workflow-templates-json package)")
+    p.add_argument("--offline", action="store_true", help="do not ask the Hub; keep known sizes and hashes")
+    p.add_argument("--publisher", action="append", help="official Hub namespace (repeatable)")
+    p.add_argument("--all-files", action="store_true", help="add every model file of the publishers' repos")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    templates = args.templates or templates_dir()
+    if templates is None:
+        log.warning("comfyui-workflow-templates-json is not installed: only the previous catalog is kept")
+    previous = load_catalog(args.output) if args.output.is_file() else []
+    settings = None if args.offline else Settings.load()
+    catalog = build(templates=templates, previous=previous, settings=settings, offline=args.offline,
+                    publishers=tuple(args.publisher or DEFAULT_PUBLISHERS), all_files=args.all_files)
+    write(catalog, args.output)
+    sized = sum(1 for m in catalog["models"] if "sha256" in m)
+    log.info("%s: %d models (%d with size and sha256)", args.output, len(catalog["models"]), sized)
+    for problem in catalog["problems"]:
+        log.warning("  %s", problem)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,298 @@
+"""Run the providers for the models of one workflow, rank, pre-flight, and report.
+
+Order per model: the free local providers first (the workflow's own links, the catalog); the
+network providers (Hub, Civitai) only when those do not settle it. Models that name the same file
+are looked up once. A second ranking pass prefers repos already chosen for other models of the
+same workflow (a Wan workflow's VAE comes from the Wan repo). Then each chosen candidate is
+pre-flighted (HEAD) and the planned downloads are checked against free disk space.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Awaitable, Callable, Iterable, Sequence
+
+from ..errors import AuthRequired, SourceError
+from ..settings import Settings
+from ..types import Candidate, ModelReport, ModelRef, Preflight, ProviderStatus, ResolvedModel
+from .base import LookupContext, RequestBudget, Source, StatusBoard
+from .http import Upstream
+from .preflight import preflight
+from .publishers import is_official
+from .rank import Decision, rank
+
+log = logging.getLogger(__name__)
+
+LOCAL_SOURCES = ("embedded", "catalog")
+CIVITAI_FIRST_FOLDERS = frozenset({"loras", "embeddings", "hypernetworks"})
+MODEL_CONCURRENCY = 4
+PREFLIGHT_BUDGET = 4  # HEADs per chosen candidate (redirect hops, the Civitai JSON reason)
+SHOW_CANDIDATES = 8
+
+
+@dataclass
+class _Work:
+    ref: ModelRef
+    ctx: LookupContext
+    candidates: list[Candidate] = field(default_factory=list)
+    decision: Decision | None = None
+    preflight: Preflight | None = None
+    preflight_requests: int = 0
+
+
+def _ref_of(report: ModelReport, sha256: str | None) -> ModelRef:
+    data = {k: v for k, v in report.model_dump().items() if k in ModelRef.model_fields}
+    ref = ModelRef.model_validate(data)
+    if sha256 and not ref.hash:
+        ref = ref.model_copy(update={"hash": sha256, "hash_type": "sha256"})
+    return ref
+
+
+def _dedupe_key(ref: ModelRef) -> tuple:
+    return (ref.filename.replace("\\", "/").rsplit("/", 1)[-1].lower(), ref.folder, (ref.hash or "").lower(),
+            ref.kind, ref.url or "")
+
+
+class SourceSet:
+    """The providers of one Resolver, with the shared HTTP client and cache."""
+
+    def __init__(self, settings: Settings, sources: Sequence[Source], upstream: Upstream,
+                 closers: Iterable[Callable[[], Awaitable[None]]] = ()) -> None:
+        self.settings = settings
+        self.sources = list(sources)
+        self.upstream = upstream
+        self._closers = list(closers)
+
+    def by_name(self, name: str) -> Source | None:
+        return next((s for s in self.sources if s.name == name), None)
+
+    def _budget(self) -> RequestBudget:
+        return RequestBudget(self.settings.max_requests_per_model)
+
+    async def _ask(self, source: Source, w: _Work, board: StatusBoard) -> None:
+        if source.disabled_reason:
+            return
+        if board.is_down(source.name):
+            w.ctx.tried(source.name, "(skipped: unavailable in this run)")
+            return
+        try:
+            w.candidates.extend(await source.candidates(w.ref, w.ctx))
+        except SourceError as exc:
+            board.record(source.name, exc)
+            w.ctx.tried(source.name, f"(failed: {type(exc).__name__})")
+        except Exception:  # a provider bug must not sink the whole run
+            log.exception("%s failed on %s", source.name, w.ref.filename)
+            w.ctx.tried(source.name, "(failed: internal error)")
+
+    @staticmethod
+    def _settled(d: Decision) -> bool:
+        """Confident, and the evidence cannot be beaten by asking further: the workflow's own link,
+        a hash match, or an official publisher's file whose bytes are known. A stranger's upload of
+        the same name (found by search) is not enough: the other providers are asked too."""
+        c = d.chosen
+        if d.status != "resolved" or c is None:
+            return False
+        return c.via in ("workflow", "hash") or c.hash_match or (c.sha256 is not None and is_official(c.publisher))
+
+    def _remote_order(self, ref: ModelRef) -> list[Source]:
+        """Network providers, cheapest useful first: Civitai first when a hash is known (by-hash is
+        decisive) or for the folders Civitai is where people publish; else the Hub first."""
+        remote = [s for s in self.sources if s.name not in LOCAL_SOURCES]
+        if ref.hash or (ref.folder in CIVITAI_FIRST_FOLDERS):
+            remote.sort(key=lambda s: s.name != "civitai")
+        return remote
+
+    async def _lookup(self, w: _Work, board: StatusBoard) -> None:
+        for s in self.sources:
+            if s.name in LOCAL_SOURCES:
+                await self._ask(s, w, board)
+        w.decision = rank(w.ref, w.candidates)
+        for s in self._remote_order(w.ref):
+            if self._settled(w.decision):
+                break
+            await self._ask(s, w, board)
+            w.decision = rank(w.ref, w.candidates)
+
+    async def resolve(self, reports: Sequence[ModelReport], *, note_links: tuple[str, ...] = (),
+                      local_sha256: dict[int, str] | None = None, include_present: bool = False,
+                      run_preflight: bool = True) -> tuple[list[ResolvedModel], tuple[ProviderStatus, ...]]:
+        """Resolve every report that is missing (or every one, with include_present)."""
+        board = StatusBoard(self.sources)
+        local_sha256 = local_sha256 or {}
+        works: dict[tuple, _Work] = {}
+        of_report: list[_Work | None] = []
+        for i, rep in enumerate(reports):
+            if rep.status != "missing" and not include_present:
+                of_report.append(None)
+                continue
+            ref = _ref_of(rep, local_sha256.get(i))
+            key = _dedupe_key(ref)
+            if key not in works:
+                ctx = LookupContext(ref=ref, budget=self._budget(), note_links=note_links,
+                                    sha256=ref.hash if (ref.hash_type or "") == "sha256" else None)
+                works[key] = _Work(ref, ctx)
+            of_report.append(works[key])
+
+        sem = asyncio.Semaphore(MODEL_CONCURRENCY)
+
+        async def one(w: _Work) -> None:
+            async with sem:
+                await self._lookup(w, board)
+
+        await asyncio.gather(*(one(w) for w in works.values()))
+        await self._colocate(list(works.values()), board)
+        self._affinity_pass(list(works.values()))
+        if run_preflight:
+            await asyncio.gather(*(self._preflight(w, board) for w in works.values()
+                                   if w.decision and w.decision.chosen))
+        for w in works.values():
+            board.absorb(w.ctx)
+            if w.decision and w.decision.chosen and w.decision.chosen.requires_auth:
+                c = w.decision.chosen
+                board.record(c.source if c.source != "embedded" else _source_of_url(c), AuthRequired(
+                    f"{c.repo or c.url} needs sign-in", token_env=c.token_env, source=c.source,
+                    hint=f"Set {c.token_env}." if c.token_env else None))
+        out = []
+        counted: set[int] = set()
+        for rep, w in zip(reports, of_report):
+            res = self._result(rep, w)
+            if w is not None:
+                if id(w) in counted:  # another node names the same file: looked up once, paid once
+                    res = res.model_copy(update={"requests": 0})
+                counted.add(id(w))
+            out.append(res)
+        return out, board.statuses()
+
+    @staticmethod
+    def _chosen_repos(works: list[_Work]) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for w in works:
+            d = w.decision
+            if d and d.chosen and d.chosen.repo and d.chosen.source != "civitai" and "/" in d.chosen.repo:
+                out[id(w)] = d.chosen.repo
+        return out
+
+    async def _colocate(self, works: list[_Work], board: StatusBoard) -> None:
+        """Models left open are looked for in the repos chosen for the workflow's other models."""
+        hf = self.by_name("huggingface")
+        if hf is None or hf.disabled_reason or not hasattr(hf, "in_repos"):
+            return
+        chosen = self._chosen_repos(works)
+        if not chosen:
+            return
+
+        async def one(w: _Work) -> None:
+            repos = list(dict.fromkeys(r for k, r in chosen.items() if k != id(w)))
+            have = {c.url for c in w.candidates}
+            try:
+                found = await hf.in_repos(w.ref, repos[:4], w.ctx)  # type: ignore[attr-defined]
+            except SourceError as exc:
+                board.record(hf.name, exc)
+                return
+            new = [c for c in found if c.url not in have]
+            if new:
+                w.candidates.extend(new)
+                w.decision = rank(w.ref, w.candidates)
+
+        await asyncio.gather(*(one(w) for w in works if w.ref.kind == "file" and w.decision
+                               and w.decision.status in ("not_found", "ambiguous")))
+
+    def _affinity_pass(self, works: list[_Work]) -> None:
+        chosen = self._chosen_repos(works)
+        if not chosen:
+            return
+        for w in works:
+            if not w.candidates or not w.decision or w.decision.status == "not_found":
+                continue
+            others = Counter(repo for k, repo in chosen.items() if k != id(w))
+            if set(others) & {c.repo for c in w.candidates if c.repo}:
+                w.decision = rank(w.ref, w.candidates, affinity=others)
+
+    async def _preflight(self, w: _Work, board: StatusBoard) -> None:
+        cand = w.decision.chosen  # type: ignore[union-attr]
+        ctx = LookupContext(ref=w.ref, budget=RequestBudget(PREFLIGHT_BUDGET))
+        w.preflight = await preflight(cand, self.upstream, ctx, self.settings)
+        w.preflight_requests = sum(ctx.requests.values())
+        for src, n in ctx.requests.items():
+            w.ctx.requests[src] = w.ctx.requests.get(src, 0) + n
+
+    def _result(self, rep: ModelReport, w: _Work | None) -> ResolvedModel:
+        base = rep.model_dump()
+        base["local_status"] = rep.status
+        if w is None:
+            return ResolvedModel.model_validate(base)
+        d = w.decision
+        status = rep.status if rep.status in ("present", "relocated") else "not_found"
+        message = None
+        candidates: tuple[Candidate, ...] = ()
+        if d is not None:
+            candidates = d.ranked[:SHOW_CANDIDATES]
+            message = d.message
+            if rep.status == "missing":
+                status = d.status
+        pf = w.preflight
+        chosen = d.chosen if d else None
+        if chosen is not None and pf is not None:
+            upd = {}
+            if chosen.size is None and pf.size is not None:
+                upd["size"] = pf.size
+            if chosen.sha256 is None and pf.sha256 is not None:
+                upd["sha256"] = pf.sha256
+            if pf.state in ("gated", "login_required", "early_access", "no_access"):
+                upd["requires_auth"] = True
+                upd["token_env"] = pf.token_env or chosen.token_env
+            if upd:
+                chosen = chosen.model_copy(update=upd)
+                candidates = (chosen,) + tuple(c for c in candidates if c.url != chosen.url)
+        if rep.status == "missing" and chosen is not None:
+            if chosen.requires_auth or (pf is not None and pf.state in ("gated", "login_required", "early_access",
+                                                                       "no_access")):
+                status = "auth_required"
+                message = (pf.message if pf is not None and pf.message else
+                           f"{chosen.repo or chosen.url} needs sign-in: set {chosen.token_env}")
+            elif pf is not None and pf.state in ("not_found", "not_allowed"):
+                status = "ambiguous"
+                message = f"the chosen file failed its pre-flight: {pf.message}"
+        if status == "not_found":
+            tried = "; ".join(f"{src}: {', '.join(qs)}" for src, qs in w.ctx.queries.items() if qs)
+            message = f"no source has this file (tried {tried})" if tried else "no source could be asked"
+        base.update(status=status, candidates=candidates, preflight=pf, message=message,
+                    chosen=chosen if (d is not None and d.status == "resolved") else None,
+                    queries={k: tuple(v) for k, v in w.ctx.queries.items()},
+                    requests=sum(w.ctx.requests.values()))
+        return ResolvedModel.model_validate(base)
+
+    async def search(self, query: str, folder: str | None) -> tuple[list[Candidate], tuple[ProviderStatus, ...]]:
+        board = StatusBoard(self.sources)
+        ref = ModelRef(filename=query, folder=folder, node_id="", node_type="", input="search")
+        ctx = LookupContext(ref=ref, budget=RequestBudget(max(4, len(self.sources) * 2)))
+        found: list[Candidate] = []
+
+        async def ask(s: Source) -> None:
+            if s.disabled_reason:
+                return
+            try:
+                found.extend(await s.search(query, folder, ctx))
+            except SourceError as exc:
+                board.record(s.name, exc)
+
+        await asyncio.gather(*(ask(s) for s in self.sources))
+        board.absorb(ctx)
+        ranked = rank(ref, found).ranked
+        return list(ranked), board.statuses()
+
+    async def close(self) -> None:
+        for s in self.sources:
+            try:
+                await s.close()
+            except Exception:  # pragma: no cover
+                log.exception("closing %s", s.name)
+        await self.upstream.close()
+        for c in self._closers:
+            await c()
+
+
+def _source_of_url(c: Candidate) -> str:
+    return "huggingface" if c.repo and "/" in (c.repo or "") and not c.repo.startswith("civitai") else "civitai"

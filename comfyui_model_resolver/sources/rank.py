@@ -1,0 +1,260 @@
+"""Rank the candidates for one model and decide whether one of them is the answer. Pure.
+
+Every candidate gets a score (log-odds units) built from named pieces of evidence, each of which
+becomes a human-readable reason; its confidence is the logistic of the score. A candidate is
+chosen only when it is confident (>= CONFIDENT), the evidence ties it to *this* file (same name,
+same hash, or the workflow's own link), and no other file comes close; otherwise the model is
+`ambiguous` and the user picks.
+"""
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Iterable, Mapping, Sequence
+
+from ..types import Candidate, ModelRef
+from ..workflow.folders import FOLDER_ALIASES, canonical_folder
+from .publishers import is_official
+from .terms import NameInfo, analyse_name, name_similarity, variant_set
+
+CONFIDENT = 0.8
+#: A rival within this many score units of the best makes the choice ambiguous.
+MARGIN = 0.9
+_OFFSET = 2.0  # score at which confidence is 0.5 is this many units above zero
+
+#: Evidence weights (score units).
+W = {
+    "via_workflow": 3.0, "via_note": 1.2, "via_catalog": 2.0, "via_manager": 1.4,
+    "exact_name": 2.5, "name_other_case": 1.5, "name_other_spelling": 0.8,
+    "variant_mismatch": -2.0, "similar_name": -1.0, "different_name": -3.0,
+    "sub_path": 0.5, "folder_agrees": 0.7, "folder_differs": -1.0,
+    "hash_match": 6.0, "hash_mismatch": -6.0, "corroborated": 0.5,
+    "official": 1.0, "named_after": 0.6, "original": 0.5, "unique_name": 0.5, "popularity_max": 0.8, "affinity": 0.8, "needs_sign_in": -0.6,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    status: str  # resolved | ambiguous | not_found
+    ranked: tuple[Candidate, ...]
+    chosen: Candidate | None = None
+    message: str | None = None
+
+
+@dataclass(slots=True)
+class _Scored:
+    cand: Candidate
+    score: float = 0.0
+    reasons: list[str] = field(default_factory=list)
+    ties_to_file: bool = False  # name, hash or the workflow's own link says it is this file
+
+    def add(self, key: str, reason: str, weight: float | None = None) -> None:
+        self.score += W[key] if weight is None else weight
+        self.reasons.append(reason)
+
+
+def confidence(score: float) -> float:
+    return round(1.0 / (1.0 + math.exp(-(score - _OFFSET))), 3)
+
+
+def _norm_hash(h: str | None) -> str | None:
+    return h.strip().lower() if isinstance(h, str) and h.strip() else None
+
+
+def hash_agrees(ref: ModelRef, sha256: str | None) -> bool | None:
+    """True/False when the model's own hash can be compared with a sha256, None when it cannot."""
+    mine, theirs = _norm_hash(ref.hash), _norm_hash(sha256)
+    if not mine or not theirs:
+        return None
+    kind = (ref.hash_type or "").lower().replace("-", "")
+    if kind in ("sha256", "") and len(mine) == 64:
+        return mine == theirs
+    if kind == "autov2" or (not kind and len(mine) == 10):
+        return theirs.startswith(mine)
+    return None
+
+
+def folder_of_path(path: str | None) -> str | None:
+    """The ComfyUI folder a repo path files a model under: split_files/vae/x -> vae."""
+    if not path:
+        return None
+    from ..workflow.folders import DEFAULT_FOLDER_DIRS
+
+    known = set(DEFAULT_FOLDER_DIRS) | set(FOLDER_ALIASES)
+    for part in reversed(path.replace("\\", "/").split("/")[:-1]):
+        low = part.lower()
+        if low in known:
+            return canonical_folder(low)
+    return None
+
+
+def _rel_path(filename: str) -> str:
+    return filename.replace("\\", "/").strip("/")
+
+
+def _same_file(a: Candidate, b: Candidate) -> bool:
+    if a.sha256 and b.sha256:
+        return a.sha256.lower() == b.sha256.lower()
+    return a.url == b.url or (a.repo is not None and a.repo == b.repo and a.path == b.path)
+
+
+def _repo_name(c: Candidate) -> str:
+    return (c.repo or "").split("/", 1)[-1]
+
+
+def _named_after(info: NameInfo, c: Candidate) -> bool:
+    name = re.sub(r"[^a-z0-9]", "", _repo_name(c).lower())
+    return len(info.key) >= 5 and len(name) >= 5 and (info.key in name or name in info.key)
+
+
+def _score(ref: ModelRef, info: NameInfo, c: Candidate, affinity: Mapping[str, int]) -> _Scored:
+    s = _Scored(c)
+    via = c.via or c.source
+    if via == "workflow":
+        s.add("via_workflow", "linked by the workflow itself")
+        s.ties_to_file = True
+    elif via == "note":
+        s.add("via_note", "linked in a note of the workflow")
+    elif via == "catalog":
+        s.add("via_catalog", "in the curated catalog")
+    elif via == "manager":
+        s.add("via_manager", "in ComfyUI-Manager's model list")
+
+    served = c.filename or (c.path or "").rsplit("/", 1)[-1]
+    other = analyse_name(served) if served else None
+    if other is not None:
+        if served == info.basename:
+            s.add("exact_name", "exact file name")
+            s.ties_to_file = True
+        elif served.lower() == info.basename.lower():
+            s.add("name_other_case", f"same file name in another case ({served})")
+            s.ties_to_file = True
+        elif other.key == info.key and variant_set(other) == variant_set(info):
+            s.add("name_other_spelling", f"same name spelt {served}")
+        elif other.key == info.key:
+            s.add("variant_mismatch",
+                  f"variant mismatch: {other.variant_label} instead of {info.variant_label} ({served})")
+        else:
+            sim = name_similarity(info, other)
+            if sim >= 0.6:
+                s.add("similar_name", f"similar name ({served}, {int(sim * 100)}% of the words)")
+            else:
+                s.add("different_name", f"different name ({served})")
+
+    rel = _rel_path(ref.filename)
+    if "/" in rel and c.path and _rel_path(c.path).endswith("/" + rel):
+        s.add("sub_path", f"sub-path {rel} matches")
+
+    want = canonical_folder(ref.folder) if ref.folder else None
+    have = canonical_folder(c.folder) if c.folder else None
+    if want and have:
+        if want == have:
+            s.add("folder_agrees", f"folder agrees ({have})")
+        else:
+            s.add("folder_differs", f"filed under {have}, the workflow loads it from {want}")
+
+    agree = hash_agrees(ref, c.sha256)
+    if c.hash_match or agree:
+        s.add("hash_match", "hash matches the workflow's hash")
+        s.ties_to_file = True
+    elif agree is False:
+        s.add("hash_mismatch", "hash differs from the workflow's hash")
+        s.ties_to_file = False
+
+    if is_official(c.publisher):
+        s.add("official", f"official publisher ({c.publisher})")
+    if c.repo and c.source in ("huggingface",) and _named_after(info, c):
+        s.add("named_after", f"repo {c.repo} is named after the model")
+    if c.downloads:
+        w = min(W["popularity_max"], math.log10(c.downloads + 1) / 6 * W["popularity_max"])
+        s.add("popularity_max", f"popular ({c.downloads:,} downloads)", w)
+    n = affinity.get(c.repo or "", 0)
+    if n:
+        # one sibling model is a hint, several are a pattern
+        s.add("affinity", f"same repo as {n} other model(s) of this workflow", W["affinity"] * (1.5 if n > 1 else 1))
+    if c.requires_auth:
+        what = "early access" if c.early_access else "gated: needs " + (c.token_env or "a token")
+        s.add("needs_sign_in", what)
+    return s
+
+
+def _merge(cands: Iterable[Candidate]) -> list[Candidate]:
+    """One entry per URL: the facts of every provider that found it, merged."""
+    by_url: dict[str, Candidate] = {}
+    order: list[str] = []
+    for c in cands:
+        old = by_url.get(c.url)
+        if old is None:
+            by_url[c.url] = c
+            order.append(c.url)
+            continue
+        upd = {}
+        for f in ("size", "sha256", "repo", "path", "filename", "folder", "publisher", "downloads", "token_env"):
+            if getattr(old, f) is None and getattr(c, f) is not None:
+                upd[f] = getattr(c, f)
+        for f in ("gated", "requires_auth", "hash_match", "early_access"):
+            if getattr(c, f) and not getattr(old, f):
+                upd[f] = True
+        # the most trusted way of finding it wins
+        if _VIA_RANK.get(c.via or c.source, 9) < _VIA_RANK.get(old.via or old.source, 9):
+            upd["via"], upd["source"] = c.via, c.source
+        by_url[c.url] = old.model_copy(update=upd) if upd else old
+    return [by_url[u] for u in order]
+
+
+_VIA_RANK = {"workflow": 0, "hash": 1, "catalog": 2, "manager": 3, "note": 4, "beside": 5, "listing": 6, "search": 7}
+
+
+def rank(ref: ModelRef, candidates: Sequence[Candidate], *,
+         affinity: Mapping[str, int] | Iterable[str] = ()) -> Decision:
+    """Score, order and decide. `affinity`: repos already chosen for other models of the workflow
+    (with how many models each)."""
+    info = analyse_name(ref.filename)
+    aff = dict(affinity) if isinstance(affinity, Mapping) else {r: 1 for r in affinity}
+    merged = _merge(candidates)
+    scored = [_score(ref, info, c, aff) for c in merged]
+    # Agreement: the same bytes offered at several places; the earliest upload is the original.
+    for s in scored:
+        same = [o for o in scored if o is not s and o.cand.sha256 and s.cand.sha256
+                and o.cand.sha256.lower() == s.cand.sha256.lower()]
+        others = {o.cand.repo or o.cand.url for o in same}
+        if others:
+            s.add("corroborated", f"same sha256 at {len(others)} other place(s)")
+            # re-uploads by other accounts come after the original
+            dates = [o.cand.published for o in same if o.cand.published and o.cand.publisher != s.cand.publisher]
+            if s.cand.published and dates and s.cand.published < min(dates):
+                s.add("original", "uploaded before the copies by other accounts")
+    # The only file with this exact name anywhere we looked is probably it.
+    exact = [s for s in scored if "exact file name" in s.reasons]
+    if exact and all(_same_file(exact[0].cand, o.cand) for o in exact[1:]):
+        for s in exact:
+            s.add("unique_name", "the only file of this name found")
+    scored.sort(key=lambda s: (-s.score, s.cand.url))
+    ranked = tuple(s.cand.model_copy(update={"confidence": confidence(s.score), "reasons": tuple(s.reasons)})
+                   for s in scored)
+    if not ranked:
+        return Decision("not_found", (), message="no source knows this file")
+    top = scored[0]
+    top_conf = confidence(top.score)
+    corroborated = any(o.cand.sha256 and top.cand.sha256 and o.cand.sha256.lower() == top.cand.sha256.lower()
+                       for o in scored[1:])
+
+    def rivals(o: _Scored) -> bool:
+        if _same_file(top.cand, o.cand) or o.score < top.score - MARGIN:
+            return False
+        # Same name, bytes unknown, while the top's bytes are confirmed elsewhere: presumed a copy.
+        if o.cand.sha256 is None and corroborated and o.cand.filename == top.cand.filename:
+            return False
+        return True
+
+    rival = next((o for o in scored[1:] if rivals(o)), None)
+    if top_conf >= CONFIDENT and top.ties_to_file and rival is None:
+        return Decision("resolved", ranked, chosen=ranked[0])
+    if not top.ties_to_file:
+        msg = "no candidate has this exact file name or hash"
+    elif rival is not None:
+        msg = f"{rival.cand.repo or rival.cand.url} is almost as likely"
+    else:
+        msg = f"best candidate is only {int(top_conf * 100)}% likely"
+    return Decision("ambiguous", ranked, message=msg)

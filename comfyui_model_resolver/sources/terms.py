@@ -1,0 +1,216 @@
+"""What a model file name says: its stem, its variant (precision, quantisation, pruning), its model
+family, the search queries worth trying and the publishers worth asking first. Pure.
+
+    >>> n = analyse_name("split_files/umt5_xxl_fp8_e4m3fn_scaled.safetensors")
+    >>> n.core, n.variant
+    ('umt5_xxl', ('fp8', 'e4m3fn', 'scaled'))
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .publishers import FAMILIES, FOLDER_PUBLISHERS, GENERAL_PUBLISHERS, Family
+
+#: Tokens that name a numeric format, a quantisation or a packaging of the same weights.
+PRECISION_TOKENS = frozenset({
+    "fp16", "bf16", "fp32", "fp8", "fp4", "nf4", "int8", "int4", "e4m3fn", "e5m2", "e4m3", "e4m3fnuz",
+    "scaled", "mixed", "nvfp4", "mxfp4", "w4a8", "w8a8", "w4a16", "w8a16", "gptq", "awq", "convrot",
+    "f16", "f32", "bnb", "half", "fp8e4m3fn", "fp8e5m2", "fp8scaled", "svdq", "int4quant", "marlin",
+})
+TRAINING_TOKENS = frozenset({"pruned", "ema", "emaonly", "noema", "nonema", "full", "fp16pruned"})
+_QUANT = re.compile(r"(?i)(?<![a-z0-9])(i?q[1-8](?:_k)?(?:_(?:xxs|xs|s|m|l|nl|0|1))*)(?![a-z0-9])")
+_SPLIT = re.compile(r"[-_\s.]+")
+_VERSIONISH = re.compile(r"^v?\d+(\.\d+)*[a-z]?$")
+
+
+@dataclass(frozen=True, slots=True)
+class NameInfo:
+    filename: str  # as given (may contain a sub-path)
+    basename: str
+    stem: str  # basename without extension
+    ext: str  # ".safetensors"
+    core: str  # lower-case stem without variant tokens, separators as "_"
+    key: str  # core with only letters and digits: compares names that differ in separators
+    tokens: tuple[str, ...]  # core tokens
+    variant: tuple[str, ...]  # variant tokens in order, lower-case (fp8, e4m3fn, scaled, q4_k_m, …)
+    family: Family | None
+
+    @property
+    def variant_label(self) -> str:
+        return "_".join(self.variant) or "default"
+
+
+def _basename(name: str) -> str:
+    return name.replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def split_ext(name: str) -> tuple[str, str]:
+    base = _basename(name)
+    stem, dot, ext = base.rpartition(".")
+    if not dot or not stem or len(ext) > 12 or " " in ext:
+        return base, ""
+    return stem, "." + ext.lower()
+
+
+def _tokens(text: str) -> list[str]:
+    """Split on separators, keeping decimal versions like 2.1 or 1.3b whole."""
+    out: list[str] = []
+    for piece in re.split(r"[-_\s]+", text):
+        if not piece:
+            continue
+        # "wan2.1" stays, "a.b" of words splits
+        sub = re.split(r"\.(?!\d)|(?<!\d)\.", piece)
+        out.extend(s for s in sub if s)
+    return out
+
+
+def analyse_name(filename: str) -> NameInfo:
+    base = _basename(filename)
+    stem, ext = split_ext(base)
+    low = stem.lower()
+    quants = [m.group(1).lower() for m in _QUANT.finditer(low)]
+    for q in quants:
+        low = re.sub(rf"(?<![a-z0-9]){re.escape(q)}(?![a-z0-9])", " ", low)
+    toks = _tokens(low)
+    variant: list[str] = []
+    core: list[str] = []
+    for t in toks:
+        if t in PRECISION_TOKENS or t in TRAINING_TOKENS:
+            variant.append(t)
+        else:
+            core.append(t)
+    variant.extend(quants)
+    if not core:  # a name made only of variant words: keep it as the core
+        core, variant = toks or [low], []
+    core_s = "_".join(core)
+    key = re.sub(r"[^a-z0-9]", "", core_s)
+    fam = family_of(stem)
+    return NameInfo(filename=filename, basename=base, stem=stem, ext=ext, core=core_s, key=key,
+                    tokens=tuple(core), variant=tuple(variant), family=fam)
+
+
+def family_of(stem: str) -> Family | None:
+    low = stem.lower()
+    for fam in FAMILIES:
+        if fam.pattern.search(low):
+            return fam
+    return None
+
+
+def variant_set(info: NameInfo) -> frozenset[str]:
+    """Variant tokens that matter for identity (normalised: fp8e4m3fn == fp8 + e4m3fn)."""
+    out = set()
+    for v in info.variant:
+        if v == "fp8e4m3fn":
+            out.update({"fp8", "e4m3fn"})
+        elif v == "fp8scaled":
+            out.update({"fp8", "scaled"})
+        elif v in {"f16", "half"}:
+            out.add("fp16")
+        elif v == "f32":
+            out.add("fp32")
+        elif v in {"emaonly", "pruned", "ema", "noema", "nonema"}:
+            out.add("pruned" if v in {"pruned", "emaonly", "noema", "nonema"} else "ema")
+        else:
+            out.add(v)
+    return frozenset(out)
+
+
+def search_queries(info: NameInfo, *, limit: int = 3) -> list[str]:
+    """Hub search terms, most specific first: the core stem as written, shorter prefixes of it,
+    then the family name. Search matches substrings of repo ids, so the writer's separators stay."""
+    stem = info.stem
+    out: list[str] = []
+
+    def add(q: str) -> None:
+        q = q.strip(" -_.")
+        if len(q) >= 3 and q.lower() not in {x.lower() for x in out}:
+            out.append(q)
+
+    # The stem up to the first variant token, in the writer's spelling.
+    pieces = re.split(r"([-_\s]+)", stem)
+    kept = []
+    for p in pieces:
+        low = p.lower()
+        if low in PRECISION_TOKENS or low in TRAINING_TOKENS or _QUANT.fullmatch(low):
+            break
+        kept.append(p)
+    core_written = "".join(kept).strip(" -_")
+    add(core_written or stem)
+    rare = distinctive_token(info)
+    if rare:
+        add(rare)
+    if info.family:
+        add(info.family.queries[0])
+    words = [p for p in re.split(r"[-_\s]+", core_written) if p]
+    for n in (3, 2):
+        if len(words) > n:
+            # prefix of n words in the original spelling
+            m = re.match(r"^(?:[^-_\s]+[-_\s]+){%d}" % (n - 1) + r"[^-_\s]+", core_written)
+            if m:
+                add(m.group(0))
+    if info.family:
+        for q in info.family.queries[1:]:
+            add(q)
+    if words and len(words[0]) >= 5 and not _VERSIONISH.match(words[0].lower()):
+        add(words[0])
+    return out[:limit] if limit else out
+
+
+#: Words too common in model file names to find a repo by.
+COMMON_WORDS = frozenset({
+    "model", "models", "lora", "loras", "base", "turbo", "edit", "image", "video", "text", "encoder", "vae",
+    "diffusion", "unet", "clip", "vision", "dev", "schnell", "lite", "large", "small", "medium", "tiny",
+    "comfy", "comfyui", "repackaged", "merged", "mix", "final", "steps", "step", "distill", "distilled", "i2v",
+    "t2v", "t2i", "control", "controlnet", "union", "upscaler", "upscale", "refiner", "inpaint", "inpainting",
+    "lightning", "instruct", "preview", "fast", "safetensors", "split", "files",
+})
+
+
+def distinctive_token(info: NameInfo) -> str | None:
+    """The word of the name most likely to appear in its repo's id only: not a family word, not a
+    common word, not a number or version (`Qwen_Image_Edit_2511-SYSTMS_INFL8` -> `SYSTMS`)."""
+    family_words = set()
+    if info.family:
+        for q in info.family.queries:
+            family_words.update(w.lower() for w in re.split(r"[-_.\s]+", q) if w)
+        family_words.add(info.family.name.lower())
+    best = None
+    for word in re.split(r"[-_\s]+", info.stem):
+        low = word.lower()
+        if (len(low) < 5 or low in COMMON_WORDS or low in family_words or low in PRECISION_TOKENS
+                or low in TRAINING_TOKENS or not re.search(r"[a-z]", low) or _VERSIONISH.match(low)
+                or any(low.startswith(f) for f in family_words if len(f) >= 3)):
+            continue
+        if best is None:
+            # "NetaYumev35" -> "NetaYume": a trailing version is rarely in the repo id
+            trimmed = re.sub(r"(?i)v?\d+(\.\d+)*$", "", word)
+            best = trimmed if len(trimmed) >= 5 else word
+    return best
+
+
+def preferred_publishers(info: NameInfo, folder: str | None) -> list[str]:
+    """Hub namespaces to ask first for this file, most likely first."""
+    out: list[str] = []
+    for p in (info.family.publishers if info.family else ()):
+        if p not in out:
+            out.append(p)
+    for p in GENERAL_PUBLISHERS:
+        if p not in out:
+            out.append(p)
+    for p in FOLDER_PUBLISHERS.get(folder or "", ()):
+        if p not in out:
+            out.append(p)
+    return out
+
+
+def name_similarity(a: NameInfo, b: NameInfo) -> float:
+    """0..1: how alike two names are once variants and separators are ignored."""
+    if a.key and a.key == b.key:
+        return 1.0
+    ta, tb = set(a.tokens), set(b.tokens)
+    if not ta or not tb:
+        return 0.0
+    jac = len(ta & tb) / len(ta | tb)
+    return round(jac, 3)

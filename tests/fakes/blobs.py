@@ -1,0 +1,278 @@
+"""File contents served by the fakes, without holding large files in memory.
+
+A :class:`FakeFile` is either literal ``data`` (small files: READMEs, configs,
+tiny safetensors) or *generated* content of any ``size``: a deterministic byte
+stream derived from ``seed``, readable at any offset, so a 1 GiB "model" costs
+a few MiB of RAM. Generated content is built from 1 MiB blocks; every block
+starts with its own 32-byte stamp, so a client that resumes at an offset that
+is wrong by a whole number of MiB still ends up with a different sha256.
+
+Digests (sha256, git blob id, and the Civitai kinds from :mod:`fakes.hashes`)
+are computed lazily, once per distinct content, and cached process-wide: two
+``FakeFile``s with the same seed/size/prefix share the work.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import random
+import struct
+import threading
+from collections.abc import Iterator
+
+BLOCK = 1 << 20  # generated content repeats its base pattern per 1 MiB block
+_STAMP = 32  # per-block stamp length (sha256 of seed/block index)
+MAX_MATERIALIZE = 64 << 20  # FakeFile.data refuses to build larger byte strings
+
+__all__ = [
+    "BLOCK",
+    "FakeFile",
+    "git_blob_sha1",
+    "lfs_pointer",
+    "make_safetensors",
+    "safetensors_prefix",
+]
+
+
+@functools.lru_cache(maxsize=16)
+def _base_block(seed: int) -> bytes:
+    return random.Random(seed).randbytes(BLOCK)
+
+
+@functools.lru_cache(maxsize=64)
+def _block(seed: int, index: int) -> bytes:
+    stamp = hashlib.sha256(f"fake-block:{seed}:{index}".encode()).digest()
+    return stamp + _base_block(seed)[_STAMP:]
+
+
+def git_blob_sha1(data: bytes) -> str:
+    """Git blob id of ``data``: sha1 of ``b"blob <size>\\0" + data`` (40 lower-case hex)."""
+    return hashlib.sha1(b"blob %d\x00" % len(data) + data).hexdigest()
+
+
+def lfs_pointer(sha256_hex: str, size: int) -> bytes:
+    """The git-lfs pointer file that git stores instead of an LFS file's bytes."""
+    return (
+        "version https://git-lfs.github.com/spec/v1\n"
+        f"oid sha256:{sha256_hex}\n"
+        f"size {size}\n"
+    ).encode()
+
+
+def _safetensors_header(data_len: int, metadata: dict | None) -> bytes:
+    header: dict = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    header["weight"] = {"dtype": "U8", "shape": [data_len], "data_offsets": [0, data_len]}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)  # safetensors pads the JSON header with spaces to 8 bytes
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def safetensors_prefix(size: int, metadata: dict | None = None) -> bytes:
+    """The first bytes (8-byte LE length + JSON header) of a valid ``size``-byte safetensors file.
+
+    The header declares one ``U8`` tensor that fills the rest of the file, so
+    the prefix followed by *any* ``size - len(prefix)`` bytes is a valid file.
+    """
+    data_len = 0
+    for _ in range(8):  # the header length depends on the digits of data_len: iterate to a fixpoint
+        prefix = _safetensors_header(data_len, metadata)
+        new_len = size - len(prefix)
+        if new_len < 0:
+            raise ValueError(f"{size} bytes is too small for a safetensors file")
+        if new_len == data_len:
+            return prefix
+        data_len = new_len
+    raise AssertionError("safetensors header size did not converge")  # pragma: no cover
+
+
+def make_safetensors(size: int = 256, *, seed: int = 0, metadata: dict | None = None) -> bytes:
+    """A complete, valid ``size``-byte safetensors payload (header + seeded tensor bytes)."""
+    prefix = safetensors_prefix(size, metadata)
+    return prefix + random.Random(seed).randbytes(size - len(prefix))
+
+
+class _DigestCache:
+    """Process-wide, thread-safe cache of digests keyed by content identity."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[tuple, dict[str, object]] = {}
+        self._key_locks: dict[tuple, threading.Lock] = {}
+
+    def get(self, key: tuple, name: str, compute):
+        with self._lock:
+            entry = self._values.setdefault(key, {})
+            if name in entry:
+                return entry[name]
+            key_lock = self._key_locks.setdefault((key, name), threading.Lock())
+        with key_lock:  # compute once even if two threads ask at the same time
+            with self._lock:
+                if name in entry:
+                    return entry[name]
+            value = compute()
+            with self._lock:
+                entry[name] = value
+            return value
+
+
+_DIGESTS = _DigestCache()
+
+
+class FakeFile:
+    """One file of a fake repository / model version.
+
+    Args:
+        path: repo-relative path (Hub) or uploaded file name (Civitai).
+        data: literal content; mutually exclusive with ``size``.
+        size: length of generated content (deterministic from ``seed``).
+        seed: selects the generated byte stream.
+        lfs: whether the Hub stores it in LFS (redirect to the CDN, ``lfs``
+            metadata in listings) or in plain git (served by the Hub itself).
+        prefix: bytes laid over the start of generated content, e.g. a
+            :func:`safetensors_prefix` to make a big valid safetensors file.
+    """
+
+    def __init__(
+        self,
+        path: str,
+        data: bytes | None = None,
+        size: int | None = None,
+        seed: int = 0,
+        lfs: bool = True,
+        *,
+        prefix: bytes = b"",
+    ) -> None:
+        if data is not None and (size is not None and size != len(data) or prefix):
+            raise ValueError("give either data, or size (+ seed/prefix)")
+        if data is None and size is None:
+            raise ValueError("FakeFile needs data or size")
+        self.path = path.strip("/")
+        self.lfs = lfs
+        self.seed = seed
+        self._data = bytes(data) if data is not None else None
+        self.size = len(self._data) if self._data is not None else int(size)
+        if len(prefix) > self.size:
+            raise ValueError("prefix longer than the file")
+        self._prefix = bytes(prefix)
+        self._instance_digests: dict[str, object] = {}
+        self._instance_lock = threading.Lock()
+
+    @classmethod
+    def safetensors(cls, path: str, size: int, seed: int = 0, lfs: bool = True, metadata: dict | None = None) -> FakeFile:
+        """A valid safetensors file of any size; small sizes are materialised, large ones generated."""
+        if size <= 1 << 16:
+            return cls(path, data=make_safetensors(size, seed=seed, metadata=metadata), lfs=lfs, seed=seed)
+        return cls(path, size=size, seed=seed, lfs=lfs, prefix=safetensors_prefix(size, metadata))
+
+    def __repr__(self) -> str:
+        kind = "data" if self._data is not None else f"seed={self.seed}"
+        return f"FakeFile({self.path!r}, size={self.size}, {kind}, lfs={self.lfs})"
+
+    @property
+    def name(self) -> str:
+        """Last path component."""
+        return self.path.rsplit("/", 1)[-1]
+
+    # -- content -------------------------------------------------------------------
+
+    def read(self, offset: int, length: int) -> bytes:
+        """``length`` bytes from ``offset`` (clipped at EOF)."""
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset/length")
+        end = min(self.size, offset + length)
+        if offset >= end:
+            return b""
+        if self._data is not None:
+            return self._data[offset:end]
+        parts = []
+        pos = offset
+        while pos < end:
+            index, within = divmod(pos, BLOCK)
+            take = min(BLOCK - within, end - pos)
+            parts.append(memoryview(_block(self.seed, index))[within : within + take])
+            pos += take
+        out = b"".join(parts)
+        if offset < len(self._prefix):  # overlay the prefix
+            k = min(len(self._prefix), end) - offset
+            out = self._prefix[offset : offset + k] + out[k:]
+        return out
+
+    def iter_bytes(self, start: int = 0, end: int | None = None, chunk_size: int = BLOCK) -> Iterator[bytes]:
+        """Yield the content of ``[start, end)`` in chunks."""
+        end = self.size if end is None else min(end, self.size)
+        pos = start
+        while pos < end:
+            n = min(chunk_size, end - pos)
+            yield self.read(pos, n)
+            pos += n
+
+    @property
+    def data(self) -> bytes:
+        """Whole content as bytes (refused above 64 MiB: use :meth:`read`/:meth:`iter_bytes`)."""
+        if self._data is not None:
+            return self._data
+        if self.size > MAX_MATERIALIZE:
+            raise MemoryError(f"{self!r} is too large to materialise; stream it with iter_bytes()")
+        return self.read(0, self.size)
+
+    # -- digests -------------------------------------------------------------------
+
+    @property
+    def fingerprint(self) -> str:
+        """Cheap identity of the content (no full hashing): equal fingerprints => equal bytes."""
+        if self._data is not None:
+            return "data:" + hashlib.sha1(self._data).hexdigest()
+        return f"gen:{self.seed}:{self.size}:{hashlib.sha1(self._prefix).hexdigest()}"
+
+    def _content_key(self) -> tuple | None:
+        if self._data is not None:
+            return None
+        return ("gen", self.seed, self.size, hashlib.sha1(self._prefix).hexdigest())
+
+    def digest(self, name: str, compute):
+        """Cached value ``compute()`` for this content (shared across equal generated files)."""
+        key = self._content_key()
+        if key is not None:
+            return _DIGESTS.get(key, name, compute)
+        with self._instance_lock:
+            if name not in self._instance_digests:
+                self._instance_digests[name] = compute()
+            return self._instance_digests[name]
+
+    @property
+    def sha256(self) -> str:
+        """SHA-256 of the content, 64 lower-case hex (HF ``lfs.sha256`` / ``X-Linked-Etag``)."""
+
+        def compute() -> str:
+            h = hashlib.sha256()
+            for chunk in self.iter_bytes(chunk_size=4 * BLOCK):
+                h.update(chunk)
+            return h.hexdigest()
+
+        return self.digest("sha256", compute)
+
+    @property
+    def content_sha1(self) -> str:
+        """Git blob id of the content itself (what the Hub uses for plain-git files)."""
+
+        def compute() -> str:
+            h = hashlib.sha1(b"blob %d\x00" % self.size)
+            for chunk in self.iter_bytes(chunk_size=4 * BLOCK):
+                h.update(chunk)
+            return h.hexdigest()
+
+        return self.digest("git_sha1", compute)
+
+    @property
+    def pointer(self) -> bytes:
+        """The git-lfs pointer file for this content."""
+        return lfs_pointer(self.sha256, self.size)
+
+    @property
+    def blob_id(self) -> str:
+        """Git blob id as the Hub reports it (``oid``/``blobId``): of the pointer for LFS files."""
+        return git_blob_sha1(self.pointer) if self.lfs else self.content_sha1

@@ -1,0 +1,173 @@
+// Drives the real sidebar modules (served from web/js) against the stand-ins, then writes a JSON
+// report into #results for the Python test to check. Each step records what it saw.
+import { app } from "/scripts/app.js";
+import { api } from "/scripts/api.js";
+
+const out = { steps: [], errors: [] };
+window.addEventListener("error", (e) => out.errors.push(String(e.message)));
+window.addEventListener("unhandledrejection", (e) => out.errors.push(String(e.reason?.message || e.reason)));
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+async function until(cond, what, ms = 5000) {
+  const t0 = Date.now();
+  while (Date.now() - t0 < ms) { if (cond()) return true; await sleep(20); }
+  out.errors.push(`timed out: ${what}`);
+  return false;
+}
+const $ = (sel) => document.querySelector(sel);
+const $$ = (sel) => [...document.querySelectorAll(sel)];
+const text = (el) => (el ? el.textContent.replace(/\s+/g, " ").trim() : null);
+const buttonBy = (label, scope = document) => [...scope.querySelectorAll("button")].find((b) => text(b) === label || b.getAttribute("aria-label") === label);
+
+const row = (o) => ({ subgraph_path: [], subgraph_id: null, active: true, local_path: null, relink_value: null, url: null,
+  hash: null, hash_type: null, widget_index: 0, widget_key: null, confidence: 1, folder_source: "schema", ...o });
+let downloaded = false;
+function analysisRows() {
+  return [
+    row({ filename: "vae.safetensors", folder: "vae", node_id: "1", node_type: "VAELoader", input: "vae_name", status: "present",
+      local_path: "/models/vae/vae.safetensors", url: "https://huggingface.co/acme/vae/resolve/main/vae.safetensors" }),
+    row({ filename: "SD1.5\\dream.safetensors", folder: "checkpoints", node_id: "5", node_type: "CheckpointLoaderSimple",
+      input: "ckpt_name", subgraph_path: ["2"], subgraph_id: "sg-1", status: "relocated",
+      relink_value: "SD1.5/dream.safetensors", local_path: "/models/checkpoints/SD1.5/dream.safetensors" }),
+    row({ filename: "detail.safetensors", folder: "loras", node_id: "3", node_type: "LoraLoader", input: "lora_name",
+      status: downloaded ? "present" : "missing" }),
+    row({ filename: "4x.pth", folder: "upscale_models", node_id: "4", node_type: "UpscaleModelLoader", input: "model_name",
+      status: "missing" }),
+  ];
+}
+const hf = { url: "https://huggingface.co/acme/detail/resolve/main/detail.safetensors", source: "huggingface", confidence: 0.93,
+  size: 144000000, sha256: "ab".repeat(32), repo: "acme/detail", path: "detail.safetensors",
+  reasons: ["exact file name", "1.2k downloads"] };
+const civ = { url: "https://civitai.com/api/download/models/42", source: "civitai", confidence: 0.61, size: 150000000,
+  reasons: ["same name on Civitai"] };
+const gated = { url: "https://huggingface.co/acme/up/resolve/main/4x.pth", source: "huggingface", confidence: 0.9, size: 67000000,
+  gated: true, requires_auth: true, token_env: "CMR_HF_TOKEN", reasons: ["exact file name"] };
+let config = { hf_token: { set: false }, civitai_api_key: { set: false }, max_concurrent_downloads: 3 };
+
+api.on("POST", "/cmr/v1/analyze", (body, q) => [200, { workflow: q.name, format: "ui", models: analysisRows(), errors: [] }]);
+api.on("POST", "/cmr/v1/resolve", (body, q) => [200, { workflow: q.name, format: "ui", providers: [], disk: [], requests: 3,
+  models: analysisRows().map((m) => ({ ...m, local_status: m.status,
+    status: m.status !== "missing" ? m.status : m.filename === "4x.pth" ? "auth_required" : "resolved",
+    candidates: m.status !== "missing" ? [] : m.filename === "4x.pth" ? [gated] : [hf, civ],
+    chosen: m.status === "missing" && m.filename !== "4x.pth" ? hf : null,
+    message: m.filename === "4x.pth" ? "The repository is gated: log in and accept its license." : null })) }]);
+api.on("GET", "/cmr/v1/downloads", () => [200, { jobs: [] }]);
+api.on("POST", "/cmr/v1/downloads", (body) => [202, { jobs: [{ job_id: "j1", state: "queued", filename: "detail.safetensors",
+  folder: "loras", bytes_done: 0, total: 144000000 }] }]);
+api.on("DELETE", "/cmr/v1/downloads/*", (b, q, path) => [200, { job_id: path.split("/").pop(), state: "cancelled",
+  filename: "detail.safetensors", folder: "loras" }]);
+api.on("GET", "/cmr/v1/config", () => [200, config]);
+api.on("PATCH", "/cmr/v1/config", (body) => {
+  for (const k of Object.keys(body)) config = { ...config, [k]: { set: Boolean(body[k]) } };
+  return [200, config];
+});
+
+try {
+  await import("/extensions/cmr/model_resolver.js");
+  const tab = app.extensionManager.getSidebarTabs().find((t) => t.id === "model-resolver");
+  out.tab = tab && { id: tab.id, title: tab.title, icon: tab.icon, type: tab.type,
+    viaStore: app.extensionManager.sidebarTab.used };
+  out.extensions = app.extensions.map((e) => e.name);
+
+  // 1. the badge is set from a background analysis, before the tab is opened
+  await until(() => tab.iconBadge === "2", "badge 2");
+  out.steps.push({ step: "badge", badge: tab.iconBadge, analyzeCalls: api.calls.filter((c) => c.path.endsWith("/analyze")).length,
+    resolveCalls: api.calls.filter((c) => c.path.endsWith("/resolve")).length });
+
+  // 2. open the tab: three groups, candidates after resolve
+  const el = $("#sidebar");
+  tab.render(el);
+  await until(() => $$("[data-group=missing] .cmr-candidate").length >= 1, "candidates shown");
+  const analyzeCall = api.calls.find((c) => c.path.endsWith("/analyze"));
+  out.steps.push({ step: "open",
+    groups: Object.fromEntries($$("[data-group]").map((g) => [g.dataset.group, g.querySelectorAll("[data-item]").length])),
+    summary: text($("[data-summary]")), missingText: text($("[data-group=missing]")),
+    analyzeBody: { hasSubgraphs: Boolean(analyzeCall.body.definitions?.subgraphs?.length), contentType: analyzeCall.contentType,
+      name: analyzeCall.query.name },
+    heading: text($(".cmr-title")), region: $(".cmr-panel").getAttribute("role") });
+
+  // 3. alternatives on demand
+  const altBtn = $$("[data-group=missing] button").find((b) => /alternative/.test(text(b)));
+  out.steps.push({ step: "alternatives-before", expanded: altBtn.getAttribute("aria-expanded"),
+    altCount: $$(".cmr-candidate.cmr-alt").length });
+  altBtn.click();
+  await until(() => $$(".cmr-candidate.cmr-alt").length === 1, "alternative shown");
+  out.steps.push({ step: "alternatives-after", altText: text($(".cmr-candidate.cmr-alt")),
+    expanded: $$("[data-group=missing] button").find((b) => /alternative/.test(text(b))).getAttribute("aria-expanded") });
+
+  // 4. download the best candidate, live progress, completion refreshes combos and re-analyzes
+  const item = $("[data-group=missing] [data-item='loras|detail.safetensors']");
+  buttonBy("Download", item).click();
+  await until(() => api.calls.some((c) => c.method === "POST" && c.path.endsWith("/downloads")), "download posted");
+  const post = api.calls.find((c) => c.method === "POST" && c.path.endsWith("/downloads"));
+  api.emit("cmr.progress", { job_id: "j1", state: "running", filename: "detail.safetensors", folder: "loras",
+    bytes_done: 72000000, total: 144000000, speed: 12000000, eta: 6 });
+  await until(() => /50%/.test(text($("[data-job=j1]")) || ""), "progress 50%");
+  const bar = $("[data-job=j1] [role=progressbar]");
+  out.steps.push({ step: "progress", body: post.body, text: text($("[data-job=j1] .cmr-progress-text")),
+    ariaNow: bar?.getAttribute("aria-valuenow"), width: bar?.querySelector(".p-progressbar-value")?.style.width,
+    cancel: Boolean(buttonBy("Cancel", $("[data-job=j1]"))) });
+  const before = api.calls.filter((c) => c.path.endsWith("/analyze")).length;
+  downloaded = true;
+  api.emit("cmr.progress", { job_id: "j1", state: "completed", filename: "detail.safetensors", folder: "loras",
+    bytes_done: 144000000, total: 144000000, speed: 0 });
+  await until(() => app.comboRefreshes > 0 && tab.iconBadge === "1", "combo refresh + re-analysis");
+  out.steps.push({ step: "completed", comboRefreshes: app.comboRefreshes, badge: tab.iconBadge,
+    analyzeCallsAfter: api.calls.filter((c) => c.path.endsWith("/analyze")).length - before,
+    groups: Object.fromEntries($$("[data-group]").map((g) => [g.dataset.group, g.querySelectorAll("[data-item]").length])),
+    toasts: app.toasts.map((t) => t.summary) });
+
+  // 4b. websocket events stop mid-download: the panel polls GET /downloads and still sees the end
+  let jobsList = [];
+  api.on("GET", "/cmr/v1/downloads", () => [200, { jobs: jobsList }]);
+  const refreshesBefore = app.comboRefreshes;
+  api.emit("cmr.progress", { job_id: "j3", state: "running", filename: "other.safetensors", folder: "vae",
+    bytes_done: 1, total: 10 });
+  jobsList = [{ job_id: "j3", state: "completed", filename: "other.safetensors", folder: "vae", bytes_done: 10, total: 10 }];
+  await until(() => app.comboRefreshes > refreshesBefore, "completion seen by polling", 10000);
+  out.steps.push({ step: "poll", refreshed: app.comboRefreshes > refreshesBefore,
+    polled: api.calls.filter((c) => c.method === "GET" && c.path.endsWith("/downloads")).length });
+
+  // 5. the gated model says where to set the token; the settings form writes it (write-only)
+  const gatedItem = $("[data-item='upscale_models|4x.pth']");
+  out.steps.push({ step: "gated", text: text(gatedItem) });
+  gatedItem.querySelector("a").click();
+  await until(() => $("#cmr-set-hf_token"), "settings form");
+  $("#cmr-set-hf_token").value = "hf_abc123";
+  const resolvesBefore = api.calls.filter((c) => c.path.endsWith("/resolve")).length;
+  $(".cmr-settings").requestSubmit();
+  await until(() => api.calls.some((c) => c.method === "PATCH"), "config patched");
+  await until(() => api.calls.filter((c) => c.path.endsWith("/resolve")).length > resolvesBefore, "re-resolve after token");
+  await until(() => /Saved/.test(text($(".cmr-settings")) || ""), "saved message");
+  out.steps.push({ step: "settings", patch: api.calls.find((c) => c.method === "PATCH").body,
+    form: text($(".cmr-settings")), inputType: $("#cmr-set-hf_token").type, inputValue: $("#cmr-set-hf_token").value });
+
+  // 6. relink the relocated model inside the subgraph (and its promoted widget on the instance)
+  const relocated = $("[data-group=relocated] [data-item]");
+  buttonBy("Relink", relocated).click();
+  await sleep(50);
+  const inner = app.graph.subgraphs.get("sg-1").nodes[0];
+  out.steps.push({ step: "relink", inner: inner.widgets[0].value, instance: app.graph.nodes[1].widgets[0].value,
+    dirty: app.graph.dirty, checks: app.extensionManager.workflow.activeWorkflow.changeTracker.checks });
+
+  // 7. embed sources into properties.models
+  buttonBy("Embed download links (properties.models) into the loader nodes of this workflow").click();
+  await sleep(50);
+  out.steps.push({ step: "embed", vae: app.graph.nodes[0].properties.models ?? null, lora: app.graph.nodes[2].properties.models ?? null,
+    upscale: app.graph.nodes[3].properties.models ?? null });
+
+  // 8. switching workflow tabs analyzes the new one
+  const n = api.calls.filter((c) => c.path.endsWith("/analyze")).length;
+  app.extensionManager.workflow.activeWorkflow = { key: "wf-b.json", path: "workflows/wf-b.json", filename: "wf-b" };
+  await until(() => api.calls.filter((c) => c.path.endsWith("/analyze")).length > n, "re-analysis on switch", 4000);
+  out.steps.push({ step: "switch", name: api.calls.filter((c) => c.path.endsWith("/analyze")).at(-1).query.name });
+
+  // 9. closing the tab detaches the panel; events keep the badge up to date
+  tab.destroy();
+  api.emit("cmr.progress", { job_id: "j2", state: "running", filename: "x", folder: "loras", bytes_done: 1, total: 2 });
+  out.steps.push({ step: "destroy", ok: true });
+} catch (e) {
+  out.errors.push(`scenario: ${e?.stack || e}`);
+}
+out.done = true;
+document.getElementById("results").textContent = JSON.stringify(out);
+document.body.dataset.done = "1";

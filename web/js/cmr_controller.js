@@ -1,0 +1,487 @@
+// Model Resolver sidebar: state, server calls and ComfyUI glue. Exports a factory only; nothing
+// runs on import (ComfyUI imports every .js under WEB_DIRECTORY). `model_resolver.js` is the one
+// file that registers the extension.
+import {
+  ACTIVE_STATES, API_PREFIX, PROGRESS_EVENT, TAB_ID, TERMINAL_STATES,
+  applyEmbed, applyRelink, badgeText, debounce, describeError, downloadAllBody, downloadBody, downloadProblems,
+  downloadableItems, graphSignature,
+  groupModels, itemKey, jobForItem, localStatus, mergeJob, normalizeJob, refKey, sourceFor, widgetValue,
+} from "./cmr_logic.js";
+import { renderPanel, updateJobInPlace } from "./cmr_view.js";
+
+const WORKFLOW_POLL_MS = 1000;
+const GRAPH_CHANGE_DEBOUNCE_MS = 800;
+const PROGRESS_STALE_MS = 3000;
+
+export function createModelResolver({ app, api, win = globalThis }) {
+  const state = {
+    container: null,
+    phase: "idle",
+    error: null,
+    analysis: null,
+    signature: null,
+    groups: null,
+    resolved: new Map(), // refKey -> resolve row (candidates, resolution status)
+    resolving: false,
+    resolveError: null,
+    resolvePending: false,
+    jobs: new Map(), // job id -> normalized job
+    itemJobs: new Map(), // item key -> job id
+    itemErrors: new Map(), // item key -> {message, hint}
+    sources: new Map(), // item key -> {url, sha256} a download was started from (for "Embed sources")
+    expanded: new Set(),
+    settingsOpen: false,
+    config: null,
+    settingsMessage: null,
+    notice: "",
+    workflowKey: null,
+    seq: 0,
+    lastEventAt: 0,
+    timers: [],
+  };
+
+  // ---- server ------------------------------------------------------------------------------------
+  async function call(method, path, body) {
+    const options = { method, headers: {} };
+    if (body !== undefined) {
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body);
+    }
+    let resp;
+    try {
+      resp = await api.fetchApi(API_PREFIX + path, options);
+    } catch (e) {
+      const err = new Error(`Cannot reach the ComfyUI server: ${e?.message || e}`);
+      err.info = { message: err.message, hint: "Is ComfyUI still running?" };
+      throw err;
+    }
+    let data = null;
+    try { data = await resp.json(); } catch { data = null; }
+    if (!resp.ok) {
+      const info = describeError(data?.error, resp.status);
+      const err = new Error(info.message);
+      err.info = info;
+      err.status = resp.status;
+      throw err;
+    }
+    return data;
+  }
+
+  const infoOf = (e) => e?.info || { message: String(e?.message || e), hint: null };
+
+  // ---- ComfyUI helpers ---------------------------------------------------------------------------
+  const em = () => app.extensionManager;
+  const activeWorkflow = () => em()?.workflow?.activeWorkflow ?? null;
+  const workflowName = () => {
+    const wf = activeWorkflow();
+    return wf?.filename || wf?.path || "workflow";
+  };
+
+  function toast(severity, summary, detail) {
+    try { em()?.toast?.add?.({ severity, summary, detail, life: 5000 }); } catch { /* no toast service */ }
+  }
+
+  function markDirty() {
+    try { app.graph?.setDirtyCanvas?.(true, true); } catch { /* ignore */ }
+    try { app.canvas?.setDirty?.(true, true); } catch { /* ignore */ }
+    try { activeWorkflow()?.changeTracker?.checkState?.(); } catch { /* ignore */ }
+  }
+
+  async function refreshCombos() {
+    try {
+      if (typeof app.refreshComboInNodes === "function") return await app.refreshComboInNodes();
+    } catch (e) {
+      console.warn("[Model Resolver] refreshComboInNodes failed", e);
+    }
+    try {
+      return await em()?.command?.execute?.("Comfy.RefreshNodeDefinitions");
+    } catch (e) {
+      console.warn("[Model Resolver] could not refresh node definitions", e);
+    }
+    return undefined;
+  }
+
+  function ourTab() {
+    const tabs = em()?.getSidebarTabs?.() ?? em()?.sidebarTab?.sidebarTabs ?? [];
+    return tabs.find?.((t) => t.id === TAB_ID) ?? null;
+  }
+
+  function updateBadge() {
+    const text = badgeText(state.groups);
+    const tab = ourTab(); // the store's reactive copy: assigning re-renders the badge
+    if (tab && tab.iconBadge !== text) tab.iconBadge = text;
+    tabDef.iconBadge = text;
+  }
+
+  // ---- view ----------------------------------------------------------------------------------------
+  function allItems() {
+    const g = state.groups;
+    return g ? [...g.missing, ...g.relocated, ...g.present] : [];
+  }
+
+  function jobOf(item) {
+    const id = state.itemJobs.get(item.key);
+    if (id && state.jobs.get(id)) return state.jobs.get(id);
+    const open = [...state.jobs.values()].filter((j) => ACTIVE_STATES.has(j.state) || j.state === "failed");
+    return jobForItem(open, item);
+  }
+
+  function viewModel() {
+    const jobsByItem = new Map();
+    const busyKeys = new Set();
+    const shown = new Set();
+    for (const item of allItems()) {
+      const job = jobOf(item);
+      if (!job) continue;
+      jobsByItem.set(item.key, job);
+      shown.add(job.id);
+      if (ACTIVE_STATES.has(job.state)) busyKeys.add(item.key);
+    }
+    const otherJobs = [...state.jobs.values()].filter((j) => !shown.has(j.id) && ACTIVE_STATES.has(j.state));
+    return {
+      phase: state.phase, error: state.error, groups: state.groups, workflowName: state.analysis ? workflowName() : "",
+      resolving: state.resolving, resolveError: state.resolveError, jobsByItem, busyKeys, otherJobs,
+      expanded: state.expanded, itemErrors: state.itemErrors, settingsOpen: state.settingsOpen, config: state.config,
+      settingsMessage: state.settingsMessage, notice: state.notice, sources: state.sources,
+    };
+  }
+
+  function render() {
+    if (!state.container) return;
+    try {
+      renderPanel(state.container, viewModel(), actions);
+    } catch (e) {
+      console.error("[Model Resolver] render failed", e);
+    }
+  }
+
+  function regroup() {
+    state.groups = state.analysis ? groupModels(state.analysis.models, state.resolved) : null;
+    updateBadge();
+  }
+
+  // ---- analyze / resolve ---------------------------------------------------------------------------
+  function serializeGraph() {
+    const graph = app.graph;
+    if (!graph || typeof graph.serialize !== "function") return null;
+    return graph.serialize();
+  }
+
+  async function analyze({ force = false } = {}) {
+    const graph = serializeGraph();
+    if (!graph) return;
+    const signature = `${state.workflowKey}|${graphSignature(graph)}`;
+    if (!force && signature === state.signature && state.analysis) return;
+    const seq = ++state.seq;
+    state.phase = "analyzing";
+    if (!state.analysis) render();
+    try {
+      const analysis = await call("POST", `/analyze?name=${encodeURIComponent(workflowName())}`, graph);
+      if (seq !== state.seq) return; // a newer analysis started meanwhile
+      state.analysis = analysis;
+      state.signature = signature;
+      state.error = null;
+      state.phase = "ready";
+      regroup();
+      const g = state.groups;
+      state.notice = `${g.missing.length} missing, ${g.relocated.length} relocated, ${g.present.length} present.`;
+      render();
+      if (state.container) resolveMissing(graph);
+    } catch (e) {
+      if (seq !== state.seq) return;
+      state.phase = "error";
+      state.error = infoOf(e);
+      render();
+    }
+  }
+
+  function unresolvedMissing() {
+    return (state.analysis?.models || []).filter((m) => localStatus(m) === "missing" && !state.resolved.has(refKey(m)));
+  }
+
+  async function resolveMissing(graph = null) {
+    if (!unresolvedMissing().length) return;
+    if (state.resolving) { state.resolvePending = true; return; }
+    graph = graph || serializeGraph();
+    if (!graph) return;
+    state.resolving = true;
+    state.resolveError = null;
+    render();
+    try {
+      const resolution = await call("POST", `/resolve?name=${encodeURIComponent(workflowName())}`, graph);
+      for (const row of resolution?.models || []) state.resolved.set(refKey(row), row);
+      regroup();
+    } catch (e) {
+      state.resolveError = infoOf(e);
+    } finally {
+      state.resolving = false;
+      render();
+    }
+    if (state.resolvePending) {
+      state.resolvePending = false;
+      if (!state.resolveError) resolveMissing();
+    }
+  }
+
+  // ---- downloads -------------------------------------------------------------------------------------
+  function recordJobs(jobs, items) {
+    for (const raw of jobs) {
+      const job = normalizeJob(raw);
+      if (!job) continue;
+      state.jobs.set(job.id, mergeJob(state.jobs.get(job.id), job));
+      const item = items.length === 1 ? items[0] : items.find((i) => jobForItem([job], i));
+      if (item) state.itemJobs.set(item.key, job.id);
+    }
+  }
+
+  function rememberSource(item, candidate) {
+    if (candidate?.url) state.sources.set(item.key, { url: candidate.url, sha256: candidate.sha256 || null });
+  }
+
+  async function download(item, candidate) {
+    state.itemErrors.delete(item.key);
+    const body = downloadBody(item, candidate);
+    if (body.models && !body.models.length) {
+      state.itemErrors.set(item.key, { message: "No download source for this model yet.", hint: "Analyze again, or set a token in Settings." });
+      render();
+      return;
+    }
+    try {
+      const res = await call("POST", "/downloads", body);
+      recordJobs(res?.jobs ?? [res], [item]);
+      for (const [key, problem] of downloadProblems(res, [item])) state.itemErrors.set(key, problem);
+      if (res?.jobs?.length !== 0) rememberSource(item, candidate || item.candidates?.[0]);
+      state.notice = `Downloading ${item.filename}`;
+    } catch (e) {
+      state.itemErrors.set(item.key, infoOf(e));
+    }
+    render();
+  }
+
+  async function downloadAll() {
+    const busy = viewModel().busyKeys;
+    const body = downloadAllBody(state.groups, busy);
+    if (!body.models.length) return;
+    const items = downloadableItems(state.groups, busy);
+    try {
+      const res = await call("POST", "/downloads", body);
+      const jobs = res?.jobs ?? [];
+      for (const [key, problem] of downloadProblems(res, items)) state.itemErrors.set(key, problem);
+      for (const raw of jobs) {
+        const job = normalizeJob(raw);
+        if (!job) continue;
+        state.jobs.set(job.id, mergeJob(state.jobs.get(job.id), job));
+        const item = items.find((i) => jobForItem([job], i));
+        if (item) {
+          state.itemJobs.set(item.key, job.id);
+          rememberSource(item, item.candidates?.[0]);
+        }
+      }
+      state.notice = `Downloading ${jobs.length} model${jobs.length === 1 ? "" : "s"}`;
+    } catch (e) {
+      state.error = infoOf(e);
+    }
+    render();
+  }
+
+  async function cancel(job) {
+    try {
+      const res = await call("DELETE", `/downloads/${encodeURIComponent(job.id)}`);
+      const j = normalizeJob(res);
+      if (j) state.jobs.set(j.id, mergeJob(state.jobs.get(j.id), j));
+    } catch (e) {
+      state.error = infoOf(e);
+    }
+    render();
+  }
+
+  const afterDownloads = debounce(async () => {
+    await refreshCombos();
+    await analyze({ force: true });
+  }, 600);
+
+  function onProgress(event) {
+    state.lastEventAt = Date.now();
+    applyJob(normalizeJob(event?.detail ?? event), true);
+  }
+
+  /** Merge a job snapshot; `announce` toasts and refreshes on completion (events, or a known job). */
+  function applyJob(job, announce) {
+    if (!job) return;
+    const prev = state.jobs.get(job.id);
+    const merged = mergeJob(prev, job);
+    state.jobs.set(job.id, merged);
+    const stateChanged = !prev || prev.state !== merged.state;
+    if (!announce && !prev) return;
+    if (stateChanged && merged.state === "completed") {
+      toast("success", "Model downloaded", `${merged.folder}/${merged.filename}`);
+      afterDownloads();
+    }
+    if (stateChanged && merged.state === "failed") {
+      const info = describeError(merged.error);
+      toast("error", `Download failed: ${merged.filename}`, info.hint ? `${info.message} ${info.hint}` : info.message);
+    }
+    if (!state.container) return;
+    if (stateChanged || !updateJobInPlace(state.container, merged, actions.cancel)) render();
+  }
+
+  async function loadJobs() {
+    try {
+      const res = await call("GET", "/downloads");
+      for (const raw of res?.jobs || []) applyJob(normalizeJob(raw), false);
+    } catch { /* the download manager may be unavailable; the panel says so when used */ }
+  }
+
+  /** If websocket events stop (proxy, reconnect), poll the jobs while some are running. */
+  function watchProgress() {
+    const active = [...state.jobs.values()].some((j) => ACTIVE_STATES.has(j.state));
+    if (active && Date.now() - state.lastEventAt > PROGRESS_STALE_MS) loadJobs();
+  }
+
+  // ---- relink / embed ----------------------------------------------------------------------------------
+  function relinkItems(items) {
+    let changed = 0;
+    for (const item of items) {
+      for (const ref of item.refs) {
+        if (ref.relink_value) changed += applyRelink(app.graph, ref, ref.relink_value);
+      }
+    }
+    if (changed) {
+      markDirty();
+      toast("success", "Relinked", `${changed} widget value${changed === 1 ? "" : "s"} updated`);
+      state.notice = `Relinked ${changed} widget value${changed === 1 ? "" : "s"}`;
+    } else {
+      toast("warn", "Nothing relinked", "The nodes no longer hold the old value.");
+    }
+    analyze({ force: true });
+  }
+
+  function embed() {
+    const { nodes } = applyEmbed(app.graph, allItems(), (ref) => widgetValue(app.graph, ref) ?? ref.filename,
+      (item) => state.sources.get(item.key) ?? sourceFor(item));
+    if (nodes) {
+      markDirty();
+      toast("success", "Sources embedded", `properties.models written on ${nodes} loader node${nodes === 1 ? "" : "s"}. Save the workflow to keep them.`);
+      state.notice = `Embedded sources on ${nodes} nodes`;
+    } else {
+      toast("warn", "Nothing to embed", "No download source is known for these models yet.");
+    }
+    render();
+  }
+
+  // ---- settings -------------------------------------------------------------------------------------------
+  async function toggleSettings(open = !state.settingsOpen) {
+    state.settingsOpen = open;
+    state.settingsMessage = null;
+    render();
+    if (open) {
+      try {
+        state.config = await call("GET", "/config");
+      } catch (e) {
+        state.settingsMessage = { error: true, text: infoOf(e).message };
+      }
+      render();
+      state.container?.querySelector?.("#cmr-set-hf_token")?.focus?.();
+    }
+  }
+
+  async function saveSettings(data) {
+    if (!Object.keys(data).length) {
+      state.settingsMessage = { error: true, text: "Nothing to save: paste a token first." };
+      render();
+      return;
+    }
+    try {
+      state.config = await call("PATCH", "/config", data);
+      state.settingsMessage = { error: false, text: "Saved. Tokens are stored in ComfyUI's user folder and never shown again." };
+      // models that needed a login are looked up again
+      for (const [key, row] of state.resolved) {
+        if (row.status === "auth_required" || row.candidates?.[0]?.requires_auth) state.resolved.delete(key);
+      }
+      state.resolveError = null;
+      render();
+      resolveMissing();
+    } catch (e) {
+      state.settingsMessage = { error: true, text: infoOf(e).message };
+      render();
+    }
+  }
+
+  const actions = {
+    reanalyze: () => { state.resolved.clear(); state.resolveError = null; analyze({ force: true }); },
+    download, downloadAll, cancel,
+    relink: (item) => relinkItems([item]),
+    relinkAll: () => relinkItems(state.groups?.relocated || []),
+    embed,
+    toggleAlternatives: (key) => { state.expanded.has(key) ? state.expanded.delete(key) : state.expanded.add(key); render(); },
+    toggleSettings, saveSettings,
+    openSettings: () => toggleSettings(true),
+  };
+
+  // ---- the sidebar tab and the extension -------------------------------------------------------------------
+  const tabDef = {
+    id: TAB_ID,
+    icon: "pi pi-box",
+    title: "Model Resolver",
+    tooltip: "Model Resolver: find and download the models this workflow needs",
+    label: "Models",
+    type: "custom",
+    iconBadge: "",
+    render(el) {
+      state.container = el;
+      render();
+      loadJobs().then(render);
+      if (!state.analysis) analyze({ force: true });
+      else analyze().then(() => resolveMissing());
+    },
+    destroy() {
+      state.container = null;
+    },
+  };
+
+  function checkWorkflowSwitch() {
+    const wf = activeWorkflow();
+    const key = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : null;
+    if (key !== state.workflowKey) {
+      state.workflowKey = key;
+      state.expanded.clear();
+      state.itemErrors.clear();
+      analyze(); // the key is part of the signature: this analyzes once, even if afterConfigureGraph also fires
+    }
+  }
+
+  const onGraphChanged = debounce(() => analyze(), GRAPH_CHANGE_DEBOUNCE_MS);
+
+  function registerTab() {
+    const manager = em();
+    if (!manager) throw new Error("app.extensionManager is not available");
+    const store = manager.sidebarTab;
+    if (store && typeof store.registerSidebarTab === "function") store.registerSidebarTab(tabDef);
+    else manager.registerSidebarTab(tabDef);
+  }
+
+  const extension = {
+    name: "comfyui-model-resolver.sidebar",
+    async setup() {
+      registerTab();
+      api.addEventListener(PROGRESS_EVENT, onProgress);
+      api.addEventListener("graphChanged", onGraphChanged);
+      api.addEventListener("reconnected", () => loadJobs().then(render));
+      const wf = activeWorkflow();
+      state.workflowKey = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : null;
+      state.timers.push(win.setInterval(checkWorkflowSwitch, WORKFLOW_POLL_MS));
+      state.timers.push(win.setInterval(watchProgress, PROGRESS_STALE_MS));
+      state.timers.push(win.setTimeout(() => { analyze(); loadJobs(); }, 300));
+    },
+    async afterConfigureGraph() {
+      // a workflow was loaded or a workflow tab was switched to
+      const wf = activeWorkflow();
+      state.workflowKey = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : state.workflowKey;
+      state.expanded.clear();
+      state.itemErrors.clear();
+      analyze();
+    },
+  };
+
+  return { extension, tab: tabDef, state, actions, analyze, resolveMissing, onProgress, refreshCombos, itemKey };
+}
