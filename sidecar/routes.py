@@ -8,7 +8,7 @@ exactly what `dispatch` returns, so the JSON is the same as the ComfyUI routes'.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import re
 import time
 from typing import Any, AsyncIterator
@@ -17,7 +17,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from comfyui_model_resolver.adapters.routes import (
-    COMFYUI_EVENT, ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_request, dispatch,
+    ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_request, dispatch, download_event_stream,
     error_response,
 )
 from comfyui_model_resolver.errors import WorkflowTooLarge
@@ -95,45 +95,35 @@ def _endpoint(route: Route):
 
 
 # ---- server-sent events ----------------------------------------------------------------------
-def _sse(event: str, data: Any, event_id: int | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-def _event_json(event: Any) -> Any:
-    dump = getattr(event, "model_dump", None)
-    return dump(mode="json") if dump else event
-
-
 async def events_endpoint(request: Request) -> Response:
-    """`snapshot` (all jobs) first, then one `cmr.progress` event per progress change; comments keep
-    idle connections open. The stream ends when the client goes or the server shuts down."""
+    """The shared event stream (`routes.download_event_stream`: `snapshot`, then `progress` events and
+    keep-alive comments), ended early when the server starts to shut down so it can stop promptly."""
     state = request.app.state
-    resolver = state.resolver
-    sub = resolver.events.subscribe()
-    state.sse_subscriptions.add(sub)
-    downloads = getattr(resolver, "downloads", None)
-    jobs = [_event_json(j) for j in downloads.jobs()] if downloads is not None else []
-    keepalive = state.sse_keepalive
+    stopping: asyncio.Event = state.stopping
+    source = download_event_stream(state.resolver, heartbeat=state.sse_keepalive)
 
-    async def stream() -> AsyncIterator[str]:
-        n = 0
+    async def stream() -> AsyncIterator[bytes]:
+        stop = asyncio.ensure_future(stopping.wait())
+        step: asyncio.Future | None = None
         try:
-            yield "retry: 2000\n\n"
-            yield _sse("snapshot", {"jobs": jobs}, n)
-            while True:
+            while not stopping.is_set():
+                step = asyncio.ensure_future(source.__anext__())
+                await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    return
                 try:
-                    event = await sub.get(timeout=keepalive)
-                except asyncio.TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
+                    chunk = step.result()
                 except StopAsyncIteration:
                     return
-                n += 1
-                yield _sse(COMFYUI_EVENT, _event_json(event), n)
+                step = None
+                yield chunk
         finally:
-            sub.close()
-            state.sse_subscriptions.discard(sub)
+            stop.cancel()
+            if step is not None and not step.done():
+                step.cancel()  # the generator's own finally closes its subscription
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step
+            await source.aclose()
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

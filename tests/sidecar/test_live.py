@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from comfyui_model_resolver.adapters.routes import COMFYUI_EVENT, SIDECAR_PREFIX
+from comfyui_model_resolver.adapters.routes import SIDECAR_PREFIX
 from comfyui_model_resolver.types import DownloadState, ProgressEvent
 from sidecar.gradio_ui import gradio_available
 from support.paths import REPO
@@ -65,7 +65,7 @@ def test_sse_streams_progress_events(live):
             for e in events:
                 live.call(resolver.events.publish, e)
             got = read_events(lines, 2)
-        assert [n for n, _ in got] == [COMFYUI_EVENT, COMFYUI_EVENT]
+        assert [n for n, _ in got] == ["progress", "progress"]
         assert [d for _, d in got] == [e.model_dump(mode="json") for e in events]
         metrics = c.get("/metrics").text
         assert "cmr_downloads_completed_total 1" in metrics and "cmr_download_bytes_total 1024" in metrics
