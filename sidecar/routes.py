@@ -22,7 +22,7 @@ from comfyui_model_resolver.adapters.routes import (
 )
 from comfyui_model_resolver.errors import WorkflowTooLarge
 
-from .security import BodyTooLarge, check_api_key, check_origin
+from .security import BodyTooLarge, check_api_key, check_content_type, check_origin
 
 #: JSON bodies larger than this are parsed in a worker thread.
 _THREAD_PARSE_BYTES = 256 * 1024
@@ -59,10 +59,19 @@ def workflow_too_large(limit: int):
 
 
 # ---- request decoding ------------------------------------------------------------------------
+class Refused(Exception):
+    def __init__(self, response: ApiResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
+
+
 async def _read_request(route: Route, request: Request) -> ApiRequest:
     """The body (already capped by BodyLimitMiddleware), decoded by the shared decoder."""
     settings = request.app.state.settings
     raw = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
+    refused = check_content_type(route, request.method, request.headers.get("content-type"), bool(raw))
+    if refused is not None:
+        raise Refused(refused)
     args = (route, request.method, request.headers.get("content-type"), raw, dict(request.query_params),
             dict(request.path_params))
     if len(raw) > _THREAD_PARSE_BYTES:
@@ -81,7 +90,7 @@ def _endpoint(route: Route):
         started = time.perf_counter()
         try:
             api_request = await _read_request(route, request)
-        except BodyTooLarge as exc:
+        except (BodyTooLarge, Refused) as exc:
             resp = exc.response
         except Exception as exc:  # noqa: BLE001 - a bad body is the client's error, in the one shape
             resp = error_response(exc)
