@@ -4,7 +4,8 @@
    --with-ui also the RSS with the Gradio UI mounted, for comparison.
 2. Latency of POST /api/v1/analyze with a generated 200-node workflow under 50 concurrent clients
    (aiohttp), p50/p99 and throughput, against baselines from the same run and server: GET / (a
-   trivial JSON route) and GET /health (readiness checks: two small file creations).
+   trivial JSON route) and GET /health (readiness checks: two small file creations); and analyze with
+   one client, i.e. the service time without queueing.
 
 Usage: python bench/sidecar.py [--requests 2000] [--concurrency 50] [--nodes 200] [--with-ui]
 Prints one JSON object.
@@ -165,6 +166,9 @@ def main() -> None:
             result["workflow"]["missing"] = sum(m["status"] == "missing" for m in models)
             result["analyze"] = asyncio.run(load(server.url + "/api/v1/analyze", "POST", wf, args.requests,
                                                  args.concurrency))
+            # one client at a time: the service time, without queueing
+            result["analyze_one_client"] = asyncio.run(load(server.url + "/api/v1/analyze", "POST", wf,
+                                                            min(args.requests, 500), 1))
             result["baseline_index"] = asyncio.run(load(server.url + "/", "GET", None, args.requests, args.concurrency))
             result["baseline_health"] = asyncio.run(load(server.url + "/health", "GET", None, args.requests,
                                                          args.concurrency))
