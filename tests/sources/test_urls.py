@@ -1,7 +1,7 @@
 """URL normalisation, Hub/Civitai URL parsing and the host allowlist (pure)."""
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from comfyui_model_resolver.sources.urls import (
     civitai_version_id, clean_link, host_allowed, normalise_url, parse_hf_url, url_basename)
@@ -58,6 +58,8 @@ def test_allowlist_semantics():
 
 
 @given(st.text(max_size=200))
+@example("0 .")  # junk after a space: the space must go too
+@example("< <https://huggingface.co/a/b/blob/main/x.safetensors> >.")
 def test_normalise_never_raises_and_is_idempotent(text):
     once = normalise_url(text)
     assert normalise_url(once) == once
