@@ -1,10 +1,15 @@
 """Acceptance: the official template workflows, every link stripped, resolved against a fake Hub
 (and Civitai) holding their repos plus decoys.
 
-Ground truth is the URL each template gave for each model. A top-1 answer is right when it is
-that file: the same repo + path, or the same file name at another location the official templates
-use for that name (Comfy-Org repackages one file into many repos, with the same bytes, flux2-vae
-into six). Both figures are reported; "strict" counts only the template's own repo + path.
+Ground truth is the URL each template gave for each model. The criterion is *strict*: top-1 is the
+template's own repo + path for >= 95% of the models, with the catalog off and on, and no wrong answer
+is confident. *Lenient* (top-1 is the same file name at any location the official templates use for
+it: Comfy-Org repackages one file into many repos with the same bytes, flux2-vae into six) is
+reported beside it; confident-wrong is judged on it (an identical official copy is not wrong).
+The strict misses left are where the templates disagree among themselves on the same evidence (the
+Qwen-Image workflows link qwen_2.5_vl_7b_fp8_scaled from Qwen-Image_ComfyUI and from
+HunyuanVideo_1.5_repackaged, 24 times each; FLUX.1 workflows take ae.safetensors from one of three
+identical Comfy-Org copies), and a template whose node names another file than its link does.
 
 Each workflow is resolved cold (a fresh response cache) by a Resolver of its own, as a user would:
 the request figures are per model, from the fakes' request logs, pre-flight HEAD included.
@@ -121,7 +126,8 @@ async def test_templates_without_links_resolve_to_the_right_files(tmp_path):
                        **{f"strict_misses_{k}": r["strict_misses"] for k, r in runs.items()}}, f, indent=1)
     for key, fig in report.items():
         run = runs[key]
-        assert fig["top1"] >= 0.95, (key, fig, run["misses"][:10])
+        assert fig["strict_top1"] >= 0.95, (key, fig, (run["misses"] + run["strict_misses"])[:15])
+        assert fig["top1"] >= fig["strict_top1"]
         assert fig["confident_wrong"] == 0, (key, [m for m in run["misses"] if m[4] in ("resolved", "auth_required")][:10])
         assert fig["confident"] >= 0.9 * fig["models"]
         # the resolver's own count agrees with the fakes' logs (models without a template link excluded)
