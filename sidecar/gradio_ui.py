@@ -167,6 +167,12 @@ class ResolverUI:
             lines = self._log(lines, f"download {what}: {len(jobs)} job(s) queued")
             for j in jobs:
                 lines = self._log(lines, f"  {j.get('folder')}/{j.get('filename')} [{_state(j)}]")
+            body = resp.body if isinstance(resp.body, dict) else {}
+            for s in body.get("skipped") or []:
+                lines = self._log(lines, f"  skipped {s.get('folder')}/{s.get('filename')}: {s.get('reason')}")
+            for e in body.get("errors") or []:
+                message = (e.get("error") or {}).get("message")
+                lines = self._log(lines, f"  not started {e.get('folder')}/{e.get('filename')}: {message}")
         table, _ = await self._jobs_table()
         return table, resp.body, "\n".join(lines), lines
 

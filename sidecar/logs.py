@@ -45,8 +45,11 @@ def configure_logging(level: str, *, fmt: str = "json", stream=None) -> None:
     root.setLevel(level)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "gradio", "httpx"):
         lg = logging.getLogger(name)
+        if name == "uvicorn.access" and not lg.handlers and not lg.propagate:
+            continue  # `uvicorn --no-access-log` turned it off: keep it off
         lg.handlers.clear()
         lg.propagate = True
+        lg.setLevel(logging.NOTSET)  # CMR_LOG_LEVEL decides, not uvicorn's defaults
     # Per-request lines from the HTTP client libraries are noise at INFO.
     logging.getLogger("httpx").setLevel(max(logging.WARNING, logging.getLevelName(level)))
 

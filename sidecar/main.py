@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from comfyui_model_resolver import __version__
-from comfyui_model_resolver.adapters.routes import ROUTES, SIDECAR_PREFIX, error_body
+from comfyui_model_resolver.adapters.routes import MULTIPART_OVERHEAD, ROUTES, SIDECAR_PREFIX, error_body
 from comfyui_model_resolver.errors import ConfigError
 from comfyui_model_resolver.service import Resolver, build_resolver
 from comfyui_model_resolver.settings import Settings
@@ -38,7 +38,7 @@ log = logging.getLogger("cmr.sidecar")
 
 ResolverFactory = Callable[[Settings], Awaitable[Resolver]]
 #: Multipart framing allowed on top of the workflow limit for uploads.
-_UPLOAD_OVERHEAD = 64 * 1024
+_UPLOAD_OVERHEAD = MULTIPART_OVERHEAD
 GRADIO_PATH = "/gradio"
 
 
@@ -66,7 +66,7 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
     async def lifespan(app: FastAPI):
         check_bind(settings)
         state = app.state
-        state.stopping = asyncio.Event()
+        state.stopping.clear()
         resolver = await factory(settings)
         state.resolver = resolver
         metrics.start(resolver.events)
@@ -89,7 +89,7 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
     app.state.settings = settings
     app.state.metrics = metrics
     app.state.probe = probe
-    app.state.sse_subscriptions = set()
+    app.state.stopping = asyncio.Event()
     app.state.sse_keepalive = sse_keepalive
     app.state.ui_mounted = False
 
@@ -125,8 +125,6 @@ def begin_shutdown(app: FastAPI) -> None:
     stopping = getattr(app.state, "stopping", None)
     if stopping is not None:
         stopping.set()
-    for sub in list(app.state.sse_subscriptions):
-        sub.close()
 
 
 def _follow_server_exit(callback: Callable[[], None]) -> Callable[[], None]:

@@ -8,27 +8,24 @@ exactly what `dispatch` returns, so the JSON is the same as the ComfyUI routes'.
 from __future__ import annotations
 
 import asyncio
-import json
+import contextlib
 import re
 import time
 from typing import Any, AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
-from starlette.datastructures import UploadFile
 
 from comfyui_model_resolver.adapters.routes import (
-    COMFYUI_EVENT, ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_json_body, dispatch,
+    ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_request, dispatch, download_event_stream,
     error_response,
 )
-from comfyui_model_resolver.errors import WorkflowError, WorkflowTooLarge
+from comfyui_model_resolver.errors import WorkflowTooLarge
 
-from .security import BodyTooLarge, check_api_key, check_host, check_origin
+from .security import BodyTooLarge, check_api_key, check_content_type, check_host, check_origin
 
 #: JSON bodies larger than this are parsed in a worker thread.
 _THREAD_PARSE_BYTES = 256 * 1024
-#: Content types that analyze/resolve take as the raw bytes of a file.
-_RAW_UPLOAD_TYPES = {"image/png", "image/webp", "application/octet-stream"}
 _PATH_PARAM = re.compile(r"{(\w+)}")
 ERROR_SCHEMA_NAME = "Error"
 ERROR_SCHEMA = {
@@ -62,51 +59,24 @@ def workflow_too_large(limit: int):
 
 
 # ---- request decoding ------------------------------------------------------------------------
-def _check_workflow_size(request: Request, size: int) -> None:
-    limit = request.app.state.settings.max_workflow_bytes
-    if size > limit:
-        raise WorkflowTooLarge(f"The input is {size:,} bytes, over the {limit:,}-byte limit.",
-                               hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+class Refused(Exception):
+    def __init__(self, response: ApiResponse) -> None:
+        super().__init__(response.status)
+        self.response = response
 
 
 async def _read_request(route: Route, request: Request) -> ApiRequest:
-    req = ApiRequest(query=dict(request.query_params), params=dict(request.path_params))
-    if request.method in ("GET", "DELETE", "HEAD"):
-        return req
-    ctype = (request.headers.get("content-type") or "").split(";")[0].strip().lower()
-    if route.accepts_upload and ctype == "multipart/form-data":
-        form = await request.form(max_files=1, max_fields=16)
-        try:
-            upload = form.get("file")
-            if not isinstance(upload, UploadFile):
-                upload = next((v for v in form.values() if isinstance(v, UploadFile)), None)
-            if upload is None:
-                raise WorkflowError("No file in the multipart upload.",
-                                    hint="Send the workflow as the multipart field 'file' (.json, .png or .webp).")
-            _check_workflow_size(request, upload.size or 0)
-            req.upload = await upload.read()
-            _check_workflow_size(request, len(req.upload))
-            req.upload_name = upload.filename or "upload"
-        finally:
-            await form.close()
-        return req
-    raw = await request.body()
-    if route.accepts_upload and ctype in _RAW_UPLOAD_TYPES:
-        _check_workflow_size(request, len(raw))
-        req.upload = raw
-        req.upload_name = req.query.get("name") or "upload"
-        return req
-    if route.accepts_upload:
-        _check_workflow_size(request, len(raw))
-        if raw.strip():  # workflow bytes go to the core's decoder, as on the ComfyUI routes
-            req.upload = raw
-            req.upload_name = req.query.get("name") or "workflow"
-            return req
+    """The body (already capped by BodyLimitMiddleware), decoded by the shared decoder."""
+    settings = request.app.state.settings
+    raw = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
+    refused = check_content_type(route, request.method, request.headers.get("content-type"), bool(raw))
+    if refused is not None:
+        raise Refused(refused)
+    args = (route, request.method, request.headers.get("content-type"), raw, dict(request.query_params),
+            dict(request.path_params))
     if len(raw) > _THREAD_PARSE_BYTES:
-        req.body = await asyncio.to_thread(decode_json_body, raw)
-    else:
-        req.body = decode_json_body(raw)
-    return req
+        return await asyncio.to_thread(decode_request, *args, max_workflow_bytes=settings.max_workflow_bytes)
+    return decode_request(*args, max_workflow_bytes=settings.max_workflow_bytes)
 
 
 def _endpoint(route: Route):
@@ -123,7 +93,7 @@ def _endpoint(route: Route):
         started = time.perf_counter()
         try:
             api_request = await _read_request(route, request)
-        except BodyTooLarge as exc:
+        except (BodyTooLarge, Refused) as exc:
             resp = exc.response
         except Exception as exc:  # noqa: BLE001 - a bad body is the client's error, in the one shape
             resp = error_response(exc)
@@ -137,48 +107,38 @@ def _endpoint(route: Route):
 
 
 # ---- server-sent events ----------------------------------------------------------------------
-def _sse(event: str, data: Any, event_id: int | None = None) -> str:
-    head = f"id: {event_id}\n" if event_id is not None else ""
-    return f"{head}event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
-
-
-def _event_json(event: Any) -> Any:
-    dump = getattr(event, "model_dump", None)
-    return dump(mode="json") if dump else event
-
-
 async def events_endpoint(request: Request) -> Response:
-    """`snapshot` (all jobs) first, then one `cmr.progress` event per progress change; comments keep
-    idle connections open. The stream ends when the client goes or the server shuts down."""
+    """The shared event stream (`routes.download_event_stream`: `snapshot`, then `progress` events and
+    keep-alive comments), ended early when the server starts to shut down so it can stop promptly."""
     state = request.app.state
     denied = check_host(state.settings, request.headers, local_host(request))
     if denied is not None:
         return as_response(denied)
-    resolver = state.resolver
-    sub = resolver.events.subscribe()
-    state.sse_subscriptions.add(sub)
-    downloads = getattr(resolver, "downloads", None)
-    jobs = [_event_json(j) for j in downloads.jobs()] if downloads is not None else []
-    keepalive = state.sse_keepalive
+    stopping: asyncio.Event = state.stopping
+    source = download_event_stream(state.resolver, heartbeat=state.sse_keepalive)
 
-    async def stream() -> AsyncIterator[str]:
-        n = 0
+    async def stream() -> AsyncIterator[bytes]:
+        stop = asyncio.ensure_future(stopping.wait())
+        step: asyncio.Future | None = None
         try:
-            yield "retry: 2000\n\n"
-            yield _sse("snapshot", {"jobs": jobs}, n)
-            while True:
+            while not stopping.is_set():
+                step = asyncio.ensure_future(source.__anext__())
+                await asyncio.wait({step, stop}, return_when=asyncio.FIRST_COMPLETED)
+                if not step.done():
+                    return
                 try:
-                    event = await sub.get(timeout=keepalive)
-                except asyncio.TimeoutError:
-                    yield ": keep-alive\n\n"
-                    continue
+                    chunk = step.result()
                 except StopAsyncIteration:
                     return
-                n += 1
-                yield _sse(COMFYUI_EVENT, _event_json(event), n)
+                step = None
+                yield chunk
         finally:
-            sub.close()
-            state.sse_subscriptions.discard(sub)
+            stop.cancel()
+            if step is not None and not step.done():
+                step.cancel()  # the generator's own finally closes its subscription
+                with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                    await step
+            await source.aclose()
 
     return StreamingResponse(stream(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})

@@ -24,7 +24,7 @@ from typing import Any, Awaitable, Callable, Mapping
 from urllib.parse import urlsplit
 
 from comfyui_model_resolver.adapters.hostcheck import host_names_of_origins, rebinding_refusal
-from comfyui_model_resolver.adapters.routes import ApiResponse, error_body
+from comfyui_model_resolver.adapters.routes import RAW_UPLOAD_TYPES, ApiResponse, Route, error_body
 from comfyui_model_resolver.settings import Settings
 
 Scope = dict[str, Any]
@@ -87,6 +87,8 @@ def check_origin(settings: Settings, headers: Mapping[str, str], scheme: str) ->
     """Refuse a browser's cross-origin mutating request unless its origin is configured."""
     origin = headers.get("origin")
     if not origin:
+        if (headers.get("sec-fetch-site") or "").lower() == "cross-site":
+            return _cross_origin(None)
         return None  # not a browser, or a same-origin GET
     if "*" in settings.cors_origins or origin in settings.cors_origins:
         return None
@@ -97,11 +99,35 @@ def check_origin(settings: Settings, headers: Mapping[str, str], scheme: str) ->
     return _cross_origin(origin)
 
 
-def _cross_origin(origin: str) -> ApiResponse:
+def _cross_origin(origin: str | None) -> ApiResponse:
     return ApiResponse(error_body(
-        "Forbidden", f"Cross-origin request from {origin} refused.",
+        "CrossOriginRejected", f"Cross-origin request from {origin!r} refused." if origin else "Cross-site request refused.",
         hint="Add the origin to CMR_CORS_ORIGINS if this page should control the sidecar.",
         code="cross_origin"), 403)
+
+
+def check_content_type(route: Route, method: str, content_type: str | None, has_body: bool) -> ApiResponse | None:
+    """Bodies are JSON (or, for analyze/resolve, a multipart or raw file upload): a web page cannot
+    send those cross-site without a CORS preflight. The same rule and answer as the ComfyUI routes."""
+    if method not in ("POST", "PATCH", "PUT"):
+        return None
+    ctype = (content_type or "").split(";", 1)[0].strip().lower()
+    if ctype == "application/json" or ctype.endswith("+json"):
+        return None
+    if not ctype and not has_body:
+        return None  # a bodiless action (pause, resume)
+    if route.accepts_upload and (ctype == "multipart/form-data" or ctype in RAW_UPLOAD_TYPES):
+        return None
+    if ctype in _SIMPLE_TYPES or not route.accepts_upload:
+        wanted = "application/json" + (" or a multipart/form-data file upload" if route.accepts_upload else "")
+        return ApiResponse(error_body(
+            "UnsupportedMediaType", f"{method} {route.path} needs Content-Type {wanted} (got {content_type or 'none'}).",
+            hint="Send the body as JSON with the header 'Content-Type: application/json'.",
+            code="unsupported_media_type"), 415)
+    return None
+
+
+_SIMPLE_TYPES = {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""}
 
 
 class BodyTooLarge(Exception):

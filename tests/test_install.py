@@ -35,11 +35,11 @@ def test_plan_skips_what_is_satisfied_and_installs_the_rest():
     to_install, upgrades, problems = install.plan(DEPS, installed, set(install.ALWAYS_PROTECTED), requires)
     assert problems == []
     names = {t.split("[")[0].split(">")[0].split("<")[0].split("=")[0] for t in to_install}
-    assert names == {"aiofiles", "python-dotenv", "fastapi", "uvicorn", "huggingface-hub", "python-multipart"}
+    assert names == {"aiofiles", "python-dotenv", "fastapi", "uvicorn", "huggingface-hub"}
     assert upgrades == ["huggingface-hub"]  # too old and not protected: may move
     requires_ok = _requires({"uvicorn": ['websockets>=10.4; extra == "standard"']})
     full = {**installed, "websockets": "13.0", "aiofiles": "24.1", "python-dotenv": "1.0.1", "fastapi": "0.115.0",
-            "huggingface-hub": "0.26.0", "python-multipart": "0.0.20"}
+            "huggingface-hub": "0.26.0"}
     assert install.plan(DEPS, full, set(install.ALWAYS_PROTECTED), requires_ok) == ([], [], [])
 
 

@@ -25,9 +25,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from .hostcheck import host_names_of_origins, rebinding_refusal
-from ..errors import WorkflowError
-from .routes import (ROUTES, ApiRequest, ApiResponse, Route, decode_json_body, dispatch, download_event_stream,
-                     error_body, error_response)
+from .routes import RAW_UPLOAD_TYPES, body_limit, decode_request, ROUTES, ApiRequest, ApiResponse, Route, dispatch, download_event_stream, error_body, error_response
 
 log = logging.getLogger(__name__)
 
@@ -35,8 +33,6 @@ ResolverGetter = Callable[[], Awaitable[Any]]
 
 #: Content types a browser may send cross-site without a preflight ("simple requests").
 _SIMPLE_TYPES = {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""}
-#: Raw workflow bytes accepted on upload routes besides JSON and multipart.
-_RAW_UPLOAD_TYPES = {"image/png", "image/webp", "application/octet-stream"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _READ_CHUNK = 256 * 1024
 
@@ -133,7 +129,9 @@ class RequestGuard:
         ctype = request.content_type.lower() if request.headers.get("Content-Type") else ""
         if ctype == "application/json" or ctype.endswith("+json"):
             return
-        if route.accepts_upload and (ctype == "multipart/form-data" or ctype in _RAW_UPLOAD_TYPES):
+        if not ctype and not request.body_exists:
+            return  # a bodiless action (pause, resume): browsers send Origin with it, checked above
+        if route.accepts_upload and (ctype == "multipart/form-data" or ctype in RAW_UPLOAD_TYPES):
             return
         if ctype in _SIMPLE_TYPES or not route.accepts_upload:
             wanted = "application/json" + (" or a multipart/form-data file upload" if route.accepts_upload else "")
@@ -163,20 +161,6 @@ async def _read_capped(stream: Any, limit: int, declared: int | None, what: str)
     return b"".join(chunks)
 
 
-async def _read_part(part: Any, limit: int, what: str) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        chunk = await part.read_chunk(_READ_CHUNK)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise _too_large(size, limit, what, at_least=True)
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _too_large(size: int, limit: int, what: str, at_least: bool = False) -> RequestRejected:
     var = "CMR_MAX_WORKFLOW_BYTES" if what == "workflow" else "CMR_MAX_REQUEST_BYTES"
     amount = f"more than {limit:,}" if at_least else f"{size:,}"
@@ -186,49 +170,14 @@ def _too_large(size: int, limit: int, what: str, at_least: bool = False) -> Requ
 
 
 async def build_api_request(request: web.Request, route: Route, policy: GuardPolicy) -> ApiRequest:
-    """Read the body (capped) into an ApiRequest. Workflow bytes go to `upload` so the core parses them."""
-    query = {k: v for k, v in request.query.items()}
-    params = dict(request.match_info)
-    if request.method not in ("POST", "PATCH", "PUT") or not request.body_exists:
-        return ApiRequest(query=query, params=params)
-    ctype = request.content_type.lower()
-    if route.accepts_upload:
-        limit = policy.max_workflow_bytes
-        if ctype == "multipart/form-data":
-            return await _read_multipart(request, query, params, limit)
-        data = await _read_capped(request.content, limit, request.content_length, "workflow")
-        return ApiRequest(upload=data, upload_name=query.get("name") or "workflow", query=query, params=params)
-    raw = await _read_capped(request.content, policy.max_request_bytes, request.content_length, "request body")
-    if not raw.strip():
-        return ApiRequest(query=query, params=params)
-    try:
-        body = decode_json_body(raw)  # the core's decoder: no NaN/Infinity, no lone surrogates
-    except WorkflowError as exc:
-        raise RequestRejected(400, "InvalidJSON", "invalid_json", exc.message, exc.hint) from None
-    return ApiRequest(body=body, query=query, params=params)
-
-
-async def _read_multipart(request: web.Request, query: dict, params: dict, limit: int) -> ApiRequest:
-    if request.content_length is not None and request.content_length > limit + 64 * 1024:
-        raise _too_large(request.content_length, limit, "workflow")
-    reader = await request.multipart()
-    upload: bytes | None = None
-    name: str | None = None
-    while True:
-        part = await reader.next()
-        if part is None:
-            break
-        if getattr(part, "filename", None) and upload is None:
-            upload = await _read_part(part, limit, "workflow")
-            name = part.filename
-        elif part.name == "name":
-            name = (await _read_part(part, 1024, "request body")).decode("utf-8", "replace") or name
-        else:
-            await _read_part(part, limit, "workflow")  # drain
-    if upload is None:
-        raise RequestRejected(400, "WorkflowError", "workflow_error",
-                              "The multipart body holds no file.", "Upload the workflow as a file field.")
-    return ApiRequest(upload=upload, upload_name=query.get("name") or name or "upload", query=query, params=params)
+    """Read the body (capped) and decode it with the shared decoder."""
+    raw = b""
+    if request.method in ("POST", "PATCH", "PUT") and request.body_exists:
+        limit, _var = body_limit(route, policy.max_request_bytes, policy.max_workflow_bytes)
+        raw = await _read_capped(request.content, limit, request.content_length,
+                                 "workflow" if route.accepts_upload else "request body")
+    return decode_request(route, request.method, request.headers.get("Content-Type"), raw, request.query,
+                          request.match_info, max_workflow_bytes=policy.max_workflow_bytes)
 
 
 def _json_response(resp: ApiResponse) -> web.Response:

@@ -138,6 +138,69 @@ class DownloadBody(RootModel[DownloadCreate | DownloadFromResolution]):
 UPLOAD_TYPES = (".json", ".png", ".webp")
 
 
+#: Raw workflow bytes accepted on upload routes besides JSON and multipart.
+RAW_UPLOAD_TYPES = frozenset({"image/png", "image/webp", "application/octet-stream"})
+#: Room a multipart envelope may take beyond the workflow file itself.
+MULTIPART_OVERHEAD = 64 * 1024
+
+
+def body_limit(route: Route, max_request_bytes: int, max_workflow_bytes: int) -> tuple[int, str]:
+    """How many body bytes an adapter may read for a route, and the setting that raises it."""
+    if route.accepts_upload:
+        return max_workflow_bytes + MULTIPART_OVERHEAD, "CMR_MAX_WORKFLOW_BYTES"
+    return max_request_bytes, "CMR_MAX_REQUEST_BYTES"
+
+
+def _media_type(content_type: str | None) -> str:
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
+def _multipart_file(content_type: str, raw: bytes) -> tuple[bytes, str | None]:
+    """The first file of a multipart/form-data body (stdlib parser: no extra dependency)."""
+    from email.parser import BytesParser
+    from email.policy import HTTP
+
+    try:
+        msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw)
+        parts = list(msg.iter_parts()) if msg.is_multipart() else []
+    except (UnicodeEncodeError, ValueError, TypeError):
+        parts = []
+    name = None
+    for part in parts:
+        filename = part.get_filename()
+        if filename is not None:
+            return part.get_payload(decode=True) or b"", filename
+        if part.get_param("name", header="content-disposition") == "name":
+            name = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")[:256] or None
+    raise WorkflowError("The multipart upload holds no file.",
+                        hint="Send the workflow as the multipart field 'file' (.json, .png or .webp).")
+
+
+def decode_request(route: Route, method: str, content_type: str | None, raw: bytes,
+                   query: Mapping[str, str], params: Mapping[str, str], *, max_workflow_bytes: int) -> ApiRequest:
+    """The one request decoder every binding uses (after reading at most `body_limit` bytes):
+    workflow uploads (multipart, raw .png/.webp, or JSON) and JSON bodies."""
+    req = ApiRequest(query=dict(query), params=dict(params))
+    if method not in ("POST", "PATCH", "PUT") or not raw:
+        return req
+    ctype = _media_type(content_type)
+    if route.accepts_upload and ctype == "multipart/form-data":
+        req.upload, req.upload_name = _multipart_file(content_type or "", raw)
+        req.upload_name = query.get("name") or req.upload_name or "upload"
+    elif route.accepts_upload and not (ctype == "application/json" or ctype.endswith("+json")):
+        req.upload, req.upload_name = raw, query.get("name") or "upload"  # the core sniffs the format
+    else:
+        if route.accepts_upload and len(raw) > max_workflow_bytes:
+            raise WorkflowTooLarge(f"The input is {len(raw):,} bytes, over the {max_workflow_bytes:,}-byte limit.",
+                                   hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+        req.body = decode_json_body(raw)
+        return req
+    if len(req.upload) > max_workflow_bytes:
+        raise WorkflowTooLarge(f"The input is {len(req.upload):,} bytes, over the {max_workflow_bytes:,}-byte limit.",
+                               hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+    return req
+
+
 def decode_json_body(raw: bytes) -> Any:
     """Request body bytes -> JSON value (None when empty). Every binding decodes bodies with this,
     so a bad body gives the same 400 on every door."""

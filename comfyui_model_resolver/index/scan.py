@@ -21,7 +21,7 @@ from .layout import FolderLayout
 
 log = logging.getLogger(__name__)
 
-_CACHE_VERSION = 2
+_CACHE_VERSION = 3
 _RACY_NS = 2_000_000_000  # a directory modified this recently may change again within its mtime tick
 _SEP = "\0"
 
@@ -39,6 +39,8 @@ class _Dir:
     mtime_ns: int  # -1: do not trust, list again next time
     files: str  # "\0"-joined names
     subdirs: str
+    nfiles: int = 0
+    children: tuple[str, ...] = ()  # absolute paths of the sub-directories (saves joins on rescans)
 
     def file_names(self) -> list[str]:
         return self.files.split(_SEP) if self.files else []
@@ -79,7 +81,8 @@ class ModelIndex:
         if self._cache_file is None:
             return
         blob = marshal.dumps({"v": _CACHE_VERSION,
-                              "dirs": {d: (e.mtime_ns, e.files, e.subdirs) for d, e in self._dirs.items()}})
+                              "dirs": {d: (e.mtime_ns, e.files, e.subdirs, e.nfiles, e.children)
+                                       for d, e in self._dirs.items()}})
         try:
             self._cache_file.parent.mkdir(parents=True, exist_ok=True)
             tmp = self._cache_file.with_name(f"{self._cache_file.name}.{os.getpid()}.tmp")
@@ -124,10 +127,8 @@ class ModelIndex:
                         if cached is None or cached.files != entry.files or cached.subdirs != entry.subdirs:
                             changed = True
                     new[d] = entry
-                    if entry.files:
-                        files += entry.files.count(_SEP) + 1
-                    if entry.subdirs:
-                        stack.extend(os.path.join(d, s) for s in entry.subdir_names())
+                    files += entry.nfiles
+                    stack.extend(entry.children)
             if changed or len(new) != len(old):
                 self._by_name = None
             self._dirs = new
@@ -159,7 +160,7 @@ class ModelIndex:
         if subdirs:
             subdirs = [s for s in subdirs if not s.startswith(".")]
         trusted = mtime_ns if now_ns - mtime_ns > _RACY_NS else -1
-        return _Dir(trusted, joined, _SEP.join(subdirs))
+        return _Dir(trusted, joined, _SEP.join(subdirs), len(files), tuple(os.path.join(d, x) for x in subdirs))
 
     # ---- queries -----------------------------------------------------------------------
     def _entry(self, directory: str) -> _Dir | None:

@@ -16,6 +16,9 @@ Its exceptions are turned into ours by `http.error_for_status` (the one status t
 from __future__ import annotations
 
 import asyncio
+from urllib.parse import urlsplit
+import time
+import urllib.request
 import concurrent.futures
 import functools
 import logging
@@ -90,6 +93,34 @@ class HuggingFaceSource(Source):
             max_workers=settings.max_upstream_concurrency, thread_name_prefix="cmr-hf")
         self._inflight: dict[str, asyncio.Future] = {}
         self._repo_meta: dict[str, dict] = {}  # repo id -> downloads/gated, from listings and searches
+        self._reach_checked = 0.0  # monotonic time of the last successful reachability check
+        self._reach_lock = asyncio.Lock()
+
+    async def _check_reachable(self, what: str) -> None:
+        """Fail fast when the Hub cannot be reached at all (offline, wrong endpoint).
+
+        huggingface_hub retries connection errors with back-off for ~23 s before giving up; a TCP
+        connect (no HTTP request, nothing counted upstream) tells the same in milliseconds.
+        A success is trusted for a minute."""
+        if time.monotonic() - self._reach_checked < 60:
+            return
+        async with self._reach_lock:
+            if time.monotonic() - self._reach_checked < 60:
+                return
+            parts = urlsplit(self.endpoint)
+            port = parts.port or (443 if parts.scheme == "https" else 80)
+            if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname or ""):
+                self._reach_checked = time.monotonic()  # behind a proxy a direct connect proves nothing
+                return
+            try:
+                _reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port),
+                                                         timeout=min(5.0, self.settings.http_timeout))
+            except (OSError, asyncio.TimeoutError) as exc:
+                raise SourceUnavailable(f"huggingface: {what}: cannot reach the Hub at {parts.hostname}:{port} "
+                                        f"({type(exc).__name__})", source=NAME,
+                                        hint="Check the network or CMR_HF_ENDPOINT.") from None
+            writer.close()
+            self._reach_checked = time.monotonic()
 
     # ---- calls into huggingface_hub ------------------------------------------------------
     def _key(self, *parts: str) -> str:
@@ -97,6 +128,7 @@ class HuggingFaceSource(Source):
 
     async def _call(self, ctx: LookupContext | None, what: str, fn: Callable[[], Any]) -> Any:
         """Run a blocking HfApi call in the pool, counted, limited and with our error types."""
+        await self._check_reachable(what)
         if ctx is not None:
             ctx.budget.spend()
             ctx.count(NAME)

@@ -2,21 +2,22 @@
 
 Order per model: the free local providers first (the workflow's own links, the catalog); the
 network providers (Hub, Civitai) only when those do not settle it. Models that name the same file
-are looked up once. A second ranking pass prefers repos already chosen for other models of the
-same workflow (a Wan workflow's VAE comes from the Wan repo). Then each chosen candidate is
-pre-flighted (HEAD) and the planned downloads are checked against free disk space.
+are looked up once. Then each model is also looked for beside the workflow's other models, and of
+identical copies of each answer the one that fits the workflow is offered (a Wan workflow's text
+encoder from the Wan repo, not from another bundle that repackages it: affinity.py). Then each
+chosen candidate is pre-flighted (HEAD) and the planned downloads are checked against free disk space.
 """
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import Counter
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, Sequence
 
 from ..errors import AuthRequired, SourceError
 from ..settings import Settings
 from ..types import Candidate, ModelReport, ModelRef, Preflight, ProviderStatus, ResolvedModel
+from .affinity import anchor_repo, apply_workflow_affinity
 from .base import LookupContext, RequestBudget, Source, StatusBoard
 from .http import Upstream
 from .preflight import preflight
@@ -30,6 +31,7 @@ CIVITAI_FIRST_FOLDERS = frozenset({"loras", "embeddings", "hypernetworks"})
 MODEL_CONCURRENCY = 4
 PREFLIGHT_BUDGET = 4  # HEADs per chosen candidate (redirect hops, the Civitai JSON reason)
 SHOW_CANDIDATES = 8
+COLOCATE_REPOS = 4  # repos of the workflow's other models a model is looked for in
 
 
 @dataclass
@@ -175,40 +177,52 @@ class SourceSet:
         return out
 
     async def _colocate(self, works: list[_Work], board: StatusBoard) -> None:
-        """Models left open are looked for in the repos chosen for the workflow's other models."""
+        """Look for each model beside the workflow's other models.
+
+        A model left open is looked for in the repos chosen for the others (its VAE or text encoder
+        usually sits beside the diffusion model, whatever its name). A resolved one is looked for in
+        the repos the others are anchored in (affinity.anchor_repo): the workflow's own copy of a
+        file Comfy-Org repackages everywhere may not have turned up in the listings, or turned up
+        without its sha256, which the affinity pass needs to call copies identical. The trees read
+        are mostly those of the other models' answers, already in the response cache."""
         hf = self.by_name("huggingface")
         if hf is None or hf.disabled_reason or not hasattr(hf, "in_repos"):
             return
         chosen = self._chosen_repos(works)
-        if not chosen:
-            return
+        anchors = {id(w): anchor_repo(w.decision) for w in works}
 
-        async def one(w: _Work) -> None:
-            repos = list(dict.fromkeys(r for k, r in chosen.items() if k != id(w)))
-            have = {c.url for c in w.candidates}
+        def repos_for(w: _Work) -> list[str]:
+            d = w.decision
+            if d is None or w.ref.kind != "file":
+                return []
+            if d.status in ("not_found", "ambiguous"):
+                return list(dict.fromkeys(r for k, r in chosen.items() if k != id(w)))[:COLOCATE_REPOS]
+            c = d.chosen
+            if d.status != "resolved" or c is None or c.via == "workflow" or c.hash_match:
+                return []
+            known = {o.repo for o in w.candidates if o.sha256 and o.filename == c.filename}
+            return list(dict.fromkeys(r for k, r in anchors.items()
+                                      if k != id(w) and r and r not in known))[:COLOCATE_REPOS]
+
+        async def one(w: _Work, repos: list[str]) -> None:
             try:
-                found = await hf.in_repos(w.ref, repos[:4], w.ctx)  # type: ignore[attr-defined]
+                found = await hf.in_repos(w.ref, repos, w.ctx)  # type: ignore[attr-defined]
             except SourceError as exc:
                 board.record(hf.name, exc)
                 return
-            new = [c for c in found if c.url not in have]
-            if new:
-                w.candidates.extend(new)
+            if found:  # known URLs too: ranking merges their facts (a sha256 the listing lacked)
+                w.candidates.extend(found)
                 w.decision = rank(w.ref, w.candidates)
 
-        await asyncio.gather(*(one(w) for w in works if w.ref.kind == "file" and w.decision
-                               and w.decision.status in ("not_found", "ambiguous")))
+        plan = [(w, repos_for(w)) for w in works]
+        await asyncio.gather(*(one(w, repos) for w, repos in plan if repos))
 
-    def _affinity_pass(self, works: list[_Work]) -> None:
-        chosen = self._chosen_repos(works)
-        if not chosen:
-            return
-        for w in works:
-            if not w.candidates or not w.decision or w.decision.status == "not_found":
-                continue
-            others = Counter(repo for k, repo in chosen.items() if k != id(w))
-            if set(others) & {c.repo for c in w.candidates if c.repo}:
-                w.decision = rank(w.ref, w.candidates, affinity=others)
+    @staticmethod
+    def _affinity_pass(works: list[_Work]) -> None:
+        """Of identical copies of each answer, offer the one that fits the workflow (affinity.py)."""
+        decided = apply_workflow_affinity([(w.ref, w.decision) for w in works])
+        for w, d in zip(works, decided):
+            w.decision = d
 
     async def _preflight(self, w: _Work, board: StatusBoard) -> None:
         cand = w.decision.chosen  # type: ignore[union-attr]

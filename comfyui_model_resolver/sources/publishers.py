@@ -53,6 +53,11 @@ FAMILIES: tuple[Family, ...] = (
     _f("controlnet", r"control[-_]?net|controlnet", ("ControlNet",), ("lllyasviel", "Comfy-Org", "xinsir")),
 )
 
+#: Families that name a component many model families share (text encoders, controlnets, the Qwen
+#: LLMs used as text encoder by Qwen-Image, HunyuanVideo 1.5, Z-Image, FLUX.2 klein…): a workflow that
+#: loads one is not thereby of that family.
+COMPONENT_FAMILIES: frozenset[str] = frozenset({"text-encoders", "controlnet", "qwen"})
+
 #: Always asked, after the family's publishers.
 GENERAL_PUBLISHERS: tuple[str, ...] = ("Comfy-Org", "comfyanonymous")
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass, field
-from typing import Iterable, Mapping, Sequence
+from typing import Iterable, Sequence
 
 from ..types import Candidate, ModelRef
 from ..workflow.folders import FOLDER_ALIASES, canonical_folder
@@ -30,7 +30,7 @@ W = {
     "variant_mismatch": -2.0, "similar_name": -1.0, "different_name": -3.0,
     "sub_path": 0.5, "folder_agrees": 0.7, "folder_differs": -1.0,
     "hash_match": 6.0, "hash_mismatch": -6.0, "corroborated": 0.5,
-    "official": 1.0, "named_after": 0.6, "original": 0.5, "unique_name": 0.5, "popularity_max": 0.8, "affinity": 0.8, "needs_sign_in": -0.6,
+    "official": 1.0, "named_after": 0.6, "original": 0.5, "unique_name": 0.5, "popularity_max": 0.8, "needs_sign_in": -0.6,
 }
 
 
@@ -108,7 +108,7 @@ def _named_after(info: NameInfo, c: Candidate) -> bool:
     return len(info.key) >= 5 and len(name) >= 5 and (info.key in name or name in info.key)
 
 
-def _score(ref: ModelRef, info: NameInfo, c: Candidate, affinity: Mapping[str, int]) -> _Scored:
+def _score(ref: ModelRef, info: NameInfo, c: Candidate) -> _Scored:
     s = _Scored(c)
     via = c.via or c.source
     if via == "workflow":
@@ -169,10 +169,6 @@ def _score(ref: ModelRef, info: NameInfo, c: Candidate, affinity: Mapping[str, i
     if c.downloads:
         w = min(W["popularity_max"], math.log10(c.downloads + 1) / 6 * W["popularity_max"])
         s.add("popularity_max", f"popular ({c.downloads:,} downloads)", w)
-    n = affinity.get(c.repo or "", 0)
-    if n:
-        # one sibling model is a hint, several are a pattern
-        s.add("affinity", f"same repo as {n} other model(s) of this workflow", W["affinity"] * (1.5 if n > 1 else 1))
     if c.requires_auth:
         what = "early access" if c.early_access else "gated: needs " + (c.token_env or "a token")
         s.add("needs_sign_in", what)
@@ -206,14 +202,12 @@ def _merge(cands: Iterable[Candidate]) -> list[Candidate]:
 _VIA_RANK = {"workflow": 0, "hash": 1, "catalog": 2, "manager": 3, "note": 4, "beside": 5, "listing": 6, "search": 7}
 
 
-def rank(ref: ModelRef, candidates: Sequence[Candidate], *,
-         affinity: Mapping[str, int] | Iterable[str] = ()) -> Decision:
-    """Score, order and decide. `affinity`: repos already chosen for other models of the workflow
-    (with how many models each)."""
+def rank(ref: ModelRef, candidates: Sequence[Candidate]) -> Decision:
+    """Score, order and decide, for one model on its own. Which of several identical copies fits
+    the workflow is decided afterwards, with the other models in view (affinity.py)."""
     info = analyse_name(ref.filename)
-    aff = dict(affinity) if isinstance(affinity, Mapping) else {r: 1 for r in affinity}
     merged = _merge(candidates)
-    scored = [_score(ref, info, c, aff) for c in merged]
+    scored = [_score(ref, info, c) for c in merged]
     # Agreement: the same bytes offered at several places; the earliest upload is the original.
     for s in scored:
         same = [o for o in scored if o is not s and o.cand.sha256 and s.cand.sha256

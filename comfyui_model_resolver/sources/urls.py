@@ -31,11 +31,14 @@ class HfFile:
 
 def clean_link(text: str) -> str:
     """A URL as it appears in prose (markdown, notes): trailing punctuation and brackets removed."""
-    url = text.strip().strip("<>")
-    while url and url[-1] in _TRAILING_JUNK:
-        if url[-1] == ")" and url.count("(") >= url.count(")"):
-            break
-        url = url[:-1]
+    url, before = text, None
+    while url != before:  # to a fixed point: "<x >." -> "x", and cleaning a clean link changes nothing
+        before = url
+        url = url.strip().strip("<>")
+        while url and url[-1] in _TRAILING_JUNK:
+            if url[-1] == ")" and url.count("(") >= url.count(")"):
+                break
+            url = url[:-1]
     return url
 
 

@@ -88,7 +88,7 @@ async def test_analyze_errors_have_the_one_shape(client):
     assert_error(await client.post(f"{SIDECAR_PREFIX}/analyze"), 400, "WorkflowError")
     assert_error(await client.post(f"{SIDECAR_PREFIX}/analyze", json=[1, 2]), 400, "WorkflowError")
     err = assert_error(await client.post(f"{SIDECAR_PREFIX}/analyze", files={"x": (None, "y")}), 400)
-    assert err["message"] == "No file in the multipart upload."
+    assert err["message"] == "The multipart upload holds no file."
     r = await client.post(f"{SIDECAR_PREFIX}/analyze", files={"file": ("cat.jpg", b"\xff\xd8\xff\xe0junk")})
     assert "not supported" in assert_error(r, 400, "WorkflowError")["message"]
 

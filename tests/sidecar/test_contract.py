@@ -1,12 +1,10 @@
 """One contract: the same requests sent to the sidecar and to the ComfyUI routes (an aiohttp app bound
 with the ComfyUI adapter's binding) give the same status and the same JSON.
 
-The ComfyUI binding is `comfyui_model_resolver.adapters.comfyui.bind_routes(route_table, resolver_getter,
-prefix, guard)` (the generic aiohttp binding with its request guard); until it is in this build the test
-skips and says so."""
+The ComfyUI side is the real binding (`adapters/aiohttp_routes.bind_routes`) with the guard the
+ComfyUI adapter uses, on a plain aiohttp app standing in for PromptServer."""
 from __future__ import annotations
 
-import importlib
 import json
 from typing import Any
 
@@ -21,17 +19,6 @@ from support.paths import FRONTEND_FIXTURES
 
 from .conftest import make_settings, running
 from .test_api import WF
-
-
-def _comfy_binding():
-    try:
-        module = importlib.import_module("comfyui_model_resolver.adapters.comfyui")
-    except ImportError as exc:
-        pytest.skip(f"the ComfyUI route binding is not in this build yet ({exc})")
-    bind = getattr(module, "bind_routes", None)
-    if bind is None:
-        pytest.skip("comfyui_model_resolver.adapters.comfyui has no bind_routes(table, prefix, resolver_getter, guard)")
-    return bind
 
 
 def _relink_body() -> dict:
@@ -51,6 +38,10 @@ REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("POST", "/relink", {"json": _relink_body()}),
     ("POST", "/relink", {"json": {"workflow": WF, "changes": []}}),
     ("GET", "/search", {}),
+    ("PATCH", "/config", {"content": b'{"safetensors_only": true}', "headers": {"content-type": "text/plain"}}),
+    ("POST", "/relink", {"content": json.dumps(_relink_body()).encode(), "headers": {"content-type": "text/plain"}}),
+    ("POST", "/analyze", {"content": b"a=b", "headers": {"content-type": "application/x-www-form-urlencoded"}}),
+    ("POST", "/analyze", {"content": json.dumps(WF).encode(), "headers": {"content-type": "application/octet-stream"}}),
     ("GET", "/config", {}),
     ("PATCH", "/config", {"json": {}}),
     ("PATCH", "/config", {"json": {"max_concurrent_downloads": 0}}),
@@ -63,8 +54,7 @@ DOWNLOAD_REQUESTS: list[tuple[str, str, dict[str, Any]]] = [
     ("GET", "/downloads", {}),
     ("GET", "/downloads/no-such-job", {}),
     ("DELETE", "/downloads/no-such-job", {}),
-    # a body-less POST still says it is JSON: the ComfyUI routes refuse CORS-"simple" POSTs (415)
-    ("POST", "/downloads/no-such-job/pause", {"headers": {"content-type": "application/json"}}),
+    ("POST", "/downloads/no-such-job/pause", {}),
     ("POST", "/downloads", {"json": {"url": "https://evil.example/x.safetensors", "folder": "loras"}}),
     ("POST", "/downloads", {"json": {"url": "https://huggingface.co/a/b/resolve/main/x.safetensors",
                                      "folder": "../../etc"}}),
@@ -81,28 +71,24 @@ def _stable(body: Any) -> Any:
 
 
 async def test_sidecar_and_comfyui_routes_answer_alike(tmp_path):
-    bind = _comfy_binding()
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
+    from comfyui_model_resolver.adapters.aiohttp_routes import GuardPolicy, RequestGuard, bind_routes
+
     comfy_settings = make_settings(tmp_path, data_dir=tmp_path / "comfy-data")
     comfy_resolver = await build_resolver(comfy_settings)
-    from comfyui_model_resolver.adapters.aiohttp_routes import GuardPolicy, RequestGuard
-
+    table = web.RouteTableDef()
+    guard = RequestGuard(lambda: GuardPolicy(comfy_settings.max_request_bytes, comfy_settings.max_workflow_bytes))
     async def get_resolver():
         return comfy_resolver
 
-    s = comfy_settings
-    guard = RequestGuard(lambda: GuardPolicy(s.max_request_bytes, s.max_workflow_bytes))
-    table = web.RouteTableDef()
-    bind(table, COMFYUI_PREFIX, get_resolver, guard)
-    aio = web.Application()
+    bind_routes(table, COMFYUI_PREFIX, get_resolver, guard)
+    aio = web.Application(client_max_size=comfy_settings.max_request_bytes)
     aio.add_routes(table)
     server = TestServer(aio, host="127.0.0.1")
     await server.start_server()
-    requests = list(REQUESTS)
-    if hasattr(comfy_resolver, "downloads"):
-        requests += DOWNLOAD_REQUESTS
+    requests = REQUESTS + DOWNLOAD_REQUESTS
     try:
         sidecar = create_app(make_settings(tmp_path, data_dir=tmp_path / "sidecar-data"), enable_ui=False)
         async with running(sidecar) as side, httpx.AsyncClient(base_url=str(server.make_url(""))) as comfy:

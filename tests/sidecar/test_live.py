@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from comfyui_model_resolver.adapters.routes import COMFYUI_EVENT, SIDECAR_PREFIX
+from comfyui_model_resolver.adapters.routes import SIDECAR_PREFIX
 from comfyui_model_resolver.types import DownloadState, ProgressEvent
 from sidecar.gradio_ui import gradio_available
 from support.paths import REPO
@@ -65,7 +65,7 @@ def test_sse_streams_progress_events(live):
             for e in events:
                 live.call(resolver.events.publish, e)
             got = read_events(lines, 2)
-        assert [n for n, _ in got] == [COMFYUI_EVENT, COMFYUI_EVENT]
+        assert [n for n, _ in got] == ["progress", "progress"]
         assert [d for _, d in got] == [e.model_dump(mode="json") for e in events]
         metrics = c.get("/metrics").text
         assert "cmr_downloads_completed_total 1" in metrics and "cmr_download_bytes_total 1024" in metrics
@@ -97,11 +97,25 @@ def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
+def _spawn(cmd: list[str], tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
+    """Start a server with stderr in a file (an unread pipe fills up and blocks the server)."""
+    log = open(tmp_path / f"server-{time.monotonic_ns()}.log", "w+")
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=log, text=True)
+    proc.log = log  # type: ignore[attr-defined]
+    return proc
+
+
+def _log(proc: subprocess.Popen) -> str:
+    proc.log.flush()  # type: ignore[attr-defined]
+    proc.log.seek(0)  # type: ignore[attr-defined]
+    return proc.log.read()  # type: ignore[attr-defined]
+
+
 def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> httpx.Response:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise AssertionError(f"exited {proc.returncode}: {proc.stderr.read() if proc.stderr else ''}")
+            raise AssertionError(f"exited {proc.returncode}: {_log(proc)}")
         try:
             return httpx.get(url, timeout=2)
         except httpx.TransportError:
@@ -113,11 +127,11 @@ def _stop(proc: subprocess.Popen, timeout: float = 10) -> tuple[int, float, str]
     started = time.monotonic()
     proc.send_signal(signal.SIGTERM)
     try:
-        _, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise
-    return proc.returncode, time.monotonic() - started, err
+    return proc.returncode, time.monotonic() - started, _log(proc)
 
 
 def _refused(port: int) -> bool:
@@ -131,9 +145,8 @@ def _refused(port: int) -> bool:
 def test_uvicorn_command_line(tmp_path):
     """`python -m uvicorn sidecar.main:app`: settings from CMR_*, and a SIGTERM ends even an open SSE stream."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "uvicorn", "sidecar.main:app", "--host", "127.0.0.1",
-                             "--port", str(port)], cwd=tmp_path, env=_env(tmp_path, CMR_ENABLE_UI="false"),
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _spawn([sys.executable, "-m", "uvicorn", "sidecar.main:app", "--host", "127.0.0.1", "--port", str(port)],
+                  tmp_path, _env(tmp_path, CMR_ENABLE_UI="false"))
     try:
         health = _wait_http(f"http://127.0.0.1:{port}/health", proc)
         assert health.status_code == 200 and health.json()["checks"]["models_root"]["path"].startswith(str(tmp_path))
@@ -152,7 +165,7 @@ def test_uvicorn_command_line(tmp_path):
 def _serve_and_stop(cmd: list[str], tmp_path: Path, ui: bool) -> None:
     api, gui = free_port(), free_port()
     env = _env(tmp_path, CMR_API_PORT=str(api), CMR_GRADIO_PORT=str(gui), CMR_ENABLE_UI="true" if ui else "false")
-    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc = _spawn(cmd, tmp_path, env)
     try:
         health = _wait_http(f"http://127.0.0.1:{api}/health", proc, timeout=120)
         assert health.status_code == 200 and health.json()["ready"]

@@ -14,18 +14,13 @@ from hypothesis import HealthCheck, given, settings  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
 from schemathesis.checks import content_type_conformance, not_a_server_error, status_code_conformance  # noqa: E402
 
+from comfyui_model_resolver.adapters.routes import ROUTES  # noqa: E402
 from sidecar.main import create_app  # noqa: E402
 
 from .conftest import LiveServer, make_settings  # noqa: E402
 
-#: Operations needing parts of the core this build may not have yet (merged separately).
-NEEDS = {"resolve": "resolve", "search": "search", "create_download": "downloads", "list_downloads": "downloads",
-         "get_download": "downloads", "cancel_download": "downloads", "pause_download": "downloads",
-         "resume_download": "downloads"}
-#: The event stream never ends by design (test_live.py covers it). Search against a closed upstream port
-#: waits out huggingface_hub's own backoff (~20 s a call); tests/adversarial/test_api_properties.py sends
-#: generated queries to search with fake upstreams instead.
-NEVER = {"download_events", "search"}
+#: The event stream never ends by design (test_live.py covers it).
+NEVER = {"download_events"}
 EXAMPLES = 40
 
 
@@ -39,14 +34,12 @@ def server(tmp_path):
 
 
 def test_no_input_gives_a_server_error(server):
-    resolver = server.app.state.resolver
-    missing = {op for op, attr in NEEDS.items() if not hasattr(resolver, attr)}
     schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
     ran, failures, calls = [], [], {"n": 0}
     for result in schema.get_all_operations():
         operation = result.ok()
         op_id = operation.definition.raw.get("operationId")
-        if op_id in NEVER or op_id in missing:
+        if op_id in NEVER:
             continue
 
         strategy = (operation.as_strategy(generation_mode=GenerationMode.POSITIVE)
@@ -68,7 +61,7 @@ def test_no_input_gives_a_server_error(server):
         except Exception as exc:  # noqa: BLE001 - collect every operation's failure, then report all
             failures.append(f"{op_id}: {exc}")
         ran.append(op_id)
-    print(f"schemathesis: {calls['n']} requests over {sorted(ran)}; skipped (core not merged): {sorted(missing)}")
+    print(f"schemathesis: {calls['n']} requests over {sorted(ran)}")
     assert not failures, "\n\n".join(failures)
-    assert {"analyze", "relink", "get_config", "patch_config", "list_models"} <= set(ran)
+    assert {r.name for r in ROUTES if r.name not in NEVER} <= set(ran)  # every operation of the contract
     assert calls["n"] >= 5 * len(ran)  # each operation really got many generated requests

@@ -95,7 +95,7 @@ async def test_cors_is_off_by_default_and_cross_origin_changes_are_refused(clien
     # a "simple" cross-site POST (no preflight) from a web page must not start anything
     r = await client.post(f"{SIDECAR_PREFIX}/downloads", content=json.dumps({"url": "https://huggingface.co/x",
                           "folder": "loras"}), headers={"Origin": "https://evil.example", "content-type": "text/plain"})
-    assert assert_error(r, 403)["code"] == "cross_origin"
+    assert assert_error(r, 403, "CrossOriginRejected")["code"] == "cross_origin"
     # same-origin requests (e.g. the mounted UI) pass the origin check
     r = await client.patch(f"{SIDECAR_PREFIX}/config", json={"safetensors_only": True},
                            headers={"Origin": "http://127.0.0.1"})
@@ -146,3 +146,17 @@ async def test_workflow_size_limit(tmp_path):
         huge = b"{" + b" " * 200_000 + b"}"
         assert_error(await c.post(f"{SIDECAR_PREFIX}/analyze", content=huge,
                                   headers={"content-type": "application/json"}), 413, "WorkflowTooLarge")
+
+
+async def test_bodies_must_be_json_or_a_workflow_upload(client):
+    """A web page can send text/plain or a form without a CORS preflight: such bodies are refused."""
+    r = await client.patch(f"{SIDECAR_PREFIX}/config", content=b'{"safetensors_only": true}',
+                           headers={"content-type": "text/plain"})
+    assert "application/json" in assert_error(r, 415, "UnsupportedMediaType")["message"]
+    r = await client.post(f"{SIDECAR_PREFIX}/analyze", data={"a": "b"})
+    assert_error(r, 415, "UnsupportedMediaType")
+    r = await client.post(f"{SIDECAR_PREFIX}/downloads/job-1/pause")  # bodiless actions need no type
+    assert r.status_code == 404
+    r = await client.post(f"{SIDECAR_PREFIX}/downloads", json={"url": "https://huggingface.co/a/b/resolve/main/x.safetensors",
+                                                                 "folder": "loras"}, headers={"Sec-Fetch-Site": "cross-site"})
+    assert assert_error(r, 403, "CrossOriginRejected")["message"] == "Cross-site request refused."

@@ -1,7 +1,7 @@
 """URL normalisation, Hub/Civitai URL parsing (pure); the allowlist is tested in tests/test_hosts.py."""
 from __future__ import annotations
 
-from hypothesis import given, strategies as st
+from hypothesis import example, given, strategies as st
 
 from comfyui_model_resolver.sources.urls import (
     civitai_version_id, clean_link, normalise_url, parse_hf_url, url_basename)
@@ -45,6 +45,8 @@ def test_civitai_version_ids():
 
 
 @given(st.text(max_size=200))
+@example("0 .")  # junk after a space: the space must go too
+@example("< <https://huggingface.co/a/b/blob/main/x.safetensors> >.")
 def test_normalise_never_raises_and_is_idempotent(text):
     once = normalise_url(text)
     assert normalise_url(once) == once

@@ -1,0 +1,123 @@
+"""End to end through the sidecar over loopback, against the fake Hub: resolve a workflow, start its
+downloads from the resolve result, watch the SSE progress until the file is verified and in place,
+control jobs (URL download, cancel), and read the figures in /metrics. Also through the Gradio UI."""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+
+import httpx
+import pytest
+
+from comfyui_model_resolver.adapters.routes import SIDECAR_PREFIX
+from fakes.blobs import FakeFile
+from sidecar.main import create_app
+from support.sources import fake_hosts, workflow
+
+from .conftest import LiveServer, make_settings
+from .test_live import read_events
+
+REPO_ID = "Comfy-Org/Wan_2.1_ComfyUI_repackaged"
+SIZE = 256 * 1024
+
+
+@pytest.fixture
+def hub(fake_hub_thread):
+    fake_hub_thread.add_repo(REPO_ID, [
+        FakeFile.safetensors("split_files/vae/wan_2.1_vae.safetensors", SIZE, seed=1),
+        FakeFile.safetensors("split_files/loras/extra.safetensors", SIZE, seed=2)], downloads=1000)
+    return fake_hub_thread
+
+
+@pytest.fixture
+def server(hub, tmp_path):
+    settings = make_settings(tmp_path, hf_endpoint=hub.url, allowed_hosts=fake_hosts(hub), disable_catalog=True)
+    live = LiveServer(create_app(settings, enable_ui=True, sse_keepalive=0.5)).start()
+    yield live
+    live.stop()
+
+
+WF = workflow(("VAELoader", ["wan_2.1_vae.safetensors"]))
+
+
+def _wait_job(c: httpx.Client, job_id: str, states=("completed", "failed", "cancelled"), timeout=30) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = c.get(f"{SIDECAR_PREFIX}/downloads/{job_id}").json()
+        if job["state"] in states:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} stayed {job['state']}")
+
+
+def test_resolve_then_download_with_sse_progress(server, hub, tmp_path):
+    vae = tmp_path / "ComfyUI" / "models" / "vae" / "wan_2.1_vae.safetensors"
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        resolution = c.post(f"{SIDECAR_PREFIX}/resolve", json=WF).json()
+        [model] = resolution["models"]
+        assert model["status"] == "resolved" and model["candidates"][0]["repo"] == REPO_ID
+        with c.stream("GET", f"{SIDECAR_PREFIX}/downloads/events") as stream:
+            lines = stream.iter_lines()
+            assert read_events(lines, 1)[0] == ("snapshot", {"jobs": []})
+            created = c.post(f"{SIDECAR_PREFIX}/downloads", json={"models": resolution["models"]})
+            assert created.status_code == 202, created.text
+            [job] = created.json()["jobs"]
+            events = []
+            for name, data in iter(lambda: read_events(lines, 1, timeout=30)[0], None):
+                assert name == "progress"
+                events.append(data)
+                if data["state"] in ("completed", "failed"):
+                    break
+        assert events[-1]["state"] == "completed", events[-1]
+        assert {e["job_id"] for e in events} == {job["id"]}
+        assert events[-1]["bytes_done"] == SIZE and events[-1]["path"] == str(vae)
+        assert hashlib.sha256(vae.read_bytes()).hexdigest() == model["candidates"][0]["sha256"]
+        assert _wait_job(c, job["id"])["state"] == "completed"
+        assert job["id"] in {j["id"] for j in c.get(f"{SIDECAR_PREFIX}/downloads").json()["jobs"]}
+        metrics = c.get("/metrics").text
+        assert "cmr_downloads_completed_total 1" in metrics and f"cmr_download_bytes_total {SIZE}" in metrics
+        assert 'cmr_downloads{state="completed"} 1' in metrics
+        assert 'cmr_route_duration_seconds_count{route="resolve"} 1' in metrics
+        # analyzing again: the model is now present
+        assert c.post(f"{SIDECAR_PREFIX}/analyze", json=WF).json()["models"][0]["status"] == "present"
+
+
+def test_url_download_controls_and_errors(server, hub):
+    url = f"{hub.url}/{REPO_ID}/resolve/main/split_files/loras/extra.safetensors"
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        r = c.post(f"{SIDECAR_PREFIX}/downloads", json={"url": url, "folder": "loras"})
+        assert r.status_code == 202 and r.json()["folder"] == "loras"
+        assert _wait_job(c, r.json()["id"])["state"] == "completed"
+        bad = c.post(f"{SIDECAR_PREFIX}/downloads", json={"url": "https://evil.example/x.safetensors", "folder": "loras"})
+        assert bad.status_code == 400 and bad.json()["error"]["type"] == "HostNotAllowed"
+        up = c.post(f"{SIDECAR_PREFIX}/downloads", json={"url": url, "folder": "loras", "filename": "../../x.safetensors"})
+        assert up.status_code == 400 and up.json()["error"]["type"] == "UnsafePath"
+        missing = c.delete(f"{SIDECAR_PREFIX}/downloads/no-such-job")
+        assert missing.status_code == 404 and missing.json()["error"]["type"] == "JobNotFound"
+        assert c.post(f"{SIDECAR_PREFIX}/downloads/no-such-job/pause").status_code == 404
+
+
+def test_gradio_resolve_and_download_all(server, tmp_path):
+    gradio_client = pytest.importorskip("gradio_client", reason="gradio_client is not installed")
+    pytest.importorskip("gradio", reason="gradio is not installed (the 'ui' extra)")
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(workflow(("VAELoader", ["wan_2.1_vae.safetensors"]),
+                                        ("CheckpointLoaderSimple", ["nowhere_to_be_found.safetensors"]))))
+    client = gradio_client.Client(f"{server.url}/gradio/", verbose=False, download_files=False)
+    table, choices, details, log = client.predict(gradio_client.handle_file(str(path)), api_name="/resolve")
+    assert table["data"][0][0] == "resolved" and REPO_ID in table["data"][0][5]
+    assert table["data"][1][0] == "not_found"
+    assert choices["value"] == ["vae/wan_2.1_vae.safetensors"]  # missing + resolved: offered, ticked
+    jobs, details, log = client.predict(api_name="/download_all")
+    assert "skipped checkpoints/nowhere_to_be_found.safetensors: no source found" in log
+    assert "1 job(s) queued" in log and details["jobs"][0]["filename"].endswith("wan_2.1_vae.safetensors")
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        jobs, log = client.predict(api_name="/jobs")
+        if jobs["data"] and jobs["data"][0][3] == "completed":
+            break
+        time.sleep(0.1)
+    assert jobs["data"][0][3] == "completed" and "(100%)" in jobs["data"][0][4]
+    assert "vae/wan_2.1_vae.safetensors completed" in log
+    assert (tmp_path / "ComfyUI" / "models" / "vae" / "wan_2.1_vae.safetensors").is_file()
