@@ -22,6 +22,7 @@ from .index.scan import ModelIndex, ScanStats
 from .settings import Settings, persist_runtime_settings
 from .types import Analysis, ModelReport, ParsedWorkflow, Resolution, SearchResult
 from .workflow.decode import decode_object, decode_workflow
+from .workflow.folders import is_pickle_file
 from .workflow.knowledge import Knowledge
 from .workflow.object_info import load_object_info
 from .workflow.parse import refs_from_decoded
@@ -63,7 +64,8 @@ class Resolver:
 
     # ---- analysis ------------------------------------------------------------------------
     def _report(self, name: str, parsed: ParsedWorkflow) -> Analysis:
-        models = tuple(ModelReport.from_ref(ref, match_ref(ref, self.index)) for ref in parsed.refs)
+        models = tuple(ModelReport.from_ref(ref, match_ref(ref, self.index), pickle=is_pickle_file(ref.filename))
+                       for ref in parsed.refs)
         warnings = tuple({"type": "warning", "message": w} for w in parsed.warnings)
         return Analysis(workflow=name, format=parsed.format, models=models, errors=warnings)
 

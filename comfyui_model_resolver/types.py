@@ -77,11 +77,15 @@ class ModelReport(ModelRef):
     relink_value: str | None = None
     local_sha256: str | None = None  # computed only on request (analyze with hash matching)
     hash_verified: bool | None = None  # local file's SHA-256 equals the embedded hash
+    #: A pickle format (.ckpt .pt .pt2 .pth .bin .pkl): loading it can run code. Adapters warn about
+    #: it; CMR_SAFETENSORS_ONLY refuses to download it.
+    pickle: bool = False
 
     @classmethod
-    def from_ref(cls, ref: ModelRef, match: LocalMatch) -> "ModelReport":
+    def from_ref(cls, ref: ModelRef, match: LocalMatch, *, pickle: bool = False) -> "ModelReport":
         data = ref.model_dump()
-        data.update(status=match.status.value, local_path=match.local_path, relink_value=match.relink_value)
+        data.update(status=match.status.value, local_path=match.local_path, relink_value=match.relink_value,
+                    pickle=pickle)
         return cls.model_validate(data)
 
 

@@ -99,6 +99,8 @@ def _table(analysis: Analysis, out=sys.stdout) -> None:
             notes.append("SHA-256 differs from the workflow's")
         if m.folder_source == "generic":
             notes.append("folder guessed")
+        if m.pickle:
+            notes.append("pickle format: loading it can run code")
         for c in m.conflicts:
             notes.append(f"{c.source} says {c.folder}")
         rows.append((m.status, m.folder or "?", m.filename, node, ", ".join(notes)))

@@ -58,7 +58,8 @@ def _where(m: ResolvedModel) -> str:
 def _table(res: Resolution, out=sys.stdout) -> None:
     print(f"{res.workflow}  [{res.format}]", file=out)
     for m in res.models:
-        print(f"  {m.status:<13} {m.folder or '?':<18} {m.filename}", file=out)
+        print(f"  {m.status:<13} {m.folder or '?':<18} {m.filename}"
+              + ("  (pickle format: loading it can run code)" if m.pickle else ""), file=out)
         where = _where(m)
         if where and m.status not in ("present", "relocated"):
             print(f"      {'->' if m.chosen else '? '} {where}", file=out)

@@ -243,3 +243,16 @@ test("what a job waits for is shown while it is active", () => {
   assert.match(L.progressInfo(job).text, /^Queued · retrying in 4 s: connection reset$/);
   assert.doesNotMatch(L.progressInfo({ ...job, state: "failed" }).text, /retrying/);
 });
+
+test("pickle formats are marked: the server's flag, else the file name", () => {
+  const g = L.groupModels([
+    row({ filename: "a.ckpt", node_id: "1" }),
+    row({ filename: "b.safetensors", node_id: "2", pickle: true }),
+    row({ filename: "c.safetensors", node_id: "3" }),
+    row({ filename: "D.PTH", node_id: "4", folder: "upscale_models", status: "present" }),
+  ]);
+  const marked = [...g.missing, ...g.present].filter((i) => i.pickle).map((i) => i.filename).sort();
+  assert.deepEqual(marked, ["D.PTH", "a.ckpt", "b.safetensors"]);
+  assert.equal(L.isPickle({ filename: "x.bin" }), true);
+  assert.equal(L.isPickle({ filename: "x.gguf" }), false);
+});

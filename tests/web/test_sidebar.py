@@ -114,6 +114,9 @@ async def test_sidebar_session_in_headless_chromium():
     assert "4 models · 1 present · 1 relocated · 2 missing" in opened["summary"]
     assert opened["analyzeBody"] == {"hasSubgraphs": True, "contentType": "application/json", "name": "wf-a"}
     assert opened["region"] == "region" and opened["heading"] == "Model Resolver"
+    # pickle formats are marked (the server's `pickle: true`), with what it means on hover
+    assert [item for item, _ in opened["pickle"]] == ["upscale_models|4x.pth"]
+    assert "can run code" in opened["pickle"][0][1]
     miss = opened["missingText"]
     for part in ("detail.safetensors", "Hugging Face", "144 MB", "93% match", "exact file name", "acme/detail/detail.safetensors"):
         assert part in miss, part

@@ -17,6 +17,16 @@ export const TOKEN_HELP = {
     where: "https://civitai.com/user/account" },
 };
 
+/** Extensions that may carry pickled code (the server's workflow/folders.PICKLE_EXTENSIONS). */
+export const PICKLE_EXTENSIONS = [".ckpt", ".pt", ".pt2", ".pth", ".bin", ".pkl"];
+
+/** A pickle file: loading it can run code. The server marks rows `pickle: true`; the name decides for older servers. */
+export function isPickle(m) {
+  if (m && m.pickle === true) return true;
+  const name = String(m?.filename ?? m ?? "").toLowerCase();
+  return PICKLE_EXTENSIONS.some((ext) => name.endsWith(ext));
+}
+
 /** The widget value as a download target path: forward slashes, no leading slash. */
 export function normalizeName(name) {
   return String(name ?? "").replace(/\\/g, "/").replace(/^\/+/, "");
@@ -53,10 +63,11 @@ export function groupModels(models, resolved = new Map()) {
     const key = itemKey(m);
     let item = items.get(key);
     if (!item) {
-      item = { key, filename: m.filename, folder: m.folder, status: localStatus(m), refs: [], inactive: true };
+      item = { key, filename: m.filename, folder: m.folder, status: localStatus(m), refs: [], inactive: true, pickle: false };
       items.set(key, item);
     }
     item.refs.push(m);
+    if (isPickle(m)) item.pickle = true;
     if (m.active !== false) item.inactive = false;
     // the most urgent status of any reference wins: missing > relocated > present
     const rank = { missing: 2, relocated: 1, present: 0 };

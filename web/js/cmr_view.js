@@ -58,6 +58,7 @@ const CSS = `
 .cmr-tag.cmr-tag-missing { background: var(--p-red-500, #b91c1c); color: #fff; }
 .cmr-tag.cmr-tag-relocated { background: var(--p-orange-500, #c2410c); color: #fff; }
 .cmr-tag.cmr-tag-present { background: var(--p-green-600, #15803d); color: #fff; }
+.cmr-tag.cmr-tag-pickle { background: var(--p-orange-600, #9a3412); color: #fff; }
 .cmr-empty { color: var(--p-text-muted-color, var(--descrip-text, #999)); font-style: italic; }
 `;
 
@@ -94,6 +95,15 @@ function button(doc, label, onclick, { severity = "", icon = "", aria = null, di
 
 function tag(doc, text, kind) {
   return h(doc, "span", { class: `cmr-tag p-tag p-component cmr-tag-${kind}` }, h(doc, "span", { class: "p-tag-label", text }));
+}
+
+const PICKLE_NOTE = "Pickle format: loading this file can run code. Prefer a .safetensors version from a source you trust.";
+
+/** The name line of an item: the file name, then its warnings as tags. */
+function nameLine(doc, item) {
+  return h(doc, "div", { class: "cmr-name" }, item.filename, " ",
+    item.pickle ? h(doc, "span", { title: PICKLE_NOTE, "aria-label": PICKLE_NOTE, "data-pickle": "true" }, tag(doc, "pickle", "pickle")) : null,
+    item.inactive ? tag(doc, "bypassed", "info") : null);
 }
 
 function usedBy(item) {
@@ -148,7 +158,7 @@ function missingItem(doc, item, vm, actions) {
   const expanded = vm.expanded.has(item.key);
   const altId = `cmr-alt-${safeId(item.key)}`;
   const parts = [
-    h(doc, "div", { class: "cmr-name" }, item.filename, " ", item.inactive ? tag(doc, "bypassed", "info") : null),
+    nameLine(doc, item),
     h(doc, "div", { class: "cmr-meta", text: usedBy(item) }),
   ];
   if (item.candidates === null) {
@@ -200,7 +210,7 @@ function tokenHint(doc, token, actions) {
 function relocatedItem(doc, item, actions) {
   const canRelink = Boolean(item.relinkValue);
   return h(doc, "li", { class: "cmr-item", "data-item": item.key, "data-status": "relocated" },
-    h(doc, "div", { class: "cmr-name", text: item.filename }),
+    nameLine(doc, item),
     h(doc, "div", { class: "cmr-meta", text: usedBy(item) }),
     canRelink
       ? h(doc, "div", {}, "Found as ", h(doc, "code", { text: item.relinkValue }))
@@ -211,7 +221,7 @@ function relocatedItem(doc, item, actions) {
 
 function presentItem(doc, item) {
   return h(doc, "li", { class: "cmr-item", "data-item": item.key, "data-status": "present" },
-    h(doc, "div", { class: "cmr-name", text: item.filename }),
+    nameLine(doc, item),
     h(doc, "div", { class: "cmr-meta", text: usedBy(item) }));
 }
 

@@ -31,7 +31,7 @@ function analysisRows() {
     row({ filename: "detail.safetensors", folder: "loras", node_id: "3", node_type: "LoraLoader", input: "lora_name",
       status: downloaded ? "present" : "missing" }),
     row({ filename: "4x.pth", folder: "upscale_models", node_id: "4", node_type: "UpscaleModelLoader", input: "model_name",
-      status: "missing" }),
+      status: "missing", pickle: true }),
   ];
 }
 const hf = { url: "https://huggingface.co/acme/detail/resolve/main/detail.safetensors", source: "huggingface", confidence: 0.93,
@@ -83,7 +83,8 @@ try {
     summary: text($("[data-summary]")), missingText: text($("[data-group=missing]")),
     analyzeBody: { hasSubgraphs: Boolean(analyzeCall.body.definitions?.subgraphs?.length), contentType: analyzeCall.contentType,
       name: analyzeCall.query.name },
-    heading: text($(".cmr-title")), region: $(".cmr-panel").getAttribute("role") });
+    heading: text($(".cmr-title")), region: $(".cmr-panel").getAttribute("role"),
+    pickle: $$("[data-pickle=true]").map((t) => [t.closest("[data-item]").dataset.item, t.getAttribute("title")]) });
 
   // 3. alternatives on demand
   const altBtn = $$("[data-group=missing] button").find((b) => /alternative/.test(text(b)));
