@@ -70,6 +70,12 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
         resolver = await factory(settings)
         state.resolver = resolver
         metrics.start(resolver.events)
+        start_downloads = getattr(resolver, "start_downloads", None)
+        if start_downloads is not None:  # resume what a previous run left unfinished (a crash, kill -9)
+            try:
+                await start_downloads()
+            except Exception as exc:  # noqa: BLE001 - the API still works; the first submit retries
+                log.warning("could not resume earlier downloads: %s", getattr(exc, "message", exc))
         restore = _follow_server_exit(lambda: begin_shutdown(app))
         log.info("sidecar ready", extra={"version": __version__, "models_root": str(settings.effective_models_root),
                                          "api_key": settings.api_key is not None, "ui": state.ui_mounted})

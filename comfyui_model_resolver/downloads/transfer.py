@@ -590,15 +590,27 @@ class Transfer:
                 return
             data = buf[0] if len(buf) == 1 else b"".join(buf)
             fut = asyncio.ensure_future(part.run(self.executor, part.write_at, base, data))
+            # A write still in flight when this task is cancelled may fail after nobody awaits it
+            # any more; its error is reported by the write that awaits it, or not at all.
+            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
             pending.append((fut, base + len(data)))
             base += len(data)
             buf, buffered = [], 0
 
+        broken = False  # a write failed: nothing after it may count as written (it would skip a hole)
+
         async def retire_one() -> None:
+            nonlocal broken
             fut, end = pending.popleft()
-            await asyncio.shield(fut)  # a pause must not lose track of a write in flight
-            piece.written = max(piece.written, end)
-            self._advance_hash()
+            try:
+                await asyncio.shield(fut)  # a pause must not lose track of a write in flight
+            except BaseException:
+                if fut.done() and not fut.cancelled() and fut.exception() is not None:
+                    broken = True
+                raise
+            if not broken:
+                piece.written = max(piece.written, end)
+                self._advance_hash()
 
         error: BaseException | None = None
         try:
@@ -634,7 +646,8 @@ class Transfer:
             error = exc
             raise
         finally:
-            flush()  # bytes received are good bytes: keep them
+            if not broken:
+                flush()  # bytes received are good bytes: keep them
             write_error: BaseException | None = None
             while pending:
                 try:
