@@ -32,7 +32,7 @@ from .deps import MetricsDep, ProbeDep, ResolverDep
 from .health import UpstreamProbe, health_report
 from .metrics import CONTENT_TYPE, Metrics
 from .routes import bind_routes, workflow_too_large
-from .security import BodyLimitMiddleware, is_loopback, request_too_large
+from .security import BodyLimitMiddleware, HostCheckMiddleware, is_loopback, request_too_large
 
 log = logging.getLogger("cmr.sidecar")
 
@@ -114,6 +114,7 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
                            allow_methods=sorted({r.method for r in ROUTES}), allow_credentials=False,
                            allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After"],
                            max_age=600)
+    app.add_middleware(HostCheckMiddleware, settings=settings)  # outermost: before CORS, limits, routes
 
     if settings.enable_ui if enable_ui is None else enable_ui:
         from .gradio_ui import gradio_available, mount_ui

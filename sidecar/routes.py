@@ -22,7 +22,7 @@ from comfyui_model_resolver.adapters.routes import (
 )
 from comfyui_model_resolver.errors import WorkflowTooLarge
 
-from .security import BodyTooLarge, check_api_key, check_content_type, check_host, check_origin
+from .security import BodyTooLarge, check_api_key, check_content_type, check_origin
 
 #: JSON bodies larger than this are parsed in a worker thread.
 _THREAD_PARSE_BYTES = 256 * 1024
@@ -82,9 +82,6 @@ async def _read_request(route: Route, request: Request) -> ApiRequest:
 def _endpoint(route: Route):
     async def endpoint(request: Request) -> Response:
         state = request.app.state
-        denied = check_host(state.settings, request.headers, local_host(request))
-        if denied is not None:
-            return as_response(denied)
         if route.mutating:
             denied = (check_origin(state.settings, request.headers, request.url.scheme)
                       or check_api_key(state.settings, request.headers, local_host(request)))
@@ -111,9 +108,6 @@ async def events_endpoint(request: Request) -> Response:
     """The shared event stream (`routes.download_event_stream`: `snapshot`, then `progress` events and
     keep-alive comments), ended early when the server starts to shut down so it can stop promptly."""
     state = request.app.state
-    denied = check_host(state.settings, request.headers, local_host(request))
-    if denied is not None:
-        return as_response(denied)
     stopping: asyncio.Event = state.stopping
     source = download_event_stream(state.resolver, heartbeat=state.sse_keepalive)
 

@@ -130,6 +130,28 @@ def check_content_type(route: Route, method: str, content_type: str | None, has_
 _SIMPLE_TYPES = {"text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""}
 
 
+class HostCheckMiddleware:
+    """DNS-rebinding protection for the whole app — API, event stream, docs, metrics and the Gradio UI
+    (which can start downloads too): `check_host` on every HTTP request and websocket."""
+
+    def __init__(self, app: ASGIApp, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive, send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", ())}
+            server = scope.get("server")
+            denied = check_host(self.settings, headers, server[0] if server else None)
+            if denied is not None:
+                if scope["type"] == "http":
+                    await _send(send, denied)
+                else:
+                    await send({"type": "websocket.close", "code": 1008})
+                return
+        await self.app(scope, receive, send)
+
+
 class BodyTooLarge(Exception):
     def __init__(self, response: ApiResponse) -> None:
         super().__init__(response.body["error"]["message"])

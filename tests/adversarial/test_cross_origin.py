@@ -173,3 +173,14 @@ async def test_a_configured_origin_is_a_trusted_host(sandbox, fake_hub):
 ])
 def test_rebinding_rule(host, local, refused):
     assert (rebinding_refusal(host, local) is not None) is refused
+
+
+@pytest.mark.parametrize("path", ["/health", "/metrics", "/openapi.json", "/docs", "/", "/gradio/"])
+async def test_rebinding_is_refused_on_every_sidecar_path(sandbox, fake_hub, path):
+    """Not only the API: the Gradio UI can start downloads too, and the docs and metrics tell about
+    the install. One middleware covers the whole app."""
+    async with DOORS["sidecar"](sandbox, door_environ(sandbox, fake_hub)) as door:
+        status, resp, _ = await door.request("GET", path, raw_path=True, headers={"Host": "evil.example:5002"})
+        assert assert_error_shape(status, resp, statuses=(403,))["code"] == "host_not_trusted"
+        status, _, _ = await door.request("GET", "/health", raw_path=True)
+        assert status in (200, 503)  # this machine's own name still works
