@@ -83,6 +83,7 @@ class Settings(BaseModel):
     stall_timeout: float = Field(60.0, gt=0)
     segment_threshold: int = Field(64 * 1024 * 1024, ge=1)
     segments: int = Field(4, ge=1, le=32)
+    download_ramp_probe: float = Field(1.0, ge=0, le=60)  # seconds one stream is measured before splitting
     download_retries: int = Field(5, ge=0, le=50)
     download_fsync: bool = False  # fsync part files at checkpoints and before the final rename
     safetensors_only: bool = False

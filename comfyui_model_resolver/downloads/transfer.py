@@ -30,6 +30,7 @@ Writes, fsync and hashing run in worker threads; the event loop only moves buffe
 from __future__ import annotations
 
 import asyncio
+import time
 import os
 import random
 import shutil
@@ -60,6 +61,8 @@ MAX_PENDING_WRITES = 8  # per connection
 CHECKPOINT_SECONDS = 2.0
 MAX_RESTARTS = 3  # "start over from byte 0" at most this often per run
 MIN_STEAL = 1024 * 1024  # a piece is split for an idle connection only if twice this is left
+#: One stream at least this fast (bytes/s) is not split over more connections.
+FAST_SINGLE_STREAM = 300 * 1024 * 1024
 MIN_HASH_LAG = 512 * 1024 * 1024  # connections may run this far ahead of the hash frontier
 
 
@@ -492,8 +495,10 @@ class Transfer:
             lag = max(MIN_HASH_LAG, 8 * iv.piece_size(total, s.segments))
             self._sched = _Scheduler(done, pieces, segmented=segmented, max_lag=lag)
         self._advance_hash()
-        tasks = [asyncio.get_running_loop().create_task(self._worker(first if i == 0 else None), name=f"cmr-conn-{i}")
-                 for i in range(workers)]
+        loop = asyncio.get_running_loop()
+        tasks = [loop.create_task(self._worker(first), name="cmr-conn-0")]
+        if workers > 1:
+            tasks.append(loop.create_task(self._ramp_up(tasks, workers), name="cmr-ramp-up"))
         try:
             await _first_failure(tasks)
         finally:
@@ -503,6 +508,28 @@ class Transfer:
         if total is None:  # EOF decided the size
             rec.total = self._sched.intervals()[-1][1] if self._sched.intervals() else 0
             self._sched = _Scheduler([(0, rec.total)] if rec.total else [], [], segmented=False, max_lag=0)
+
+    async def _ramp_up(self, tasks: list[asyncio.Task], workers: int) -> None:
+        """Open the other connections only when one is slow.
+
+        More connections pay off when a server or CDN caps each connection's speed; on a fast
+        link one stream is already as fast as the disk and the SHA-256 allow, and extra
+        connections only compete for the CPU. So measure the first stream for a moment and
+        add the rest when it is below `FAST_SINGLE_STREAM` (Settings.download_ramp_probe = 0:
+        open them all at once)."""
+        probe = self.settings.download_ramp_probe
+        if probe > 0:
+            start_bytes, start = self.bytes_done, time.monotonic()
+            await asyncio.wait([tasks[0]], timeout=probe)  # ends early when the one stream is done
+            if tasks[0].done():
+                return
+            rate = (self.bytes_done - start_bytes) / max(1e-6, time.monotonic() - start)
+            if rate >= FAST_SINGLE_STREAM:
+                self._on_detail(None)
+                return
+        loop = asyncio.get_running_loop()
+        for i in range(1, workers):
+            tasks.append(loop.create_task(self._worker(None), name=f"cmr-conn-{i}"))
 
     async def _claim(self) -> _Piece | None:
         assert self._sched is not None and self._hasher is not None
@@ -697,10 +724,13 @@ class _Complete(Exception):
 
 
 async def _first_failure(tasks: list[asyncio.Task]) -> None:
-    """Wait for all tasks; on the first exception cancel the rest and raise it."""
-    pending = set(tasks)
-    while pending:
-        finished, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_EXCEPTION)
-        for t in finished:
-            if not t.cancelled() and t.exception() is not None:
+    """Wait for all tasks, including ones appended to `tasks` while waiting; on the first
+    exception cancel the rest (the caller does) and raise it."""
+    while True:
+        for t in tasks:
+            if t.done() and not t.cancelled() and t.exception() is not None:
                 raise t.exception()  # type: ignore[misc]
+        pending = [t for t in tasks if not t.done()]
+        if not pending:
+            return
+        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)

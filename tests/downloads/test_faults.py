@@ -360,3 +360,22 @@ async def test_civitai_download_names_the_file_and_keeps_the_key_home(env):
         # (changed) file back with 200, and started over from byte 0.
         resumed = [r for r in storage if r["if_range"]]
         assert resumed and resumed[0]["status"] == 200
+
+
+# ---- connection ramp-up ------------------------------------------------------------------------
+async def test_capped_connection_gets_more_connections(env):
+    """One stream is measured first; a CDN that caps each connection gets the other connections."""
+    f = env.add(size=6 * MiB, seed=11)
+    env.hub.switch(on="cdn", throttle_bps=2 * MiB)
+    job = await fetch(env, env.manager(env.with_settings(download_ramp_probe=0.3)))
+    assert_good(env, job, f)
+    assert len({r["range"] for r in cdn_gets(env)}) >= 3  # the first stream, then others for later pieces
+
+
+async def test_download_finishing_during_the_probe_uses_one_connection(env):
+    f = env.add(size=3 * MiB, seed=12)
+    job = await fetch(env, env.manager(env.with_settings(download_ramp_probe=30)))
+    assert_good(env, job, f)
+    starts = [range_start(r) or 0 for r in cdn_gets(env)]
+    # One stream took the pieces in turn, lowest first, each byte asked for once.
+    assert starts[0] == 0 and starts == sorted(set(starts))

@@ -83,7 +83,7 @@ class Env:
 
 def make_settings(root: Path, hub, **overrides) -> Settings:
     base = dict(models_root=root / "models", data_dir=root / "data", hf_endpoint=hub.url,
-                allowed_hosts=(hostport(hub.cdn_url),), segment_threshold=1 << 20, segments=4,
+                allowed_hosts=(hostport(hub.cdn_url),), segment_threshold=1 << 20, segments=4, download_ramp_probe=0,
                 stall_timeout=1.0, download_timeout=5.0, download_retries=3)
     base.update(overrides)
     return Settings(**base)
