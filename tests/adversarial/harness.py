@@ -21,7 +21,6 @@ PromptServer) or the sidecar (FastAPI, in-process) — behind one `request()` th
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import stat
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fakes.blobs import make_safetensors
+from support.downloads import sha256_of
 
 #: Where the routes live behind each door.
 PREFIX = {"comfyui": "/cmr/v1", "sidecar": "/api/v1"}
@@ -38,14 +38,6 @@ HF_TOKEN = "hf_AdversarialSecretToken0123456789"
 CIVITAI_KEY = "civitai-key-5ecret-0f-adversarial-suite"
 API_KEY = "sidecar-api-key-adversarial"
 SECRETS = (HF_TOKEN, CIVITAI_KEY, API_KEY)
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def snapshot(root: Path) -> dict[str, tuple]:
@@ -61,7 +53,7 @@ def snapshot(root: Path) -> dict[str, tuple]:
             elif stat.S_ISDIR(st.st_mode):
                 out[rel] = ("dir",)
             elif stat.S_ISREG(st.st_mode):
-                out[rel] = ("file", st.st_size, _sha256(p), st.st_nlink)
+                out[rel] = ("file", st.st_size, sha256_of(p), st.st_nlink)
             else:
                 out[rel] = ("other", stat.S_IFMT(st.st_mode))
     return out

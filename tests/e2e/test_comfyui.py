@@ -20,7 +20,6 @@ to /tmp/cmr-e2e-frontend), E2E_SHOT_DIR (keep screenshots there), E2E_KEEP=1 (ke
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import pytest
 
+from support.downloads import sha256_of
 from support.paths import REPO
 
 SRC = os.environ.get("COMFYUI_SRC")
@@ -169,14 +169,6 @@ def _frontend_root(version: str) -> Path:
     return static
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @pytest.mark.parametrize("frontend", ["1.27.10", NEW_FRONTEND])
 def test_sidebar_resolves_downloads_and_relinks(installed, frontend, tmp_path):
     from fakes import FakeFile, FakeHub
@@ -238,8 +230,8 @@ def test_sidebar_resolves_downloads_and_relinks(installed, frontend, tmp_path):
             else:
                 assert report["frontendVersion"] == frontend
             # the Hub's bytes, in the folders the workflow's loaders read
-            assert _sha256(models / "loras" / LORA) == lora.sha256
-            assert _sha256(models / "upscale_models" / UPSCALE) == upscale.sha256
+            assert sha256_of(models / "loras" / LORA) == lora.sha256
+            assert sha256_of(models / "upscale_models" / UPSCALE) == upscale.sha256
             assert not list(models.rglob("*.part")) and not list(models.rglob("*.incomplete"))
             assert any("%" in p or "left" in p or "Verifying" in p for p in report["progressSeen"]), report["progressSeen"]
             # the relink reached the loader inside the subgraph
