@@ -49,7 +49,7 @@ def parse_json_text(text: str | bytes, *, what: str = "workflow") -> Any:
         raise WorkflowError(f"The {what} is not JSON and not a PNG or WebP image.",
                             hint="Expected a ComfyUI workflow .json, or a .png/.webp saved by ComfyUI.")
     try:
-        obj = json.loads(text, parse_constant=_no_constant)
+        obj = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float)
     except json.JSONDecodeError as exc:
         raise WorkflowError(f"The {what} is not valid JSON: {exc.msg} at line {exc.lineno}, column {exc.colno}.",
                             hint="The file may be truncated or hand-edited.") from None
@@ -58,10 +58,12 @@ def parse_json_text(text: str | bytes, *, what: str = "workflow") -> Any:
     except _NotJson as exc:
         raise WorkflowError(f"The {what} is not valid JSON: {exc} is not a JSON number.",
                             hint="JSON has no NaN or Infinity; the file was not written by ComfyUI.") from None
+    except _Overflow as exc:
+        raise WorkflowError(f"The {what} holds a number too large for JSON ({exc}).") from None
     except ValueError as exc:  # e.g. integer string too long
         raise WorkflowError(f"The {what} JSON holds a value that cannot be read: {exc}.") from None
-    if _SUSPECT.search(text):
-        obj = _sanitised(obj, what)
+    if _SURROGATE_ESCAPE.search(text):
+        obj = _sanitised(obj)
     return obj
 
 
@@ -73,27 +75,39 @@ def _no_constant(name: str) -> Any:
     raise _NotJson(name)
 
 
-#: Cheap pre-check for the two things json.loads lets through that are not data a workflow can hold
-#: or an answer can carry: \ud800-style escapes (maybe lone surrogates, which cannot be encoded as
-#: UTF-8) and exponents of 3+ digits (maybe overflowing to inf, which JSON cannot express).
-_SUSPECT = re.compile(r"\\u[dD][89a-fA-F]|[eE][+]?\d{3}")
+class _Overflow(ValueError):
+    pass
+
+
+def _finite_float(text: str) -> float:
+    """1e999 (or 400 digits) reads as inf, which no answer can carry: refuse it while parsing."""
+    value = float(text)
+    if not math.isfinite(value):
+        raise _Overflow(text if len(text) <= 40 else text[:37] + "...")
+    return value
+
+
+#: Cheap pre-check for what json.loads lets through that no answer can carry: \ud800-style escapes
+#: (maybe lone surrogates, which cannot be encoded as UTF-8). Valid pairs (emoji) match too; the
+#: walk then changes nothing.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 
 def _clean_str(s: str) -> str:
-    if any("\ud800" <= c <= "\udfff" for c in s):
+    if s.isascii():
+        return s
+    try:
+        s.encode("utf-8")
+        return s
+    except UnicodeEncodeError:  # a lone surrogate
         return s.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return s
 
 
-def _sanitised(obj: Any, what: str) -> Any:
-    """Lone surrogates -> U+FFFD (a cut-off emoji in a prompt should not sink a workflow); an
-    overflowing number is refused. Iterative: the value may be nested deeply."""
+def _sanitised(obj: Any) -> Any:
+    """Lone surrogates -> U+FFFD (a cut-off emoji in a prompt should not sink a workflow).
+    Iterative: the value may be nested deeply."""
     def fix(v: Any) -> Any:
-        if isinstance(v, str):
-            return _clean_str(v)
-        if isinstance(v, float) and not math.isfinite(v):
-            raise WorkflowError(f"The {what} holds a number too large for JSON ({v}).")
-        return v
+        return _clean_str(v) if isinstance(v, str) else v
 
     root = [fix(obj)]
     stack: list[Any] = [root[0]]

@@ -149,3 +149,18 @@ def test_decode_object_rejects_non_objects():
     with pytest.raises(WorkflowError):
         decode_object([1, 2])
     assert decode_object(API).kind == "api"
+
+
+@pytest.mark.parametrize("number", [b"1e999", b"-1E+400", b"1" + b"0" * 400 + b".5"])
+def test_numbers_beyond_a_double_are_a_clear_error(number):
+    with pytest.raises(WorkflowError, match="too large for JSON"):
+        dec(b'{"nodes": [], "x": [' + number + b"]}")
+
+
+def test_lone_surrogates_become_replacement_characters_and_pairs_survive():
+    doc = b'{"nodes": [{"id": 1, "type": "Note", "widgets_values": ["cut \\ud83d", "ok \\ud83d\\ude00"]}], ' \
+          b'"\\udfffkey": 1}'
+    decoded = dec(doc)
+    graph = decoded.graph
+    assert graph["nodes"][0]["widgets_values"] == ["cut \ufffd", "ok \U0001F600"]
+    assert "\ufffdkey" in graph
