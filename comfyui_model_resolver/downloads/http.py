@@ -12,9 +12,7 @@ Statuses become typed errors here and nowhere else: `Retryable` wraps the ones w
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import re
-import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 from urllib.parse import urljoin
@@ -24,11 +22,12 @@ import aiohttp
 from ..errors import (AuthRequired, DownloadError, NotFound, RateLimited, ResolverError, SourceError,
                       SourceUnavailable)
 from ..hosts import TOKEN_ENV, check_url, redact_secrets, redact_url, token_for, token_kind
+from ..retry_after import parse_retry_after
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
 
-__all__ = ["Opened", "Retryable", "open_url", "parse_retry_after", "parse_content_range", "USER_AGENT"]
+__all__ = ["Opened", "Retryable", "open_url", "parse_content_range", "USER_AGENT"]
 
 MAX_REDIRECTS = 10
 USER_AGENT = "comfyui-model-resolver/0.1 (+downloads)"
@@ -75,22 +74,6 @@ class Opened:
 
     def release(self) -> None:
         self.resp.release()
-
-
-def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
-    """Retry-After as seconds to wait: delay-seconds or an HTTP-date (RFC 9110 10.2.3)."""
-    if not value:
-        return None
-    value = value.strip()
-    if value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def parse_content_range(value: str | None) -> tuple[int | None, int | None, int | None]:

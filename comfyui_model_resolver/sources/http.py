@@ -21,10 +21,8 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
-import time
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
@@ -32,6 +30,7 @@ import aiohttp
 
 from ..errors import AuthRequired, NotFound, RateLimited, SourceError, SourceUnavailable
 from ..hosts import redact_error
+from ..retry_after import parse_retry_after
 from ..settings import Settings
 from .base import LookupContext
 from .cache import NOT_FOUND, ResponseCache, is_not_found
@@ -48,24 +47,6 @@ _RETRY_STATUSES = {429, 502, 503, 504}
 _PREFLIGHT_STATUSES = (301, 302, 303, 307, 308, 400, 401, 403, 404, 410, 416)
 _NOT_FOUND_TTL = 3600.0
 _MAX_BODY = 64 * 1024  # of an error answer to a pre-flight request
-
-
-def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
-    """Seconds to wait from a Retry-After header: delay-seconds or an HTTP-date."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when is None:
-        return None
-    return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
 def _json_body(body: str | None) -> dict:

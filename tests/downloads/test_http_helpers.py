@@ -7,16 +7,17 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from comfyui_model_resolver.downloads import RetryPolicy
-from comfyui_model_resolver.downloads.http import parse_content_range, parse_retry_after
+from comfyui_model_resolver.downloads.http import parse_content_range
+from comfyui_model_resolver.retry_after import parse_retry_after
 
 
 def test_retry_after_seconds_and_http_dates():
-    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("7") == 7.0 and parse_retry_after(" 1.5 ") == 1.5
     now = datetime(2030, 1, 1, tzinfo=timezone.utc)
     date = format_datetime(now + timedelta(seconds=90), usegmt=True)
     assert parse_retry_after(date, now=now.timestamp()) == pytest.approx(90)
     assert parse_retry_after(format_datetime(now - timedelta(seconds=5), usegmt=True), now=now.timestamp()) == 0
-    for junk in (None, "", "soon", "-3", "1.5e9x"):
+    for junk in (None, "", "soon", "-3", "1.5e9x", "inf", "nan"):
         assert parse_retry_after(junk) is None
 
 
