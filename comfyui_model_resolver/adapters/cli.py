@@ -61,8 +61,13 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 # ---- analyze ---------------------------------------------------------------------------------
-def _error_line(path: str, exc: ResolverError) -> dict:
-    return Analysis(workflow=path, format=None, models=(), errors=(exc.to_dict(),)).model_dump(mode="json")
+def report_workflow_error(path: str, exc: ResolverError, *, as_json: bool) -> None:
+    """One unreadable workflow among many: a JSON line of the analysis shape, or a line on stderr."""
+    if as_json:
+        line = Analysis(workflow=path, format=None, models=(), errors=(exc.to_dict(),)).model_dump(mode="json")
+        print(json.dumps(line), flush=True)
+    else:
+        print(f"{path}: error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
 
 
 _PUBLIC_FIELDS = ("filename", "folder", "node_id", "node_type", "input", "active", "status", "local_path",
@@ -128,10 +133,7 @@ async def _run_analyze(args: argparse.Namespace) -> int:
                 analysis = await resolver.analyze_path(path, match_hashes=args.match_hashes)
             except WorkflowError as exc:
                 status = EXIT_USAGE
-                if args.json:
-                    print(json.dumps(_error_line(path, exc)), flush=True)
-                else:
-                    print(f"{path}: error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
+                report_workflow_error(path, exc, as_json=args.json)
                 continue
             if args.json:
                 print(json.dumps(analysis_json(analysis)), flush=True)

@@ -12,7 +12,6 @@ OUT is a directory.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import sys
@@ -21,7 +20,8 @@ from typing import Any, Callable
 
 from ..errors import WorkflowError
 from ..types import Resolution, ResolvedModel
-from .cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, _error_line, add_install_options, analysis_json, command, settings_from_args
+from .cli import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_install_options, analysis_json, command,
+                  report_workflow_error, settings_from_args)
 
 _CANDIDATE_FIELDS = ("url", "source", "confidence", "size", "sha256", "reasons")
 
@@ -131,10 +131,7 @@ async def _run_resolve(args: argparse.Namespace) -> int:
                                                   preflight=not args.no_preflight)
             except WorkflowError as exc:
                 status = EXIT_USAGE
-                if args.json:
-                    print(json.dumps(_error_line(path, exc)), flush=True)
-                else:
-                    print(f"{path}: error: {exc.message}" + (f" ({exc.hint})" if exc.hint else ""), file=sys.stderr)
+                report_workflow_error(path, exc, as_json=args.json)
                 continue
             if args.json:
                 print(json.dumps(resolution_json(res)), flush=True)

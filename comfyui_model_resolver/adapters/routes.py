@@ -165,13 +165,10 @@ def _multipart_file(content_type: str, raw: bytes) -> tuple[bytes, str | None]:
         parts = list(msg.iter_parts()) if msg.is_multipart() else []
     except (UnicodeEncodeError, ValueError, TypeError):
         parts = []
-    name = None
     for part in parts:
         filename = part.get_filename()
         if filename is not None:
             return part.get_payload(decode=True) or b"", filename
-        if part.get_param("name", header="content-disposition") == "name":
-            name = (part.get_payload(decode=True) or b"").decode("utf-8", "replace")[:256] or None
     raise WorkflowError("The multipart upload holds no file.",
                         hint="Send the workflow as the multipart field 'file' (.json, .png or .webp).")
 

@@ -6,7 +6,6 @@ import hashlib
 import importlib.util
 import json
 import sys
-from pathlib import Path
 
 import aiohttp
 import pytest

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from support.downloads import Env, finish, sha256_of, start_cli
+from support.downloads import finish, sha256_of, start_cli
 
 MiB = 1 << 20
 

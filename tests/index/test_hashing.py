@@ -1,7 +1,6 @@
 """SHA-256 is computed off the event loop and cached by (path, size, mtime)."""
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import os
 import threading

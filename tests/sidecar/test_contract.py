@@ -9,7 +9,6 @@ import json
 from typing import Any
 
 import httpx
-import pytest
 
 from comfyui_model_resolver.adapters.routes import COMFYUI_PREFIX, SIDECAR_PREFIX
 from comfyui_model_resolver.service import build_resolver

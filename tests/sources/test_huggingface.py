@@ -1,8 +1,6 @@
 """The Hub provider through the real huggingface_hub client, against the Hub fake."""
 from __future__ import annotations
 
-import pytest
-
 from comfyui_model_resolver.service import build_resolver
 from fakes.blobs import FakeFile
 from support.sources import make_settings, workflow
