@@ -359,11 +359,7 @@ class Transfer:
                 failures = 0
             except _Restart as r:
                 restarts += 1
-                if restarts > MAX_RESTARTS:
-                    raise DownloadError(f"Gave up after starting over {MAX_RESTARTS} times: {r.reason}.",
-                                        hint="The server keeps changing the file; try again later.") from None
-                self._reset(r.reason)
-                carry = r.opened
+                carry = self._start_over(r, restarts)
                 continue
             except _Complete as c:
                 return await self._finish(c.size)
@@ -375,14 +371,19 @@ class Transfer:
                 await self._download(opened)
             except _Restart as r:
                 restarts += 1
-                if restarts > MAX_RESTARTS:
-                    raise DownloadError(f"Gave up after starting over {MAX_RESTARTS} times: {r.reason}.",
-                                        hint="The server keeps changing the file; try again later.") from None
-                self._reset(r.reason)
-                carry = r.opened
+                carry = self._start_over(r, restarts)
                 continue
             assert rec.total is not None
             return await self._finish(rec.total)
+
+    def _start_over(self, r: _Restart, restarts: int) -> Opened | None:
+        """The server's file changed under us (or ignored Range): drop what we have and go on with the
+        response it already sent, if any, unless that keeps happening."""
+        if restarts > MAX_RESTARTS:
+            raise DownloadError(f"Gave up after starting over {MAX_RESTARTS} times: {r.reason}.",
+                                hint="The server keeps changing the file; try again later.") from None
+        self._reset(r.reason)
+        return r.opened
 
     async def _backoff(self, e: Retryable, failures: int) -> None:
         retries = self.settings.download_retries
