@@ -34,7 +34,7 @@ from support.downloads import sha256_of
 #: Where the routes live behind each door.
 PREFIX = {"comfyui": "/cmr/v1", "sidecar": "/api/v1"}
 #: Token values planted in tests; they must never show up anywhere but their own host's header.
-HF_TOKEN = "hf_AdversarialSecretToken0123456789"
+HF_TOKEN = "hf_AdversarialTestToken4242"
 CIVITAI_KEY = "civitai-key-5ecret-0f-adversarial-suite"
 API_KEY = "sidecar-api-key-adversarial"
 SECRETS = (HF_TOKEN, CIVITAI_KEY, API_KEY)

@@ -80,7 +80,8 @@ class Sidecar:
                     break
             except httpx.HTTPError:
                 pass
-            assert time.monotonic() < deadline, "the sidecar did not start: " + self.log.read_text()[-3000:]
+            if time.monotonic() >= deadline:
+                pytest.fail("the sidecar did not start: " + self.log.read_text()[-3000:])
             time.sleep(0.1)
         self._sampling.set()
         self._sampler = threading.Thread(target=self._sample, daemon=True)
@@ -157,7 +158,8 @@ async def _wait_all(client: httpx.AsyncClient, ids: set[str], *, seen_running: l
         seen_running.append(sum(1 for j in jobs.values() if j["state"] in ("running", "verifying")))
         if len(jobs) == len(ids) and all(j["state"] in ("completed", "failed", "cancelled") for j in jobs.values()):
             return jobs
-        assert time.monotonic() < deadline, {i: j["state"] for i, j in jobs.items()}
+        if time.monotonic() >= deadline:
+            pytest.fail(f"downloads never finished: { {i: j['state'] for i, j in jobs.items()} }")
         await asyncio.sleep(0.05)
 
 
@@ -220,7 +222,8 @@ async def test_sidecar_killed_mid_downloads_resumes_them_all_verified(sandbox_fo
                            if 0 < sum(b - a for a, b in spans) < (3 << 20)]
                 if len(partial) >= 2:
                     break
-                assert time.monotonic() < deadline
+                if time.monotonic() >= deadline:
+                    pytest.fail("timed out waiting (a hang, not a speed check)")
                 await asyncio.sleep(0.05)
     finally:
         side.kill9()
