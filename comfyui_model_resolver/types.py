@@ -173,7 +173,10 @@ class DownloadRequest(_Frozen):
 ProviderState = Literal["ok", "unavailable", "rate_limited", "auth_required", "disabled"]
 
 #: The answer for one model: `present`/`relocated` come from the local index, the rest from sources.
-ResolutionStatus = Literal["present", "relocated", "resolved", "ambiguous", "not_found", "auth_required"]
+#: `not_found`: every source was asked and none has it; `unavailable`: nothing was found but a source
+#: that could have it could not be asked (offline, proxy, the service down or rate limiting us).
+ResolutionStatus = Literal["present", "relocated", "resolved", "ambiguous", "not_found", "unavailable",
+                           "auth_required"]
 
 
 class ProviderStatus(_Frozen):
@@ -181,7 +184,9 @@ class ProviderStatus(_Frozen):
 
     name: str
     state: ProviderState = "ok"
-    message: str | None = None
+    message: str | None = None  # in plain words ("can't reach huggingface.co"), safe to show anyone
+    host: str | None = None  # the host this provider talks to
+    detail: str | None = None  # the upstream error as met (for logs and `--json` readers)
     retry_after: float | None = None  # rate_limited: seconds to wait, when the upstream said
     token_env: str | None = None  # auth_required: which variable to set
     queries: tuple[str, ...] = ()

@@ -52,7 +52,8 @@ def plan_downloads(models: Iterable[Any], *, include_inactive: bool = False,
         if status != "resolved" or not url:
             skip({"ambiguous": "several candidates and none is certain: pick one",
                   "auth_required": "needs a token (see the provider's hint)",
-                  "not_found": "no source found"}.get(status, f"not resolved ({status})"))
+                  "not_found": "no source found",
+                  "unavailable": "no source could be asked (offline?)"}.get(status, f"not resolved ({status})"))
             continue
         if not folder:
             skip("no model folder is known for it")

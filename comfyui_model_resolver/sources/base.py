@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import abc
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Iterable, Mapping
 
 from ..errors import AuthRequired, RateLimited, SourceError, SourceUnavailable
 from ..types import Candidate, ModelRef, ProviderStatus
@@ -88,6 +88,17 @@ class Source(abc.ABC):
 _SEVERITY = {"ok": 0, "auth_required": 1, "unavailable": 2, "rate_limited": 3, "disabled": 4}
 
 
+def plain_message(state: str, host: str, error: SourceError) -> str:
+    """What a provider's state means, in words a user can act on: no exception names, no errno text
+    (the upstream's own wording stays in ProviderStatus.detail and the log)."""
+    if state == "unavailable":
+        return f"can't reach {host}: check the network or proxy"
+    if state == "rate_limited":
+        wait = getattr(error, "retry_after", None)
+        return f"{host} asks us to slow down" + (f": try again in {int(wait + 0.999)} s" if wait else "")
+    return error.message + (f" ({error.hint})" if error.hint else "")
+
+
 def state_of(error: SourceError) -> str:
     if isinstance(error, RateLimited):
         return "rate_limited"
@@ -101,22 +112,26 @@ def state_of(error: SourceError) -> str:
 class StatusBoard:
     """Aggregates what every provider did over one run into ProviderStatus values."""
 
-    def __init__(self, sources: Iterable[Source]) -> None:
+    def __init__(self, sources: Iterable[Source], hosts: Mapping[str, str | None] | None = None) -> None:
+        sources = list(sources)
         self._order = [s.name for s in sources]
+        self._hosts = dict(hosts or {})
         self._st: dict[str, dict] = {}
         for s in sources:
             reason = s.disabled_reason
-            self._st[s.name] = {"name": s.name, "state": "disabled" if reason else "ok", "message": reason,
-                                "retry_after": None, "token_env": None, "queries": [], "requests": 0,
-                                "cache_hits": 0}
+            self._st[s.name] = self._blank(s.name, state="disabled" if reason else "ok", message=reason)
+
+    def _blank(self, name: str, **values) -> dict:
+        return {"name": name, "state": "ok", "message": None, "host": self._hosts.get(name), "detail": None,
+                "retry_after": None, "token_env": None, "queries": [], "requests": 0, "cache_hits": 0, **values}
 
     def record(self, source: str, error: SourceError) -> None:
-        st = self._st.setdefault(source, {"name": source, "state": "ok", "message": None, "retry_after": None,
-                                          "token_env": None, "queries": [], "requests": 0, "cache_hits": 0})
+        st = self._st.setdefault(source, self._blank(source))
         new = state_of(error)
         if _SEVERITY[new] >= _SEVERITY[st["state"]] and new != "ok":
             st["state"] = new
-            st["message"] = error.message + (f" ({error.hint})" if error.hint else "")
+            st["detail"] = error.message
+            st["message"] = plain_message(new, st["host"] or source, error)
             if isinstance(error, RateLimited):
                 st["retry_after"] = error.retry_after
             if isinstance(error, AuthRequired):

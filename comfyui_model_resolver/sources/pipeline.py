@@ -11,14 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from urllib.parse import urlparse
 from dataclasses import dataclass, field
 from typing import Awaitable, Callable, Iterable, Sequence
 
-from ..errors import AuthRequired, SourceError
+from ..errors import AuthRequired, NotFound, SourceError
 from ..settings import Settings
 from ..types import Candidate, ModelReport, ModelRef, Preflight, ProviderStatus, ResolvedModel
 from .affinity import anchor_repo, apply_workflow_affinity
-from .base import LookupContext, RequestBudget, Source, StatusBoard
+from .base import LookupContext, RequestBudget, Source, StatusBoard, state_of
 from .http import Upstream
 from .preflight import preflight
 from .publishers import is_official
@@ -42,6 +43,7 @@ class _Work:
     decision: Decision | None = None
     preflight: Preflight | None = None
     preflight_requests: int = 0
+    unreachable: set[str] = field(default_factory=set)  # providers that could not be asked for this model
 
 
 def _ref_of(report: ModelReport, sha256: str | None) -> ModelRef:
@@ -66,6 +68,11 @@ class SourceSet:
         self.sources = list(sources)
         self.upstream = upstream
         self._closers = list(closers)
+        self.hosts = {"huggingface": urlparse(settings.hf_endpoint).hostname,
+                      "civitai": urlparse(settings.civitai_base_url).hostname}
+
+    def _board(self) -> StatusBoard:
+        return StatusBoard(self.sources, self.hosts)
 
     def by_name(self, name: str) -> Source | None:
         return next((s for s in self.sources if s.name == name), None)
@@ -78,12 +85,18 @@ class SourceSet:
             return
         if board.is_down(source.name):
             w.ctx.tried(source.name, "(skipped: unavailable in this run)")
+            w.unreachable.add(source.name)
             return
         try:
             w.candidates.extend(await source.candidates(w.ref, w.ctx))
         except SourceError as exc:
             board.record(source.name, exc)
-            w.ctx.tried(source.name, f"(failed: {type(exc).__name__})")
+            state = state_of(exc)
+            if state in ("unavailable", "rate_limited"):
+                w.unreachable.add(source.name)
+            w.ctx.tried(source.name, {"unavailable": "(could not be reached)", "rate_limited": "(rate limited)",
+                                      "auth_required": "(needs sign-in)"}.get(
+                state, "(not found)" if isinstance(exc, NotFound) else "(failed)"))
         except Exception:  # a provider bug must not sink the whole run
             log.exception("%s failed on %s", source.name, w.ref.filename)
             w.ctx.tried(source.name, "(failed: internal error)")
@@ -121,7 +134,7 @@ class SourceSet:
                       local_sha256: dict[int, str] | None = None, include_present: bool = False,
                       run_preflight: bool = True) -> tuple[list[ResolvedModel], tuple[ProviderStatus, ...]]:
         """Resolve every report that is missing (or every one, with include_present)."""
-        board = StatusBoard(self.sources)
+        board = self._board()
         local_sha256 = local_sha256 or {}
         works: dict[tuple, _Work] = {}
         of_report: list[_Work | None] = []
@@ -165,7 +178,11 @@ class SourceSet:
                     res = res.model_copy(update={"requests": 0})
                 counted.add(id(w))
             out.append(res)
-        return out, board.statuses()
+        statuses = board.statuses()
+        for p in statuses:
+            if p.detail:
+                log.info("%s: %s", p.name, p.detail)
+        return out, statuses
 
     @staticmethod
     def _chosen_repos(works: list[_Work]) -> dict[int, str]:
@@ -269,7 +286,11 @@ class SourceSet:
             elif pf is not None and pf.state in ("not_found", "not_allowed"):
                 status = "ambiguous"
                 message = f"the chosen file failed its pre-flight: {pf.message}"
-        if status == "not_found":
+        if status == "not_found" and w.unreachable:
+            hosts = ", ".join(sorted({self.hosts.get(n) or n for n in w.unreachable}))
+            status = "unavailable"
+            message = f"no source could be asked: can't reach {hosts}"
+        elif status == "not_found":
             tried = "; ".join(f"{src}: {', '.join(qs)}" for src, qs in w.ctx.queries.items() if qs)
             message = f"no source has this file (tried {tried})" if tried else "no source could be asked"
         base.update(status=status, candidates=candidates, preflight=pf, message=message,
@@ -279,7 +300,7 @@ class SourceSet:
         return ResolvedModel.model_validate(base)
 
     async def search(self, query: str, folder: str | None) -> tuple[list[Candidate], tuple[ProviderStatus, ...]]:
-        board = StatusBoard(self.sources)
+        board = self._board()
         ref = ModelRef(filename=query, folder=folder, node_id="", node_type="", input="search")
         ctx = LookupContext(ref=ref, budget=RequestBudget(max(4, len(self.sources) * 2)))
         found: list[Candidate] = []

@@ -147,14 +147,31 @@ async def test_file_beside_the_workflows_other_models(fake_hub, tmp_path):
     assert any(r_.startswith("same repo as") for r_ in dino.chosen.reasons)
 
 
-async def test_not_found_lists_the_queries_tried(fake_hub, tmp_path):
-    r = await build_resolver(make_settings(tmp_path, hub=fake_hub))
+async def test_not_found_lists_the_queries_tried(fake_hub, fake_civitai, tmp_path):
+    r = await build_resolver(make_settings(tmp_path, hub=fake_hub, civ=fake_civitai))
     try:
         m = (await r.resolve(workflow(("VAELoader", ["nowhere_vae.safetensors"])), "x")).models[0]
     finally:
         await r.close()
+    # every source answered: "looked and found nothing"
     assert m.status == "not_found" and m.candidates == ()
     assert "huggingface: author:Comfy-Org" in m.message and "nowhere_vae" in m.message
+
+
+async def test_a_source_that_cannot_be_asked_makes_it_unavailable_not_not_found(fake_hub, tmp_path):
+    """Civitai is unreachable (a closed port): nothing found is not "no source has it"."""
+    r = await build_resolver(make_settings(tmp_path, hub=fake_hub))
+    try:
+        res = await r.resolve(workflow(("VAELoader", ["nowhere_vae.safetensors"])), "x")
+    finally:
+        await r.close()
+    m = res.models[0]
+    assert m.status == "unavailable" and m.candidates == ()
+    assert m.message == "no source could be asked: can't reach 127.0.0.1"
+    assert m.queries["civitai"][-1] == "(could not be reached)"
+    civ = next(p for p in res.providers if p.name == "civitai")
+    assert civ.state == "unavailable" and civ.message == "can't reach 127.0.0.1: check the network or proxy"
+    assert "Error" not in civ.message and "errno" not in civ.message.lower()
 
 
 async def test_hub_down_is_reported_once_and_not_hammered(fake_hub, tmp_path):
@@ -171,8 +188,11 @@ async def test_hub_down_is_reported_once_and_not_hammered(fake_hub, tmp_path):
     finally:
         await r.close()
     hf = next(p for p in res.providers if p.name == "huggingface")
-    assert hf.state == "unavailable" and "no answer within 1 s" in hf.message
-    assert all(m.status == "not_found" for m in res.models)
+    assert hf.state == "unavailable" and "no answer within 1 s" in hf.detail
+    # in plain words, with the host: no exception names
+    assert hf.message == f"can't reach {hf.host}: check the network or proxy" and hf.host == "127.0.0.1"
+    # nothing was found, but the Hub could not be asked: not "looked and found nothing"
+    assert all(m.status == "unavailable" and "can't reach 127.0.0.1" in m.message for m in res.models)
     skipped = [m for m in res.models if "(skipped: unavailable in this run)" in m.queries.get("huggingface", ())]
     assert skipped  # models that start after the failure do not ask again
     assert len(fake_hub.log) <= 3  # concurrent models shared the one failing listing call (single flight)
