@@ -3,6 +3,8 @@ calls it, and prints. No resolver logic lives here.
 
 Exit codes (a stable contract): 0 the command ran (even if models are missing),
 2 unusable input or configuration, 1 an operation failed (e.g. a download), 130 interrupted.
+`cmr resolve` adds 3: a source could not be asked (offline: a model is `unavailable`) and 4: a model
+no source has (`not_found`). Output cut short by a closed pipe (`| head`) ends quietly with 141.
 """
 from __future__ import annotations
 
@@ -19,6 +21,15 @@ from ..settings import Settings
 from ..types import Analysis
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+EXIT_UNAVAILABLE, EXIT_NOT_FOUND = 3, 4
+#: 128 + SIGPIPE, what a shell reports for a program whose reader went away.
+EXIT_BROKEN_PIPE = 141
+_PRECEDENCE = (EXIT_USAGE, EXIT_FAILED, EXIT_UNAVAILABLE, EXIT_NOT_FOUND, EXIT_OK)
+
+
+def worst_exit(*codes: int) -> int:
+    """The exit code that says most: bad usage, then a failure, then offline, then not found."""
+    return min(codes, key=lambda c: _PRECEDENCE.index(c) if c in _PRECEDENCE else -1)
 
 #: name -> (help, configure). `configure(parser)` adds arguments and returns the async runner.
 #: Other modules (cli_resolve, cli_download, cli_serve) add commands with `@command(...)`.
@@ -193,7 +204,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(args._runner(args))
+        code = asyncio.run(args._runner(args))
+        sys.stdout.flush()  # buffered table output meets a closed pipe here, not at interpreter exit
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except ConfigError as exc:
         print(f"cmr: configuration error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""),
               file=sys.stderr)
@@ -204,6 +219,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("cmr: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+
+
+def _reader_went_away() -> int:
+    """`cmr analyze --json … | head`: the reader closed the pipe. Stop quietly, as `cat` would; point
+    stdout at /dev/null so the interpreter's final flush does not print a second traceback."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    except (OSError, ValueError):  # stdout is not a real file (captured in a test)
+        pass
+    return EXIT_BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,8 +3,14 @@
     cmr resolve PATH... [--json] [--write-back OUT] [--download] [--no-preflight] [install options]
 
 --json prints the `cmr analyze --json` object per file plus, on each model, `status`
-(present|relocated|resolved|ambiguous|not_found|auth_required), `candidates` (best first, each
-with url, source, confidence, size, sha256, reasons), the provider states and the disk check.
+(present|relocated|resolved|ambiguous|not_found|unavailable|auth_required), `candidates` (best first,
+each with url, source, confidence, size, sha256, reasons), the provider states and the disk check.
+`not_found`: every source was asked and none has the file; `unavailable`: nothing was found and a
+source could not be asked (offline, a proxy, the service down).
+
+Exit codes: 0 every model used by an active node is here or has a source, 3 some could not be looked
+up (`unavailable`: check the network), 4 some no source has (`not_found`), 1 a download failed,
+2 unusable input.
 --write-back OUT saves the workflow with standard `properties.models` entries (name, url,
 directory, hash/hash_type) on every loader node whose source is certain; with several PATHs,
 OUT is a directory.
@@ -20,8 +26,8 @@ from typing import Any, Callable
 
 from ..errors import WorkflowError
 from ..types import Resolution, ResolvedModel
-from .cli import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_install_options, analysis_json, command,
-                  report_workflow_error, settings_from_args)
+from .cli import (EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, add_install_options,
+                  analysis_json, command, report_workflow_error, settings_from_args, worst_exit)
 
 _CANDIDATE_FIELDS = ("url", "source", "confidence", "size", "sha256", "reasons")
 
@@ -69,8 +75,12 @@ def _table(res: Resolution, out=sys.stdout) -> None:
                           file=out)
         if m.message and m.status not in ("present", "relocated", "resolved"):
             print(f"      {m.message}", file=out)
+    offline = list(dict.fromkeys(p.host or p.name for p in res.providers if p.state == "unavailable"))
+    if offline:
+        print(f"  OFFLINE? can't reach {', '.join(offline)}: check the network or proxy "
+              "(models marked unavailable were not looked up there)", file=out)
     for p in res.providers:
-        if p.state != "ok":
+        if p.state not in ("ok", "unavailable"):
             extra = f" retry after {p.retry_after:.0f} s" if p.retry_after else ""
             extra += f"; set {p.token_env}" if p.token_env else ""
             print(f"  source {p.name}: {p.state}{extra}" + (f" ({p.message})" if p.message else ""), file=out)
@@ -83,6 +93,14 @@ def _table(res: Resolution, out=sys.stdout) -> None:
         counts[m.status] = counts.get(m.status, 0) + 1
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     print(f"  {len(res.models)} models: {summary or 'none'}; {res.requests} upstream requests", file=out)
+
+
+def lookup_exit(res: Resolution) -> int:
+    """3 when a model of an active node could not be looked up, 4 when no source has one, else 0."""
+    statuses = {m.status for m in res.models if m.active}
+    if "unavailable" in statuses:
+        return EXIT_UNAVAILABLE
+    return EXIT_NOT_FOUND if "not_found" in statuses else EXIT_OK
 
 
 def _write_back(res: Resolution, source: str, out_path: Path, max_bytes: int, hf_endpoint: str) -> int:
@@ -137,6 +155,7 @@ async def _run_resolve(args: argparse.Namespace) -> int:
                 print(json.dumps(resolution_json(res)), flush=True)
             else:
                 _table(res)
+            status = worst_exit(status, lookup_exit(res))
             if args.write_back:
                 out = _out_for(args.write_back, path, many)
                 try:
@@ -147,7 +166,7 @@ async def _run_resolve(args: argparse.Namespace) -> int:
                     continue
                 print(f"{path}: wrote {n} download link(s) to {out}", file=sys.stderr)
             if args.download:
-                status = max(status, await _download(resolver, res, args))
+                status = worst_exit(status, await _download(resolver, res, args))
     finally:
         await resolver.close()
     return status

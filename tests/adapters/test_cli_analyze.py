@@ -92,3 +92,23 @@ def test_bad_config_exits_2(tmp_path):
     r = cmr("analyze", str(FRONTEND_FIXTURES / "inputs/checkpoint_loader.json"),
             env_extra={"CMR_MAX_CONCURRENT_DOWNLOADS": "zero"}, tmp=tmp_path)
     assert r.returncode == 2 and "CMR_MAX_CONCURRENT_DOWNLOADS" in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("fmt", [["--json"], []], ids=["json", "table"])
+def test_output_cut_short_by_head_ends_quietly(tmp_path, install, fmt):
+    """`cmr analyze --json … | head`: no BrokenPipeError traceback; the exit code says SIGPIPE (141)."""
+    wf = tmp_path / "wf.json"
+    wf.write_text((FRONTEND_FIXTURES / "default.json").read_text())
+    args = " ".join(["analyze", *fmt, "--comfyui-root", str(install)] + [str(wf)] * 400)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMR_")}
+    env.update({"CMR_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO)})
+    script = f"{sys.executable} -m comfyui_model_resolver {args} 2>err.txt | head -n 1; echo \"rc=${{PIPESTATUS[0]}}\""
+    out = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    err = (tmp_path / "err.txt").read_text()
+    assert "Traceback" not in err and "BrokenPipeError" not in err and "Exception ignored" not in err, err
+    first, rc = out.stdout.splitlines()[0], out.stdout.splitlines()[-1]
+    assert rc == "rc=141", out.stdout[-500:]
+    if fmt:
+        assert json.loads(first)["workflow"] == str(wf)
+    else:
+        assert first.startswith(str(wf))

@@ -14,11 +14,12 @@ CONTRACT = ["filename", "folder", "node_id", "node_type", "input", "active", "st
             "hash", "hash_type", "confidence"]
 
 
-def cmr(*args, hub, tmp):
+def cmr(*args, hub, tmp, civ=None):
     env = {k: v for k, v in os.environ.items() if not k.startswith("CMR_")}
-    env.update({"CMR_DATA_DIR": str(tmp / "data"), "PYTHONPATH": str(REPO), "CMR_HF_ENDPOINT": hub.url,
-                "CMR_CIVITAI_BASE_URL": "http://127.0.0.1:9", "CMR_ALLOWED_HOSTS": ",".join(fake_hosts(hub)),
-                "CMR_DISABLE_CATALOG": "1"})
+    env.update({"CMR_DATA_DIR": str(tmp / "data"), "PYTHONPATH": str(REPO),
+                "CMR_HF_ENDPOINT": hub.url if hub is not None else "http://127.0.0.1:9",
+                "CMR_CIVITAI_BASE_URL": civ.url if civ is not None else "http://127.0.0.1:9",
+                "CMR_ALLOWED_HOSTS": ",".join(fake_hosts(hub, civ)), "CMR_DISABLE_CATALOG": "1"})
     return subprocess.run([sys.executable, "-m", "comfyui_model_resolver.adapters.cli", *args],
                           capture_output=True, text=True, env=env, cwd=tmp, timeout=120)
 
@@ -88,3 +89,29 @@ def test_unusable_input_exits_2_with_a_json_error_line(fake_hub_thread, tmp_path
     bad.write_text("{")
     r = cmr("resolve", "--json", str(bad), hub=fake_hub_thread, tmp=tmp_path)
     assert r.returncode == 2 and json.loads(r.stdout)["errors"]
+
+
+def test_looked_and_found_nothing_is_not_found_exit_4(fake_hub_thread, fake_civitai_thread, tmp_path):
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(workflow(("VAELoader", ["nowhere_vae.safetensors"]))))
+    r = cmr("resolve", "--json", str(path), hub=fake_hub_thread, civ=fake_civitai_thread, tmp=tmp_path)
+    assert r.returncode == 4, r.stderr
+    [m] = json.loads(r.stdout)["models"]
+    assert m["status"] == "not_found" and m["message"].startswith("no source has this file (tried ")
+
+
+def test_offline_is_unavailable_exit_3_in_plain_words(tmp_path):
+    """Neither the Hub nor Civitai answers: "no source could be asked", not "not found"."""
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(workflow(("VAELoader", ["nowhere_vae.safetensors"]),
+                                        ("LoraLoader", ["detail.safetensors", 1, 1]))))
+    r = cmr("resolve", str(path), hub=None, tmp=tmp_path)
+    assert r.returncode == 3, r.stdout + r.stderr
+    assert "OFFLINE? can't reach 127.0.0.1: check the network or proxy" in r.stdout
+    assert r.stdout.count("unavailable") >= 2 and "not_found" not in r.stdout
+    assert "Error" not in r.stdout and "Errno" not in r.stdout and "Traceback" not in r.stderr
+    j = cmr("resolve", "--json", str(path), hub=None, tmp=tmp_path)
+    assert j.returncode == 3
+    out = json.loads(j.stdout)
+    assert {m["status"] for m in out["models"]} == {"unavailable"}
+    assert {p["name"]: p["state"] for p in out["providers"]}["huggingface"] == "unavailable"
