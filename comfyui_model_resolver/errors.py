@@ -13,6 +13,7 @@
     ├── DownloadError                  a transfer failed
     │   ├── IntegrityError             size / sha256 / safetensors header mismatch
     │   ├── UnsafePath                 target outside the model folders, bad filename
+    │   │   └── UnknownFolder          a typed folder ComfyUI does not know (a typo?) and nobody asked to create
     │   ├── HostNotAllowed             URL or redirect to a host off the allowlist
     │   ├── InsufficientSpace          not enough free disk (checked up front, or ENOSPC)
     │   ├── UnsafeFormat               code (.py, .js, .so…), or pickle (.ckpt/.pt/.bin…) under CMR_SAFETENSORS_ONLY
@@ -112,6 +113,10 @@ class IntegrityError(DownloadError):
 
 class UnsafePath(DownloadError):
     code = "unsafe_path"
+
+
+class UnknownFolder(UnsafePath):
+    code = "unknown_folder"
 
 
 class HostNotAllowed(DownloadError):

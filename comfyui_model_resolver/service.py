@@ -6,12 +6,13 @@ and owns their lifetimes. Build it with `build_resolver(settings, …)`, once pe
 from __future__ import annotations
 
 import asyncio
+import difflib
 import logging
 import os
 import time
 from typing import Any, Mapping
 
-from .errors import ResolverError, WorkflowError
+from .errors import ResolverError, UnknownFolder, WorkflowError
 from .downloads import DownloadManager
 from .downloads.plan import plan_downloads
 from .events import EventBus
@@ -20,7 +21,7 @@ from .index.layout import FolderLayout, build_layout
 from .index.match import match_ref
 from .index.scan import ModelIndex, ScanStats
 from .settings import Settings, persist_runtime_settings
-from .types import Analysis, ModelReport, ParsedWorkflow, Resolution, SearchResult
+from .types import Analysis, DownloadRequest, ModelReport, ParsedWorkflow, Resolution, SearchResult
 from .workflow.decode import decode_object, decode_workflow
 from .workflow.folders import is_pickle_file
 from .workflow.knowledge import Knowledge
@@ -252,6 +253,26 @@ class Resolver:
         self.on_close(manager.close)
         self.on_settings_change(manager.update_settings)
         return manager
+
+    def check_download_folder(self, folder: str, *, create: bool = False) -> None:
+        """Refuse a folder a user typed that ComfyUI would never look in (`lorass`), unless `create`
+        says to make it: one of ComfyUI's folders, a configured extra path or an existing folder is fine."""
+        from .downloads.paths import check_folder_name
+
+        canonical = check_folder_name(self.layout, folder)  # a path, `..`, a drive: UnsafePath first
+        if create or self.layout.is_known(canonical):
+            return
+        known = self.layout.known_folders()
+        close = difflib.get_close_matches(canonical.lower(), known, n=3, cutoff=0.6)
+        raise UnknownFolder(
+            f"{folder!r} is not a ComfyUI model folder" + (f": did you mean {' or '.join(close)}?" if close else "."),
+            hint="Use one of " + ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
+                 + " (a folder ComfyUI scans), or ask to create it (--create-folder, \"create_folder\": true).")
+
+    async def download_url(self, request: DownloadRequest, *, create_folder: bool = False) -> Any:
+        """Start one download from a URL into `request.folder` (see check_download_folder)."""
+        self.check_download_folder(request.folder, create=create_folder)
+        return await self.downloads.submit(request)
 
     async def download_resolution(self, models: Any, *, include_inactive: bool = False,
                                   include_optional: bool = False) -> tuple[list[Any], list[dict], list[dict]]:

@@ -1,4 +1,4 @@
-"""`cmr download URL --folder F [--filename NAME] [--sha256 HEX] [--json]`.
+"""`cmr download URL --folder F [--create-folder] [--filename NAME] [--sha256 HEX] [--json]`.
 
 Downloads one file into a ComfyUI model folder with a progress bar on stderr (speed, ETA).
 Ctrl-C pauses: the partial file and its state stay, and running the same command again resumes.
@@ -22,7 +22,7 @@ from typing import Any, Callable
 
 from pydantic import ValidationError
 
-from ..errors import (ConfigError, HostNotAllowed, ResolverError, UnsafeFormat, UnsafePath)
+from ..errors import ConfigError, HostNotAllowed, ResolverError, UnknownFolder, UnsafeFormat, UnsafePath
 from ..hosts import redact_text
 from ..types import DownloadRequest, DownloadState
 from .cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_install_options, command,
@@ -68,7 +68,10 @@ async def _run_download(args: argparse.Namespace) -> int:
     restore = _install_sigint(stop)
     started = time.monotonic()
     try:
+        resolver.check_download_folder(req.folder, create=args.create_folder)
         outcome = (await run_downloads(manager, [req], stop=stop, bars=None if not args.no_progress else False))[0]
+    except UnknownFolder as exc:
+        outcome = exc
     finally:
         restore()
         await resolver.close()
@@ -103,7 +106,10 @@ async def _run_download(args: argparse.Namespace) -> int:
 @command("download", "download a model file into a ComfyUI model folder (resumable, verified)")
 def _configure_download(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("url", metavar="URL", help="http(s) URL (Hugging Face /resolve/ URL, Civitai download URL, …)")
-    p.add_argument("--folder", required=True, help="ComfyUI model folder: checkpoints, loras, vae, …")
+    p.add_argument("--folder", required=True, help="ComfyUI model folder: checkpoints, loras, vae, … (one ComfyUI "
+                   "knows, an extra_model_paths.yaml folder, or an existing folder)")
+    p.add_argument("--create-folder", action="store_true",
+                   help="create --folder if ComfyUI does not know it yet (otherwise a typo is refused)")
     p.add_argument("--filename", help="file name inside the folder, may include a sub-folder "
                                       "(default: the name the server gives)")
     p.add_argument("--sha256", metavar="HEX", help="expected SHA-256; the file is verified against it")

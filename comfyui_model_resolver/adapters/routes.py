@@ -102,9 +102,11 @@ class _Strict(BaseModel):
 
 
 class DownloadCreate(DownloadRequest):
-    """Create a download from a URL. The folder is a ComfyUI model folder name."""
+    """Create a download from a URL. The folder is a ComfyUI model folder name; one ComfyUI does not
+    know (a typo) is refused unless `create_folder` is true."""
 
     keep_partial: bool = False
+    create_folder: bool = False
 
 
 class DownloadFromResolution(_Strict):
@@ -255,7 +257,8 @@ async def create_download(resolver, req: ApiRequest) -> ApiResponse:
         return ApiResponse({"jobs": [j.model_dump(mode="json") for j in jobs], "skipped": skipped,
                             "errors": errors}, 202)
     create = DownloadCreate.model_validate(body)
-    job = await resolver.downloads.submit(DownloadRequest.model_validate(create.model_dump(exclude={"keep_partial"})))
+    job = await resolver.download_url(DownloadRequest.model_validate(create.model_dump(exclude={"keep_partial", "create_folder"})),
+                                      create_folder=create.create_folder)
     return ApiResponse(job.model_dump(mode="json"), 202)
 
 

@@ -47,6 +47,14 @@ class FolderLayout:
             return (os.path.join(os.path.dirname(self.models_root), "custom_nodes", *parts),)
         return tuple(os.path.join(d, *parts) for d in self.folders.get(canonical_folder(head), ()))
 
+    def is_known(self, folder: str) -> bool:
+        """One of ComfyUI's folders, a configured extra path or a folder that exists (or a sub-directory
+        of one): a download may go there without creating a folder nobody will look in."""
+        return bool(self.dirs(folder))
+
+    def known_folders(self) -> list[str]:
+        return sorted(self.folders)
+
     def download_dir(self, folder: str) -> str | None:
         """Where a new file of `folder` goes: its first directory, or models_root/<folder>."""
         dirs = self.dirs(folder)

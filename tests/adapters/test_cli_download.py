@@ -93,3 +93,22 @@ async def test_ctrl_c_pauses_and_the_same_command_resumes(env):
     assert line["sha256"] == f.sha256 == sha256_of(env.final())
     first = [r for r in env.hub.requests() if r["method"] == "GET"][0]
     assert first["range"] != "bytes=0-"  # resumed, not restarted
+
+
+async def test_a_mistyped_folder_is_refused_unless_asked_to_create_it(env):
+    """`--folder lorass` would land where ComfyUI never looks: refused, with the likely folder named."""
+    f = env.add(size=MiB)
+    code, line, err = await finish(await start_cli(env, "--folder", "lorass"))
+    assert code == 2 and line["error"]["code"] == "unknown_folder", err
+    assert "'lorass' is not a ComfyUI model folder: did you mean loras?" in err and "Traceback" not in err
+    assert "--create-folder" in err
+    assert not (env.models / "lorass").exists()
+    # an existing folder ComfyUI does not list by default is fine (a node pack's, made by hand)
+    (env.models / "my_pack_models").mkdir()
+    code, line, err = await finish(await start_cli(env, "--folder", "my_pack_models"))
+    assert code == 0, err
+    assert line["path"] == str(env.models / "my_pack_models" / f.path.rsplit("/", 1)[-1])
+    # asked for: created
+    code, line, err = await finish(await start_cli(env, "--folder", "brand_new", "--create-folder"))
+    assert code == 0, err
+    assert line["path"].startswith(str(env.models / "brand_new") + "/")
