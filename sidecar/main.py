@@ -222,12 +222,24 @@ def _install_openapi(app: FastAPI) -> None:
 
 
 def _app_from_environment() -> FastAPI:
+    """The app `uvicorn sidecar.main:app` (and `api.main:app`) serves. It cannot know the address
+    uvicorn binds, so it always has an API key (generated once; see startup.ensure_api_key): requests
+    from beyond loopback need it. A wrong or unset ComfyUI root stops the start, with the reason."""
     import os
+    import sys
 
     from .logs import configure_logging
+    from .startup import check_install, ensure_api_key
 
-    settings = Settings.load(os.environ)
-    configure_logging(settings.log_level)
+    try:
+        settings = Settings.load(os.environ)
+        configure_logging(settings.log_level)
+        check_install(settings)
+    except ConfigError as exc:
+        print(f"cmr: configuration error: {exc.message}" + (f"\n  hint: {exc.hint}" if exc.hint else ""),
+              file=sys.stderr, flush=True)
+        raise SystemExit(2) from None
+    settings = ensure_api_key(settings, urls=["API: http://<this host>:<port>/ (the address uvicorn listens on)"])
     return create_app(settings, environ=os.environ)
 
 

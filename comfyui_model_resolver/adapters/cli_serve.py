@@ -34,18 +34,37 @@ def _prepare(args: argparse.Namespace):
     return settings
 
 
+def _public_hosts(settings) -> list[str]:
+    from sidecar.security import is_loopback
+
+    hosts = [settings.api_host] + ([settings.gradio_host] if settings.enable_ui else [])
+    return [h for h in hosts if not is_loopback(h)]
+
+
+def _urls(settings) -> list[str]:
+    def url(host: str, port: int, what: str) -> str:
+        shown = "<this host>" if host in ("0.0.0.0", "::", "") else host
+        return f"{what}: http://{shown}:{port}/"
+    out = [url(settings.api_host, settings.api_port, "API")]
+    if settings.enable_ui:
+        out.append(url(settings.gradio_host, settings.gradio_port, "UI "))
+    return out
+
+
 async def _run_serve(args: argparse.Namespace) -> int:
     from ..errors import ConfigError
+    from sidecar.startup import check_install, ensure_api_key
 
     settings = _prepare(args)
+    check_install(settings)  # a wrong or unset ComfyUI root stops here, with the reason (exit 2)
     if args.check:
-        from sidecar.main import check_bind
-
-        check_bind(settings)
-        if settings.enable_ui:
-            check_bind(settings, settings.gradio_host)
-        print("configuration OK")
+        if _public_hosts(settings) and settings.api_key is None:
+            print(f"note: listening on {', '.join(_public_hosts(settings))} without CMR_API_KEY: a key will be "
+                  f"generated on first start and kept in {settings.effective_data_dir}")
+        print(f"configuration OK: models in {settings.effective_models_root}")
         return 0
+    if _public_hosts(settings):  # beyond loopback: changes need a key; make one rather than refuse to start
+        settings = ensure_api_key(settings, urls=_urls(settings))
     from sidecar.server import serve
 
     try:
