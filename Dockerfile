@@ -1,6 +1,7 @@
 # ComfyUI Model Resolver sidecar: the HTTP API on 5002 and the Gradio UI on 5001 (also at :5002/gradio/).
-#   docker build -t comfyui-model-resolver .
-#   docker run -p 5002:5002 -p 5001:5001 -e CMR_API_KEY=change-me -v ~/ComfyUI:/comfyui comfyui-model-resolver
+#   docker build -t comfyui-resolver:production .
+#   docker run -d -e CMR_COMFYUI_ROOT=/workspace/ComfyUI -p 5002:5002 -p 5001:5001 -v /workspace:/workspace comfyui-resolver:production
+# Without CMR_API_KEY a key is generated on first start, kept 0600 in /data and printed once (docker logs).
 # Build with --build-arg EXTRAS=monitor for an API-only image without gradio (smaller, ~120 MB RSS).
 FROM python:3.11-slim
 
@@ -23,6 +24,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY comfyui_model_resolver ./comfyui_model_resolver
 COPY sidecar ./sidecar
+COPY api ./api
 COPY start-production.sh ./
 
 # DL3013: this installs the project from the copied source; its dependency ranges are in pyproject.toml.

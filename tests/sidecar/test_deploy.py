@@ -110,7 +110,7 @@ def test_env_names_are_settings():
         if key.startswith("CMR_"):
             assert key[4:].lower() in Settings.model_fields, f"ENV {key} is not a setting"
     Settings.load({k: v for k, v in env.items() if k.startswith("CMR_")}, env_file="/nonexistent",
-                  api_key="x")  # the image's settings validate (with the key the compose file requires)
+                  api_key="x")  # the image's settings validate (with a key, given or generated)
 
 
 def test_healthcheck_hits_a_route_of_the_app():
