@@ -7,7 +7,6 @@ Exit codes (a stable contract): 0 the command ran (even if models are missing),
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -19,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 # Start-up matters (`cmr --help` must not take longer than a few Python start-ups): this module
 # and the command modules import only argparse and the error types at the top. Each command's
-# runner imports what it uses (settings, pydantic types, asyncio, aiohttp) when it runs.
+# runner imports what it uses (settings, value types, asyncio, aiohttp) when it runs.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -136,7 +135,9 @@ async def _run_analyze(args: argparse.Namespace) -> int:
     from ..service import build_resolver
 
     settings = settings_from_args(args)
-    resolver = await build_resolver(settings, environ=os.environ)
+    from ..settings import process_environ
+
+    resolver = await build_resolver(settings, environ=process_environ())
     status = EXIT_OK
     try:
         for path in args.paths:
@@ -203,7 +204,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     import asyncio
     import logging
 
-    level = (args.log_level or os.environ.get("CMR_LOG_LEVEL") or "WARNING").upper()
+    from ..settings import process_environ
+
+    level = (args.log_level or process_environ().get("CMR_LOG_LEVEL") or "WARNING").upper()
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

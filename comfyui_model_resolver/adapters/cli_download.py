@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -57,6 +56,7 @@ async def _run_download(args: argparse.Namespace) -> int:
     from pydantic import ValidationError
 
     from ..service import build_resolver
+    from ..settings import process_environ
     from ..types import DownloadRequest, DownloadState
     from .download_bars import run_downloads
 
@@ -68,7 +68,7 @@ async def _run_download(args: argparse.Namespace) -> int:
         print(f"cmr download: invalid arguments: {problems}", file=sys.stderr)
         return EXIT_USAGE
     settings = settings_from_args(args)
-    resolver = await build_resolver(settings, environ=os.environ)
+    resolver = await build_resolver(settings, environ=process_environ())
     manager = resolver.downloads
     manager.resume_unfinished = False  # this command runs its own job only
     stop = asyncio.Event()

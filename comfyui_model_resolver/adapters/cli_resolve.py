@@ -121,9 +121,10 @@ def _out_for(target: str, source: str, many: bool) -> Path:
 
 async def _run_resolve(args: argparse.Namespace) -> int:
     from ..service import build_resolver
+    from ..settings import process_environ
 
     settings = settings_from_args(args)
-    resolver = await build_resolver(settings, environ=os.environ)
+    resolver = await build_resolver(settings, environ=process_environ())
     status = EXIT_OK
     many = len(args.paths) > 1
     try:
