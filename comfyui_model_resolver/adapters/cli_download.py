@@ -53,8 +53,6 @@ async def _run_download(args: argparse.Namespace) -> int:
     import asyncio
     import time
 
-    from pydantic import ValidationError
-
     from ..service import build_resolver
     from ..settings import process_environ
     from ..types import DownloadRequest, DownloadState
@@ -63,9 +61,8 @@ async def _run_download(args: argparse.Namespace) -> int:
     try:
         req = DownloadRequest(url=args.url, folder=args.folder, filename=args.filename, sha256=args.sha256,
                               priority=args.priority or 0, source="cli")
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        print(f"cmr download: invalid arguments: {problems}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"cmr download: invalid arguments: {exc}", file=sys.stderr)
         return EXIT_USAGE
     settings = settings_from_args(args)
     resolver = await build_resolver(settings, environ=process_environ())
