@@ -58,4 +58,28 @@ def test_analyze_does_not_load_the_download_stack_or_the_hub_client(tmp_path):
     assert code == 0
     analysis = json.loads(out.strip().splitlines()[0])
     assert analysis["models"] and analysis["models"][0]["folder"] == "checkpoints"
-    assert not mods & set(HEAVY)
+    assert not mods & {*HEAVY, "pydantic", "yaml"}
+
+
+async def test_download_loads_neither_pydantic_nor_the_hub_client(fake_hub, tmp_path):
+    """A 1 KiB download is mostly start-up: aiohttp is needed, pydantic and huggingface_hub are not."""
+    import asyncio
+
+    from support.downloads import cli_env, close_env, open_env
+
+    env = await open_env(fake_hub, tmp_path)
+    try:
+        f = env.add(size=1024, safetensors=False, name="tiny.bin")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", _PROBE, "download", env.url("tiny.bin"), "--folder", "checkpoints", "--json",
+            env=cli_env(env), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    finally:
+        await close_env(env)
+    lines = out.decode().strip().splitlines()
+    probe = json.loads(lines[-1])
+    assert probe["code"] == 0, err.decode()
+    assert json.loads(lines[0])["sha256"] == f.sha256
+    mods = {m.split(".")[0] for m in probe["modules"]}
+    assert "aiohttp" in mods
+    assert not mods & {"pydantic", "huggingface_hub", "fastapi", "gradio", "yaml"}
