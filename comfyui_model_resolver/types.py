@@ -129,6 +129,8 @@ class Candidate(_Frozen):
     hash_match: bool = False  # the source found it by the model's own hash
     early_access: bool = False
     published: str | None = None  # ISO date the repo / version was created
+    likes: int | None = None
+    base_model: str | None = None  # what the repo's model card says it derives from (cardData.base_model)
 
 
 class DownloadState(str, Enum):

@@ -60,10 +60,19 @@ def _name_info(basename: str) -> NameInfo:
     return analyse_name(basename)
 
 
+def _card_base(m: Any) -> str | None:
+    """The model card's `base_model` (one repo id, or the first of a list): what it says it derives from."""
+    base = getattr(getattr(m, "card_data", None), "base_model", None)
+    if isinstance(base, list):
+        base = next((b for b in base if isinstance(b, str)), None)
+    return base if isinstance(base, str) and base else None
+
+
 def _repo_dict(m: Any) -> dict:
     sibs = getattr(m, "siblings", None)
     created = getattr(m, "created_at", None)
     return {
+        "card_base": _card_base(m),
         "created": created.isoformat() if hasattr(created, "isoformat") else None,
         "id": m.id,
         "downloads": getattr(m, "downloads", None) or 0,
@@ -184,14 +193,14 @@ class HuggingFaceSource(Source):
 
     async def list_author(self, author: str, ctx: LookupContext | None) -> list[dict]:
         def run() -> list[dict]:
-            return [_repo_dict(m) for m in self._api.list_models(author=author, full=True, sort="downloads",
-                                                                 limit=LISTING_LIMIT)]
+            return [_repo_dict(m) for m in self._api.list_models(author=author, full=True, cardData=True,
+                                                                 sort="downloads", limit=LISTING_LIMIT)]
         return await self._cached(self._key("author", author), ctx, f"repos of {author}", run)
 
     async def search_repos(self, query: str, ctx: LookupContext | None, limit: int = SEARCH_LIMIT) -> list[dict]:
         def run() -> list[dict]:
-            return [_repo_dict(m) for m in self._api.list_models(search=query, full=True, sort="downloads",
-                                                                 limit=limit)]
+            return [_repo_dict(m) for m in self._api.list_models(search=query, full=True, cardData=True,
+                                                                 sort="downloads", limit=limit)]
         return await self._cached(self._key("search", query, str(limit)), ctx, f"search {query!r}", run)
 
     async def tree(self, repo: str, ctx: LookupContext | None) -> dict[str, dict]:
@@ -212,7 +221,7 @@ class HuggingFaceSource(Source):
         for repo in repos:
             if "gated" in repo:
                 self._repo_meta.setdefault(repo["id"], {k: repo.get(k) for k in ("downloads", "gated", "likes",
-                                                                                  "created")})
+                                                                                  "created", "card_base")})
             sibs = repo.get("siblings")
             if not sibs:
                 continue
@@ -333,7 +342,8 @@ class HuggingFaceSource(Source):
             filename=path.rsplit("/", 1)[-1], size=meta.get("size"), sha256=meta.get("sha256"),
             repo=repo_id, path=path, gated=gated, requires_auth=gated and not self.has_token,
             token_env=HF_TOKEN_ENV if gated else None, folder=folder_of_path(path), publisher=ns,
-            downloads=repo.get("downloads") or None, via=via, published=repo.get("created"))
+            downloads=repo.get("downloads") or None, via=via, published=repo.get("created"),
+            likes=repo.get("likes") or None, base_model=repo.get("card_base"))
 
     async def search(self, query: str, folder: str | None, ctx: LookupContext) -> list[Candidate]:
         ctx.tried(NAME, query)
