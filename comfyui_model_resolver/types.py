@@ -106,6 +106,15 @@ class ParsedWorkflow(_Frozen):
     warnings: tuple[str, ...] = ()
 
 
+class CandidateFile(_Frozen):
+    """One file of a multi-file candidate (a sharded model: its shards, index and config)."""
+
+    path: str  # path inside the repo
+    url: str
+    size: int | None = None
+    sha256: str | None = None
+
+
 class Candidate(_Frozen):
     """One place a missing model could be downloaded from."""
 
@@ -131,6 +140,9 @@ class Candidate(_Frozen):
     published: str | None = None  # ISO date the repo / version was created
     likes: int | None = None
     base_model: str | None = None  # what the repo's model card says it derives from (cardData.base_model)
+    #: A model that is several files downloaded as one unit (`model-00001-of-00005.safetensors`, the
+    #: other shards and the index beside it): every file, the named one first. Empty for one file.
+    files: tuple[CandidateFile, ...] = ()
 
 
 class DownloadState(str, Enum):
@@ -168,6 +180,7 @@ class DownloadRequest(_Frozen):
     size: int | None = Field(None, ge=0)
     priority: int = 0
     source: str | None = None
+    group: str | None = None  # the files of one multi-file model (a sharded checkpoint) share a group id
 
 
 # ---- resolution (sources) ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ Its exceptions are turned into ours by `http.error_for_status` (the one status t
 from __future__ import annotations
 
 import asyncio
+import re
 from urllib.parse import urlsplit
 import time
 import urllib.request
@@ -28,7 +29,7 @@ from typing import Any, Callable
 from ..errors import AuthRequired, NotFound, SourceError, SourceUnavailable
 from ..hosts import redact_error
 from ..settings import Settings
-from ..types import Candidate, ModelRef
+from ..types import Candidate, CandidateFile, ModelRef
 from ..workflow.folders import has_model_extension
 from .base import BudgetExhausted, LookupContext, Source
 from .cache import NOT_FOUND, ResponseCache, is_not_found
@@ -46,6 +47,7 @@ MAX_LISTINGS = 3  # publisher listings per model (cached: shared by the models o
 MAX_SEARCHES = 3
 MAX_TREES = 4  # repos whose tree is read per model (the same file is often in several official repos)
 MIN_LISTINGS = 2  # listings read even after a hit: the same name may sit in a better repo
+SHARD = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>safetensors|bin)$")
 
 
 @dataclass
@@ -331,6 +333,31 @@ class HuggingFaceSource(Source):
             for path in h.exact + h.near[:3]:
                 out.append(self._candidate(h.repo["id"], path, h.repo, files.get(path, {}), via="beside"))
         return out
+
+    async def with_unit(self, cand: Candidate, ctx: LookupContext) -> Candidate:
+        """A shard (`model-00001-of-00005.safetensors`) is downloaded with its siblings: every shard
+        of the set and the index and config beside it, read from the repo's tree (usually cached)."""
+        from .urls import hf_resolve_url
+
+        m = SHARD.match((cand.path or "").rsplit("/", 1)[-1])
+        if m is None or not cand.repo or cand.files:
+            return cand
+        try:
+            files = await self.tree(cand.repo, ctx)
+        except (SourceError, BudgetExhausted):
+            return cand
+        folder = cand.path.rsplit("/", 1)[0] + "/" if "/" in cand.path else ""
+        prefix, total, ext = m.group("prefix"), m.group("total"), m.group("ext")
+        names = {f"{prefix}.{ext}.index.json", "config.json"}
+        unit = sorted(p for p in files if p.startswith(folder) and "/" not in p[len(folder):]
+                      and (re.fullmatch(rf"{re.escape(prefix)}-\d{{5}}-of-{total}\.{ext}", p[len(folder):])
+                           or p[len(folder):] in names))
+        if len(unit) < 2:
+            return cand
+        unit.sort(key=lambda p: p != cand.path)
+        return cand.model_copy(update={"files": tuple(
+            CandidateFile(path=p, url=hf_resolve_url(self.endpoint, cand.repo, p), size=files[p].get("size"),
+                          sha256=files[p].get("sha256")) for p in unit)})
 
     def _candidate(self, repo_id: str, path: str, repo: dict, meta: dict, via: str = "search") -> Candidate:
         from .urls import hf_resolve_url

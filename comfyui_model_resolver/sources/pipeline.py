@@ -153,6 +153,7 @@ class SourceSet:
         await self._colocate(list(works.values()), board)
         self._cohost_pass(list(works.values()))
         self._affinity_pass(list(works.values()))
+        await self._units(list(works.values()))
         if run_preflight:
             await asyncio.gather(*(self._preflight(w, board) for w in works.values()
                                    if w.decision and w.decision.chosen))
@@ -228,6 +229,23 @@ class SourceSet:
 
         plan = [(w, repos_for(w)) for w in works]
         await asyncio.gather(*(one(w, repos) for w, repos in plan if repos))
+
+    async def _units(self, works: list[_Work]) -> None:
+        """Sharded models are one unit: the top candidate of each gets its sibling files."""
+        hf = self.by_name("huggingface")
+        if hf is None or hf.disabled_reason or not hasattr(hf, "with_unit"):
+            return
+
+        async def one(w: _Work) -> None:
+            d = w.decision
+            if d is None or not d.ranked or d.ranked[0].source not in ("huggingface", "catalog", "pack", "embedded"):
+                return
+            top = await hf.with_unit(d.ranked[0], w.ctx)  # type: ignore[attr-defined]
+            if top is not d.ranked[0]:
+                chosen = top if d.chosen is not None and d.chosen.url == top.url else d.chosen
+                w.decision = Decision(d.status, (top,) + d.ranked[1:], chosen=chosen, message=d.message)
+
+        await asyncio.gather(*(one(w) for w in works))
 
     @staticmethod
     def _cohost_pass(works: list[_Work]) -> None:
