@@ -222,13 +222,14 @@ def _install_openapi(app: FastAPI) -> None:
 
 
 def _app_from_environment() -> FastAPI:
-    import os
+    from comfyui_model_resolver.settings import process_environ
 
     from .logs import configure_logging
 
-    settings = Settings.load(os.environ)
+    environ = process_environ()
+    settings = Settings.load(environ)
     configure_logging(settings.log_level)
-    return create_app(settings, environ=os.environ)
+    return create_app(settings, environ=environ)
 
 
 _lazy: dict[str, FastAPI] = {}

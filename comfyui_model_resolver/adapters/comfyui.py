@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError
-from ..settings import Settings
+from ..settings import Settings, process_environ
 from .aiohttp_routes import GuardPolicy, RequestGuard, bind_routes, normalise_origin
 from .comfyui_schemas import NodeSchemas, collect, folder_dirs
 from .routes import COMFYUI_EVENT, COMFYUI_PREFIX, event_payload
@@ -42,7 +42,7 @@ def comfyui_settings(folder_paths: Any, environ: Mapping[str, str] | None = None
     """Settings inside ComfyUI: CMR_* as usual; the ComfyUI root and models dir come from
     folder_paths, and the data dir (caches, job state, tokens set in the sidebar) defaults to
     `<ComfyUI user dir>/comfyui-model-resolver`."""
-    env = dict(os.environ if environ is None else environ)
+    env = process_environ() if environ is None else dict(environ)
     user_dir = _user_directory(folder_paths)
     if user_dir and not env.get("CMR_DATA_DIR"):
         env["CMR_DATA_DIR"] = os.path.join(user_dir, DATA_DIR_NAME)
@@ -72,7 +72,7 @@ class ComfyUIAdapter:
         self.server = server
         self.folder_paths = folder_paths
         self.nodes = nodes
-        self._environ = dict(os.environ if environ is None else environ)
+        self._environ = process_environ() if environ is None else dict(environ)
         self._comfy_cors_origin = comfy_cors_origin
         self.settings: Settings | None = None
         self.settings_error: ConfigError | None = None
