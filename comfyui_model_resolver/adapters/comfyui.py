@@ -25,7 +25,8 @@ from typing import Any, Mapping
 
 from ..errors import ConfigError
 from ..settings import Settings, process_environ
-from .aiohttp_routes import GuardPolicy, RequestGuard, bind_routes, normalise_origin
+from .aiohttp_routes import bind_routes
+from .guard import GuardPolicy, machine_names
 from .comfyui_schemas import NodeSchemas, collect, folder_dirs
 from .routes import COMFYUI_EVENT, COMFYUI_PREFIX, event_payload
 
@@ -86,12 +87,12 @@ class ComfyUIAdapter:
         self._lock: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task] = set()
         self._last_sent: dict[str, tuple[str, float]] = {}
-        self.guard = RequestGuard(self._policy)
+        self._names = machine_names()
         self.routes: list[str] = []
 
     # ---- binding ------------------------------------------------------------------------------
     def register(self) -> list[str]:
-        self.routes = bind_routes(self.server.routes, COMFYUI_PREFIX, self.get_resolver, self.guard)
+        self.routes = bind_routes(self.server.routes, COMFYUI_PREFIX, self.get_resolver, self.policy)
         app = getattr(self.server, "app", None)
         if app is not None:
             try:
@@ -101,16 +102,16 @@ class ComfyUIAdapter:
                 pass
         return self.routes
 
-    def _policy(self) -> GuardPolicy:
+    def policy(self) -> GuardPolicy:
+        """The request guard's policy from the live settings (ComfyUI has no API keys: none are checked)."""
         settings = self.resolver.settings if self.resolver is not None else self.settings
         if settings is None:
-            return GuardPolicy(64 * 1024 * 1024, 50 * 1024 * 1024)
-        origins = {o for o in (normalise_origin(x) for x in settings.cors_origins) if o}
+            settings = Settings()  # the limits' defaults; the routes answer the ConfigError
+        origins = list(settings.cors_origins)
         if self._comfy_cors_origin and self._comfy_cors_origin != "*":
-            extra = normalise_origin(self._comfy_cors_origin)
-            if extra:
-                origins.add(extra)
-        return GuardPolicy(settings.max_request_bytes, settings.max_workflow_bytes, frozenset(origins))
+            origins.append(self._comfy_cors_origin)
+        return GuardPolicy.build(max_request_bytes=settings.max_request_bytes,
+                                 max_workflow_bytes=settings.max_workflow_bytes, origins=origins, names=self._names)
 
     # ---- the Resolver -------------------------------------------------------------------------
     async def get_resolver(self) -> Any:
