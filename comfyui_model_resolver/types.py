@@ -109,6 +109,15 @@ class ParsedWorkflow(_Frozen):
     warnings: tuple[str, ...] = ()
 
 
+class CandidateFile(_Frozen):
+    """One file of a multi-file candidate (a sharded model: its shards, index and config)."""
+
+    path: str  # path inside the repo
+    url: str
+    size: int | None = None
+    sha256: str | None = None
+
+
 class Candidate(_Frozen):
     """One place a missing model could be downloaded from."""
 
@@ -132,6 +141,11 @@ class Candidate(_Frozen):
     hash_match: bool = False  # the source found it by the model's own hash
     early_access: bool = False
     published: str | None = None  # ISO date the repo / version was created
+    likes: int | None = None
+    base_model: str | None = None  # what the repo's model card says it derives from (cardData.base_model)
+    #: A model that is several files downloaded as one unit (`model-00001-of-00005.safetensors`, the
+    #: other shards and the index beside it): every file, the named one first. Empty for one file.
+    files: tuple[CandidateFile, ...] = ()
 
 
 class DownloadState(str, Enum):
@@ -171,6 +185,7 @@ class DownloadRequest(_Frozen):
     size: int | None = None  # >= 0
     priority: int = 0
     source: str | None = None
+    group: str | None = None  # the files of one multi-file model (a sharded checkpoint) share a group id
 
     def __post_init__(self) -> None:
         super().__post_init__()
