@@ -16,8 +16,6 @@ import tempfile
 from pathlib import Path
 from typing import TextIO
 
-from pydantic import SecretStr
-
 from comfyui_model_resolver.errors import ConfigError
 from comfyui_model_resolver.settings import Settings
 
@@ -87,10 +85,10 @@ def ensure_api_key(settings: Settings, *, urls: list[str] | tuple[str, ...] = ()
     key = _read_key(path)
     if key:
         log.info("using the API key kept in %s", path)
-        return settings.with_overrides(api_key=SecretStr(key))
+        return settings.with_overrides(api_key=key)
     kept = _keep_key(path, secrets.token_urlsafe(32))
     if kept is not None and kept[1] is False:  # another process made one a moment ago: use it
-        return settings.with_overrides(api_key=SecretStr(kept[0]))
+        return settings.with_overrides(api_key=kept[0])
     key = kept[0] if kept else secrets.token_urlsafe(32)
     lines = ["", "ComfyUI Model Resolver: no CMR_API_KEY was set, so one was generated"
              + (f" and saved to {path} (readable by this user only)." if kept else
@@ -101,7 +99,7 @@ def ensure_api_key(settings: Settings, *, urls: list[str] | tuple[str, ...] = ()
         lines.append(f"    {url}")
     lines += [f"    API key: {key}", "", "Set CMR_API_KEY to choose your own.", ""]
     print("\n".join(lines), file=out or sys.stderr, flush=True)
-    return settings.with_overrides(api_key=SecretStr(key))
+    return settings.with_overrides(api_key=key)
 
 
 def _read_key(path: Path) -> str | None:
