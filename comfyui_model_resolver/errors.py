@@ -2,8 +2,9 @@
 
     ResolverError                      base: message + hint, safe to show to a user
     ├── ConfigError                    bad CMR_* value, unreadable config file
+    ├── RequestTooLarge                a body over CMR_MAX_REQUEST_BYTES (`too_large` builds every such error)
     ├── WorkflowError (ValueError)     unusable workflow / image input
-    │   └── WorkflowTooLarge           over Settings.max_workflow_bytes
+    │   └── WorkflowTooLarge           over CMR_MAX_WORKFLOW_BYTES, or more nodes/models than any workflow has
     ├── LocalIndexError                models root unreadable, bad extra_model_paths.yaml
     ├── SourceError                    an upstream (Hub, Civitai, …) failed
     │   ├── AuthRequired               401/403: which token to set is in `token_env`, why in `reason`
@@ -51,8 +52,28 @@ class WorkflowError(ResolverError, ValueError):
     code = "workflow_error"
 
 
+class RequestTooLarge(ResolverError):
+    code = "request_too_large"
+
+
 class WorkflowTooLarge(WorkflowError):
     code = "workflow_too_large"
+
+
+def too_large(what: str, amount: int, limit: int, setting: str | None = None, *, unit: str = "bytes",
+              at_least: bool = False) -> ResolverError:
+    """The one "too large" error, in one wording, for every limit (bodies, workflows, node and model
+    counts). `what` names the thing ("workflow", "request body", "workflow's node list"…); a request
+    body gives RequestTooLarge, anything else WorkflowTooLarge. Both answer 413."""
+    amount_text = f"{amount:,} {unit}" + (" or more" if at_least else "")
+    verb = "is" if unit == "bytes" else "has"  # "The workflow is 60 MB…", "The workflow has 200,000 nodes…"
+    message = f"The {what} {verb} {amount_text}, over the limit of {limit:,} {unit}."
+    if setting:
+        hint = f"Raise {setting} if this is genuine."
+    else:
+        hint = "No ComfyUI workflow comes near this; the input is not a workflow as saved by ComfyUI."
+    cls = RequestTooLarge if what == "request body" else WorkflowTooLarge
+    return cls(message, hint=hint)
 
 
 class LocalIndexError(ResolverError):

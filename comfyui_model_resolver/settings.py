@@ -32,6 +32,17 @@ _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 
 
+def process_environ() -> dict[str, str]:
+    """A copy of the process environment. This module is the package's only reader of os.environ
+    (tests/test_architecture.py holds it to that): entry points call this once and pass it down."""
+    return dict(os.environ)
+
+
+def set_process_default(name: str, value: str) -> None:
+    """Set a variable for third-party libraries (e.g. Gradio's telemetry switch) unless the user did."""
+    os.environ.setdefault(name, value)
+
+
 def _default_data_dir(environ: Mapping[str, str]) -> Path:
     base = environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "comfyui-model-resolver"

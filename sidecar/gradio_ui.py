@@ -22,7 +22,9 @@ import os
 import time
 from typing import Any
 
+from comfyui_model_resolver.adapters.guard import UI
 from comfyui_model_resolver.adapters.routes import ApiResponse
+from comfyui_model_resolver.errors import WorkflowTooLarge, too_large
 from comfyui_model_resolver.settings import Settings
 
 from .backend import Backend, InProcessBackend
@@ -118,8 +120,9 @@ def _error_text(resp: ApiResponse) -> str:
 class ResolverUI:
     """The UI's actions. Each returns plain values for the Gradio components it updates."""
 
-    def __init__(self, backend: Backend) -> None:
+    def __init__(self, backend: Backend, max_workflow_bytes: int) -> None:
         self.backend = backend
+        self.max_workflow_bytes = max_workflow_bytes
 
     @staticmethod
     def _log(lines: list[str] | None, message: str) -> list[str]:
@@ -134,8 +137,12 @@ class ResolverUI:
             lines = self._log(lines, "Choose a workflow .json, or a .png/.webp saved by ComfyUI.")
             return _table(MODEL_HEADERS, []), gr.update(choices=[], value=[]), {}, "\n".join(lines), None, lines
         name = os.path.basename(path)
-        data = await asyncio.to_thread(_read, path)
-        resp = await self.backend.call(route, upload=data, upload_name=name)
+        try:
+            data = await asyncio.to_thread(_read, path, self.max_workflow_bytes)
+        except WorkflowTooLarge as exc:
+            resp = ApiResponse({"error": exc.to_dict()}, 413)
+        else:
+            resp = await self.backend.call(route, upload=data, upload_name=name)
         if resp.status >= 400:
             lines = self._log(lines, f"{route} {name}: {_error_text(resp)}")
             return _table(MODEL_HEADERS, []), gr.update(choices=[], value=[]), resp.body, "\n".join(lines), None, lines
@@ -241,9 +248,13 @@ class ResolverUI:
         return await self._control("resume_download", job_id, lines)
 
 
-def _read(path: str) -> bytes:
+def _read(path: str, limit: int) -> bytes:
+    """A file Gradio stored from an upload, refused (the one "too large" error) over `limit` bytes."""
     with open(path, "rb") as f:
-        return f.read()
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise too_large("workflow", len(data), limit, "CMR_MAX_WORKFLOW_BYTES", at_least=True)
+    return data
 
 
 def _private() -> dict[str, Any]:
@@ -254,12 +265,12 @@ def _private() -> dict[str, Any]:
     return {"api_visibility": "private"} if "api_visibility" in params else {"show_api": False}
 
 
-def build_ui(backend: Backend, *, poll_seconds: float = 1.0):
+def build_ui(backend: Backend, *, poll_seconds: float = 1.0, max_workflow_bytes: int = Settings.model_fields["max_workflow_bytes"].default):
     """The Gradio Blocks for `backend`. Named endpoints: analyze, resolve, download_selected,
     download_all, download_url, jobs, cancel, pause, resume."""
     import gradio as gr
 
-    ui = ResolverUI(backend)
+    ui = ResolverUI(backend, max_workflow_bytes)
     with gr.Blocks(title="ComfyUI Model Resolver", analytics_enabled=False) as blocks:
         gr.Markdown("## ComfyUI Model Resolver\nUpload a workflow `.json`, or a `.png`/`.webp` saved by ComfyUI. "
                     "**Analyze** lists its models and what you already have; **Find sources** picks a download "
@@ -328,30 +339,6 @@ def ui_auth(settings: Settings, host: str):
     return check
 
 
-class UiGuard:
-    """Refuse UI requests that arrive on a non-loopback address when the UI has no login (e.g. uvicorn
-    started with --host 0.0.0.0 while CMR_API_HOST says 127.0.0.1): fail closed."""
-
-    def __init__(self, app, prefix: str, protected: bool) -> None:
-        self.app, self.prefix, self.protected = app, prefix.rstrip("/"), protected
-
-    async def __call__(self, scope, receive, send) -> None:
-        if (scope["type"] in ("http", "websocket") and not self.protected
-                and scope.get("path", "").startswith(self.prefix) and not is_loopback((scope.get("server") or (None,))[0])):
-            from .security import _send
-            from comfyui_model_resolver.adapters.routes import error_body
-
-            if scope["type"] == "websocket":
-                await send({"type": "websocket.close", "code": 1008})
-                return
-            await _send(send, ApiResponse(error_body(
-                "Forbidden", "The UI has no login on this address, so it is served over loopback only.",
-                hint="Set CMR_API_KEY and CMR_API_HOST/CMR_GRADIO_HOST to the address you listen on.",
-                code="ui_loopback_only"), 403))
-            return
-        await self.app(scope, receive, send)
-
-
 def _mount(app, blocks, path: str, auth) -> None:
     import gradio as gr
 
@@ -362,12 +349,13 @@ def _mount(app, blocks, path: str, auth) -> None:
     gr.mount_gradio_app(app, blocks, path=path, **kwargs)
 
 
-def mount_ui(app, settings: Settings, path: str) -> None:
-    """Mount the UI on the sidecar `app` at `path`, calling the app's own Resolver in-process."""
+def mount_ui(app, settings: Settings, path: str) -> bool:
+    """Mount the UI on the sidecar `app` at `path`, calling the app's own Resolver in-process. Returns
+    whether it asks for a login (the sidecar's request guard refuses it beyond loopback otherwise)."""
     backend = InProcessBackend(lambda: app.state.resolver, observe=lambda *a: app.state.metrics.observe(*a))
     auth = ui_auth(settings, settings.api_host)
-    _mount(app, build_ui(backend), path, auth)
-    app.add_middleware(UiGuard, prefix=path, protected=auth is not None)
+    _mount(app, build_ui(backend, max_workflow_bytes=settings.max_workflow_bytes), path, auth)
+    return auth is not None
 
 
 def create_ui_app(settings: Settings, backend: Backend, *, host: str | None = None):
@@ -383,8 +371,13 @@ def create_ui_app(settings: Settings, backend: Backend, *, host: str | None = No
         finally:
             await backend.close()
 
+    from .security import GuardMiddleware, sidecar_policy
+
     app = FastAPI(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
-    auth = ui_auth(settings, settings.gradio_host if host is None else host)
-    _mount(app, build_ui(backend), "/", auth)
-    app.add_middleware(UiGuard, prefix="/", protected=auth is not None)
+    bind = settings.gradio_host if host is None else host
+    auth = ui_auth(settings, bind)
+    _mount(app, build_ui(backend, max_workflow_bytes=settings.max_workflow_bytes), "/", auth)
+    # every path of this app is the UI: the one request guard with the UI's checks (host, origin, login)
+    app.add_middleware(GuardMiddleware, policy=sidecar_policy(settings, ui_login=auth is not None, bind=bind),
+                       guard_for=lambda method, path: (UI, path))
     return app

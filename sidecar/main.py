@@ -23,7 +23,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from comfyui_model_resolver import __version__
-from comfyui_model_resolver.adapters.routes import MULTIPART_OVERHEAD, ROUTES, SIDECAR_PREFIX, error_body
+from comfyui_model_resolver.adapters.routes import ROUTES, SIDECAR_PREFIX, error_body
 from comfyui_model_resolver.errors import ConfigError
 from comfyui_model_resolver.service import Resolver, build_resolver
 from comfyui_model_resolver.settings import Settings
@@ -31,14 +31,12 @@ from comfyui_model_resolver.settings import Settings
 from .deps import MetricsDep, ProbeDep, ResolverDep
 from .health import UpstreamProbe, health_report
 from .metrics import CONTENT_TYPE, Metrics
-from .routes import bind_routes, workflow_too_large
-from .security import BodyLimitMiddleware, HostCheckMiddleware, is_loopback, request_too_large
+from .routes import bind_routes
+from .security import GuardMiddleware, is_loopback, sidecar_guard_for, sidecar_policy
 
 log = logging.getLogger("cmr.sidecar")
 
 ResolverFactory = Callable[[Settings], Awaitable[Resolver]]
-#: Multipart framing allowed on top of the workflow limit for uploads.
-_UPLOAD_OVERHEAD = MULTIPART_OVERHEAD
 GRADIO_PATH = "/gradio"
 
 
@@ -104,26 +102,23 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
     _add_service_routes(app)
     _install_openapi(app)
 
-    upload_paths = {SIDECAR_PREFIX + r.path for r in ROUTES if r.accepts_upload}
-    upload_limit = min(settings.max_request_bytes, settings.max_workflow_bytes + _UPLOAD_OVERHEAD)
-    general = (settings.max_request_bytes, request_too_large(settings.max_request_bytes))
-    upload = (upload_limit, workflow_too_large(settings.max_workflow_bytes))
-    app.add_middleware(BodyLimitMiddleware, limit_for=lambda path: upload if path in upload_paths else general)
     if settings.cors_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(settings.cors_origins),
                            allow_methods=sorted({r.method for r in ROUTES}), allow_credentials=False,
                            allow_headers=["Authorization", "Content-Type"], expose_headers=["Retry-After"],
                            max_age=600)
-    app.add_middleware(HostCheckMiddleware, settings=settings)  # outermost: before CORS, limits, routes
-
+    ui_login = False
     if settings.enable_ui if enable_ui is None else enable_ui:
         from .gradio_ui import gradio_available, mount_ui
 
         if gradio_available():
-            mount_ui(app, settings, GRADIO_PATH)
+            ui_login = mount_ui(app, settings, GRADIO_PATH)
             app.state.ui_mounted = True
         else:
             log.info("gradio is not installed: no UI at /gradio (pip install 'comfyui-model-resolver[ui]')")
+    # outermost: the one request guard runs before CORS, the routes and the UI
+    app.add_middleware(GuardMiddleware, policy=sidecar_policy(settings, ui_login=ui_login),
+                       guard_for=sidecar_guard_for(GRADIO_PATH if app.state.ui_mounted else None))
     return app
 
 
@@ -222,13 +217,14 @@ def _install_openapi(app: FastAPI) -> None:
 
 
 def _app_from_environment() -> FastAPI:
-    import os
+    from comfyui_model_resolver.settings import process_environ
 
     from .logs import configure_logging
 
-    settings = Settings.load(os.environ)
+    environ = process_environ()
+    settings = Settings.load(environ)
     configure_logging(settings.log_level)
-    return create_app(settings, environ=os.environ)
+    return create_app(settings, environ=environ)
 
 
 _lazy: dict[str, FastAPI] = {}

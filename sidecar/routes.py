@@ -2,8 +2,9 @@
 
 For every Route: its method and path under the prefix, path and query parameters and the JSON body
 documented from the Route's data (`query`, `body`), multipart/raw-image uploads for `accepts_upload`
-routes, the API key for `mutating` ones, then `dispatch` on the app's Resolver. The response is
-exactly what `dispatch` returns, so the JSON is the same as the ComfyUI routes'.
+routes, then `dispatch` on the app's Resolver. The request guard (host, origin, content type, size,
+the API key for `mutating` routes) already ran in `security.GuardMiddleware`. The response is exactly
+what `dispatch` returns, so the JSON is the same as the ComfyUI routes'.
 """
 from __future__ import annotations
 
@@ -20,9 +21,8 @@ from comfyui_model_resolver.adapters.routes import (
     ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_request, dispatch, download_event_stream,
     error_response,
 )
-from comfyui_model_resolver.errors import WorkflowTooLarge
 
-from .security import BodyTooLarge, check_api_key, check_content_type, check_origin
+from .security import BodyTooLarge
 
 #: JSON bodies larger than this are parsed in a worker thread.
 _THREAD_PARSE_BYTES = 256 * 1024
@@ -45,33 +45,11 @@ def as_response(resp: ApiResponse) -> Response:
     return JSONResponse(resp.body, resp.status, headers=resp.headers or None)
 
 
-def local_host(request: Request) -> str | None:
-    server = request.scope.get("server")
-    return server[0] if server else None
-
-
-def workflow_too_large(limit: int):
-    def make(size: int) -> ApiResponse:
-        return error_response(WorkflowTooLarge(
-            f"The input is {size:,} bytes or more, over the {limit:,}-byte limit.",
-            hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow."))
-    return make
-
-
 # ---- request decoding ------------------------------------------------------------------------
-class Refused(Exception):
-    def __init__(self, response: ApiResponse) -> None:
-        super().__init__(response.status)
-        self.response = response
-
-
 async def _read_request(route: Route, request: Request) -> ApiRequest:
-    """The body (already capped by BodyLimitMiddleware), decoded by the shared decoder."""
+    """The body (counted against its limit by GuardMiddleware), decoded by the shared decoder."""
     settings = request.app.state.settings
     raw = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
-    refused = check_content_type(route, request.method, request.headers.get("content-type"), bool(raw))
-    if refused is not None:
-        raise Refused(refused)
     args = (route, request.method, request.headers.get("content-type"), raw, dict(request.query_params),
             dict(request.path_params))
     if len(raw) > _THREAD_PARSE_BYTES:
@@ -82,15 +60,10 @@ async def _read_request(route: Route, request: Request) -> ApiRequest:
 def _endpoint(route: Route):
     async def endpoint(request: Request) -> Response:
         state = request.app.state
-        if route.mutating:
-            denied = (check_origin(state.settings, request.headers, request.url.scheme)
-                      or check_api_key(state.settings, request.headers, local_host(request)))
-            if denied is not None:
-                return as_response(denied)
         started = time.perf_counter()
         try:
             api_request = await _read_request(route, request)
-        except (BodyTooLarge, Refused) as exc:
+        except BodyTooLarge as exc:
             resp = exc.response
         except Exception as exc:  # noqa: BLE001 - a bad body is the client's error, in the one shape
             resp = error_response(exc)

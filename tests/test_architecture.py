@@ -48,3 +48,35 @@ def test_layers_point_inward():
             target = (base + mod.split("."))[0] if mod else (base[0] if base else "")
             if target in LAYERS and target != mine:
                 assert LAYERS[target] <= LAYERS[mine], f"{'/'.join(parts)} ({mine}) imports {target}"
+
+
+ROOT = PKG.parent
+#: Code that runs inside the product (install.py runs under ComfyUI-Manager before our dependencies
+#: exist, so it cannot use Settings; tests and benches set up environments for child processes).
+PRODUCT_DIRS = (PKG, ROOT / "sidecar")
+
+
+def _product_files():
+    for base in PRODUCT_DIRS:
+        yield from sorted(base.rglob("*.py"))
+    yield ROOT / "__init__.py"
+
+
+def _environ_reads(path: Path):
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb", "putenv"} \
+                and isinstance(node.value, ast.Name) and node.value.id == "os":
+            yield node.lineno, f"os.{node.attr}"
+        elif isinstance(node, ast.ImportFrom) and node.module == "os":
+            for a in node.names:
+                if a.name in {"environ", "getenv", "environb"}:
+                    yield node.lineno, f"from os import {a.name}"
+
+
+def test_settings_is_the_only_reader_of_the_environment():
+    settings_py = PKG / "settings.py"
+    offenders = [f"{p.relative_to(ROOT)}:{line} {what}" for p in _product_files() if p != settings_py
+                 for line, what in _environ_reads(p)]
+    assert offenders == []
+    assert list(_environ_reads(settings_py)), "the check must see settings.py's own reads"

@@ -10,12 +10,11 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import sys
 from typing import Any, Callable, Sequence
 
 from ..errors import ConfigError, ResolverError, WorkflowError
-from ..settings import Settings
+from ..settings import Settings, process_environ
 from ..types import Analysis
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -125,7 +124,7 @@ async def _run_analyze(args: argparse.Namespace) -> int:
     from ..service import build_resolver
 
     settings = settings_from_args(args)
-    resolver = await build_resolver(settings, environ=os.environ)
+    resolver = await build_resolver(settings, environ=process_environ())
     status = EXIT_OK
     try:
         for path in args.paths:
@@ -189,7 +188,7 @@ def _load_command_modules() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    level = (args.log_level or os.environ.get("CMR_LOG_LEVEL") or "WARNING").upper()
+    level = (args.log_level or process_environ().get("CMR_LOG_LEVEL") or "WARNING").upper()
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:

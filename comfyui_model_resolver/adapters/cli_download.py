@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import signal
 import sys
 import time
@@ -24,6 +23,7 @@ from pydantic import ValidationError
 
 from ..errors import (ConfigError, HostNotAllowed, ResolverError, UnsafeFormat, UnsafePath)
 from ..hosts import redact_text
+from ..settings import process_environ
 from ..types import DownloadRequest, DownloadState
 from .cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_install_options, command,
                   settings_from_args)
@@ -61,7 +61,7 @@ async def _run_download(args: argparse.Namespace) -> int:
         print(f"cmr download: invalid arguments: {problems}", file=sys.stderr)
         return EXIT_USAGE
     settings = settings_from_args(args)
-    resolver = await build_resolver(settings, environ=os.environ)
+    resolver = await build_resolver(settings, environ=process_environ())
     manager = resolver.downloads
     manager.resume_unfinished = False  # this command runs its own job only
     stop = asyncio.Event()

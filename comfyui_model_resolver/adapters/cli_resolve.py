@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from ..errors import WorkflowError
+from ..settings import process_environ
 from ..types import Resolution, ResolvedModel
 from .cli import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_install_options, analysis_json, command,
                   report_workflow_error, settings_from_args)
@@ -121,7 +122,7 @@ async def _run_resolve(args: argparse.Namespace) -> int:
     from ..service import build_resolver
 
     settings = settings_from_args(args)
-    resolver = await build_resolver(settings, environ=os.environ)
+    resolver = await build_resolver(settings, environ=process_environ())
     status = EXIT_OK
     many = len(args.paths) > 1
     try:

@@ -7,9 +7,9 @@ An entry point: it builds Settings once and hands them to `sidecar.server.serve`
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any, Callable
 
+from ..settings import process_environ, set_process_default
 from .cli import EXIT_USAGE, add_install_options, command, settings_from_args
 
 
@@ -26,7 +26,7 @@ def _server_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _prepare(args: argparse.Namespace):
-    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry from a headless server
+    set_process_default("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry from a headless server
     settings = settings_from_args(args, **_server_overrides(args))
     from sidecar.logs import configure_logging
 
@@ -49,7 +49,7 @@ async def _run_serve(args: argparse.Namespace) -> int:
     from sidecar.server import serve
 
     try:
-        return await serve(settings, ui=settings.enable_ui, environ=os.environ)
+        return await serve(settings, ui=settings.enable_ui, environ=process_environ())
     except ConfigError:
         raise
     except OSError as exc:
@@ -90,7 +90,7 @@ async def _run_ui(args: argparse.Namespace) -> int:
 
         print("cmr ui: gradio is not installed: pip install 'comfyui-model-resolver[ui]'", file=sys.stderr)
         return EXIT_USAGE
-    return await serve(settings, ui=True, environ=os.environ, api_url=args.api_url)
+    return await serve(settings, ui=True, environ=process_environ(), api_url=args.api_url)
 
 
 @command("ui", "run the Gradio UI alone, against a running sidecar")

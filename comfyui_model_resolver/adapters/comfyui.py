@@ -24,8 +24,9 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from ..errors import ConfigError
-from ..settings import Settings
-from .aiohttp_routes import GuardPolicy, RequestGuard, bind_routes, normalise_origin
+from ..settings import Settings, process_environ
+from .aiohttp_routes import bind_routes
+from .guard import GuardPolicy, machine_names
 from .comfyui_schemas import NodeSchemas, collect, folder_dirs
 from .routes import COMFYUI_EVENT, COMFYUI_PREFIX, event_payload
 
@@ -42,7 +43,7 @@ def comfyui_settings(folder_paths: Any, environ: Mapping[str, str] | None = None
     """Settings inside ComfyUI: CMR_* as usual; the ComfyUI root and models dir come from
     folder_paths, and the data dir (caches, job state, tokens set in the sidebar) defaults to
     `<ComfyUI user dir>/comfyui-model-resolver`."""
-    env = dict(os.environ if environ is None else environ)
+    env = process_environ() if environ is None else dict(environ)
     user_dir = _user_directory(folder_paths)
     if user_dir and not env.get("CMR_DATA_DIR"):
         env["CMR_DATA_DIR"] = os.path.join(user_dir, DATA_DIR_NAME)
@@ -72,7 +73,7 @@ class ComfyUIAdapter:
         self.server = server
         self.folder_paths = folder_paths
         self.nodes = nodes
-        self._environ = dict(os.environ if environ is None else environ)
+        self._environ = process_environ() if environ is None else dict(environ)
         self._comfy_cors_origin = comfy_cors_origin
         self.settings: Settings | None = None
         self.settings_error: ConfigError | None = None
@@ -86,12 +87,12 @@ class ComfyUIAdapter:
         self._lock: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task] = set()
         self._last_sent: dict[str, tuple[str, float]] = {}
-        self.guard = RequestGuard(self._policy)
+        self._names = machine_names()
         self.routes: list[str] = []
 
     # ---- binding ------------------------------------------------------------------------------
     def register(self) -> list[str]:
-        self.routes = bind_routes(self.server.routes, COMFYUI_PREFIX, self.get_resolver, self.guard)
+        self.routes = bind_routes(self.server.routes, COMFYUI_PREFIX, self.get_resolver, self.policy)
         app = getattr(self.server, "app", None)
         if app is not None:
             try:
@@ -101,16 +102,16 @@ class ComfyUIAdapter:
                 pass
         return self.routes
 
-    def _policy(self) -> GuardPolicy:
+    def policy(self) -> GuardPolicy:
+        """The request guard's policy from the live settings (ComfyUI has no API keys: none are checked)."""
         settings = self.resolver.settings if self.resolver is not None else self.settings
         if settings is None:
-            return GuardPolicy(64 * 1024 * 1024, 50 * 1024 * 1024)
-        origins = {o for o in (normalise_origin(x) for x in settings.cors_origins) if o}
+            settings = Settings()  # the limits' defaults; the routes answer the ConfigError
+        origins = list(settings.cors_origins)
         if self._comfy_cors_origin and self._comfy_cors_origin != "*":
-            extra = normalise_origin(self._comfy_cors_origin)
-            if extra:
-                origins.add(extra)
-        return GuardPolicy(settings.max_request_bytes, settings.max_workflow_bytes, frozenset(origins))
+            origins.append(self._comfy_cors_origin)
+        return GuardPolicy.build(max_request_bytes=settings.max_request_bytes,
+                                 max_workflow_bytes=settings.max_workflow_bytes, origins=origins, names=self._names)
 
     # ---- the Resolver -------------------------------------------------------------------------
     async def get_resolver(self) -> Any:

@@ -11,20 +11,22 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, AsyncIterator, Awaitable, Callable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, RootModel, ValidationError
 
 from ..errors import (
     AuthRequired, ConfigError, DownloadCancelled, DownloadError, HostNotAllowed, InsufficientSpace,
-    IntegrityError, JobNotFound, LocalIndexError, NotFound, RateLimited, ResolverError, SourceError,
-    SourceUnavailable, TargetExists, UnsafeFormat, UnsafePath, WorkflowError, WorkflowTooLarge,
+    IntegrityError, JobNotFound, LocalIndexError, NotFound, RateLimited, RequestTooLarge, ResolverError, SourceError,
+    SourceUnavailable, TargetExists, UnsafeFormat, UnsafePath, WorkflowError, WorkflowTooLarge, too_large,
 )
 from ..hosts import secret_values
 from ..types import DownloadRequest
 from ..workflow.decode import parse_json_text
 from ..workflow.relink import RelinkChange, apply_relinks
+from .guard import API_CHANGE, API_READ, API_UPLOAD, RouteGuard
+from .seam import ApiRequest, ApiResponse, ResolverPort, error_body
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +38,7 @@ COMFYUI_EVENT = "cmr.progress"
 # Most specific first: the first matching class wins.
 ERROR_STATUS: tuple[tuple[type[ResolverError], int], ...] = (
     (WorkflowTooLarge, 413),
+    (RequestTooLarge, 413),
     (WorkflowError, 400),
     (ConfigError, 400),
     (JobNotFound, 404),
@@ -55,26 +58,6 @@ ERROR_STATUS: tuple[tuple[type[ResolverError], int], ...] = (
     (LocalIndexError, 500),
     (ResolverError, 400),
 )
-
-
-@dataclass
-class ApiRequest:
-    body: Any = None  # parsed JSON body
-    upload: bytes | None = None  # a multipart file (analyze/resolve)
-    upload_name: str | None = None
-    query: Mapping[str, str] = field(default_factory=dict)
-    params: Mapping[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class ApiResponse:
-    body: Any
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-
-
-def error_body(type_: str, message: str, hint: str | None = None, code: str | None = None, **extra: Any) -> dict:
-    return {"error": {"type": type_, "code": code or type_, "message": message, "hint": hint, **extra}}
 
 
 def error_response(exc: BaseException) -> ApiResponse:
@@ -138,39 +121,20 @@ class DownloadBody(RootModel[DownloadCreate | DownloadFromResolution]):
 UPLOAD_TYPES = (".json", ".png", ".webp")
 
 
-#: Raw workflow bytes accepted on upload routes besides JSON and multipart.
-RAW_UPLOAD_TYPES = frozenset({"image/png", "image/webp", "application/octet-stream"})
-#: Room a multipart envelope may take beyond the workflow file itself.
-MULTIPART_OVERHEAD = 64 * 1024
-
-
-def body_limit(route: Route, max_request_bytes: int, max_workflow_bytes: int) -> tuple[int, str]:
-    """How many body bytes an adapter may read for a route, and the setting that raises it."""
-    if route.accepts_upload:
-        return max_workflow_bytes + MULTIPART_OVERHEAD, "CMR_MAX_WORKFLOW_BYTES"
-    return max_request_bytes, "CMR_MAX_REQUEST_BYTES"
-
-
 def _media_type(content_type: str | None) -> str:
     return (content_type or "").split(";", 1)[0].strip().lower()
 
 
 def _multipart_file(content_type: str, raw: bytes) -> tuple[bytes, str | None]:
-    """The first file of a multipart/form-data body (stdlib parser: no extra dependency)."""
-    from email.parser import BytesParser
-    from email.policy import HTTP
+    """The first file of a multipart/form-data body (RFC 7578). One copy of the file's bytes and
+    nothing else: the body may be as large as the workflow limit, and any web page may send one."""
+    from .multipart import first_file
 
-    try:
-        msg = BytesParser(policy=HTTP).parsebytes(b"Content-Type: " + content_type.encode("latin-1") + b"\r\n\r\n" + raw)
-        parts = list(msg.iter_parts()) if msg.is_multipart() else []
-    except (UnicodeEncodeError, ValueError, TypeError):
-        parts = []
-    for part in parts:
-        filename = part.get_filename()
-        if filename is not None:
-            return part.get_payload(decode=True) or b"", filename
-    raise WorkflowError("The multipart upload holds no file.",
-                        hint="Send the workflow as the multipart field 'file' (.json, .png or .webp).")
+    found = first_file(content_type, raw)
+    if found is None:
+        raise WorkflowError("The multipart upload holds no file.",
+                            hint="Send the workflow as the multipart field 'file' (.json, .png or .webp).")
+    return found
 
 
 def decode_request(route: Route, method: str, content_type: str | None, raw: bytes,
@@ -188,13 +152,11 @@ def decode_request(route: Route, method: str, content_type: str | None, raw: byt
         req.upload, req.upload_name = raw, query.get("name") or "upload"  # the core sniffs the format
     else:
         if route.accepts_upload and len(raw) > max_workflow_bytes:
-            raise WorkflowTooLarge(f"The input is {len(raw):,} bytes, over the {max_workflow_bytes:,}-byte limit.",
-                                   hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+            raise too_large("workflow", len(raw), max_workflow_bytes, "CMR_MAX_WORKFLOW_BYTES")
         req.body = decode_json_body(raw)
         return req
     if len(req.upload) > max_workflow_bytes:
-        raise WorkflowTooLarge(f"The input is {len(req.upload):,} bytes, over the {max_workflow_bytes:,}-byte limit.",
-                               hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.")
+        raise too_large("workflow", len(req.upload), max_workflow_bytes, "CMR_MAX_WORKFLOW_BYTES")
     return req
 
 
@@ -219,7 +181,7 @@ def _truthy(v: str | None) -> bool:
 
 
 # ---- handlers ------------------------------------------------------------------------------
-Handler = Callable[[Any, ApiRequest], Awaitable[ApiResponse]]
+Handler = Callable[[ResolverPort, ApiRequest], Awaitable[ApiResponse]]
 
 
 async def analyze(resolver, req: ApiRequest) -> ApiResponse:
@@ -322,37 +284,46 @@ class Route:
     name: str
     summary: str
     handler: Handler | None  # None: the adapter streams it (server-sent events)
-    mutating: bool = False
+    guard: RouteGuard = API_READ  # the request guard's checks for this route (adapters/guard.py)
     body: type[BaseModel] | None = None  # documents the JSON body
-    accepts_upload: bool = False
     status: int = 200
     query: tuple[QueryParam, ...] = ()
+
+    @property
+    def mutating(self) -> bool:
+        """It changes state: beyond loopback it needs the API key."""
+        return self.guard.auth == "key"
+
+    @property
+    def accepts_upload(self) -> bool:
+        """It takes a workflow (JSON, or a .json/.png/.webp upload) under the workflow size limit."""
+        return self.guard.body == "upload"
 
 
 ROUTES: tuple[Route, ...] = (
     Route("POST", "/analyze", "analyze", "List the models a workflow needs and which are present.", analyze,
-          accepts_upload=True, query=(QueryParam("name", "Name to report for a JSON body (uploads use the file name).", max_length=1024),)),
+          guard=API_UPLOAD, query=(QueryParam("name", "Name to report for a JSON body (uploads use the file name).", max_length=1024),)),
     Route("POST", "/resolve", "resolve", "Analyze, then find a ranked, explained download source for each missing model.",
-          resolve, accepts_upload=True, query=(QueryParam("name", "Name to report for a JSON body (uploads use the file name).", max_length=1024),)),
+          resolve, guard=API_UPLOAD, query=(QueryParam("name", "Name to report for a JSON body (uploads use the file name).", max_length=1024),)),
     Route("GET", "/search", "search", "Search the sources for a model file (?q=, ?folder=).", search,
           query=(QueryParam("q", "File or model name to look for.", required=True, max_length=256),
                  QueryParam("folder", "ComfyUI model folder, e.g. checkpoints or loras."))),
     Route("POST", "/downloads", "create_download", "Start a download (from a URL or a resolve result).",
-          create_download, mutating=True, body=DownloadBody, status=202),
+          create_download, guard=API_CHANGE, body=DownloadBody, status=202),
     Route("GET", "/downloads", "list_downloads", "All download jobs.", list_downloads),
     Route("GET", "/downloads/events", "download_events", "Download progress as server-sent events.", None),
     Route("GET", "/downloads/{job_id}", "get_download", "One download job.", get_download),
     Route("DELETE", "/downloads/{job_id}", "cancel_download", "Cancel a download (?keep_partial=true keeps the part file).",
-          cancel_download, mutating=True,
+          cancel_download, guard=API_CHANGE,
           query=(QueryParam("keep_partial", "Keep the part file so a later download can resume it.", "boolean"),)),
-    Route("POST", "/downloads/{job_id}/pause", "pause_download", "Pause a download.", pause_download, mutating=True),
+    Route("POST", "/downloads/{job_id}/pause", "pause_download", "Pause a download.", pause_download, guard=API_CHANGE),
     Route("POST", "/downloads/{job_id}/resume", "resume_download", "Resume a paused or failed download.",
-          resume_download, mutating=True),
+          resume_download, guard=API_CHANGE),
     Route("POST", "/relink", "relink", "Rewrite widget values to point at relocated files; returns the workflow.",
-          relink, body=RelinkRequest),
+          relink, guard=RouteGuard(body="json"), body=RelinkRequest),
     Route("GET", "/config", "get_config", "Current settings; secrets are shown only as set/unset.", get_config),
     Route("PATCH", "/config", "patch_config", "Change run-time settings (tokens are write-only).", patch_config,
-          mutating=True, body=ConfigPatch),
+          guard=API_CHANGE, body=ConfigPatch),
     Route("GET", "/models", "list_models", "The local model index (?folder=).", list_models,
           query=(QueryParam("folder", "Only this ComfyUI model folder."),)),
 )

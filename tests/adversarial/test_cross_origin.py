@@ -13,7 +13,7 @@ import asyncio
 
 import pytest
 
-from comfyui_model_resolver.adapters.hostcheck import rebinding_refusal
+from comfyui_model_resolver.adapters.guard import API_READ, GuardPolicy, GuardRequest, check_request
 
 from .conftest import DOORS, door_environ
 from .harness import assert_error_shape
@@ -147,7 +147,7 @@ async def test_rebinding_the_event_stream_is_refused(door):
 
 
 @pytest.mark.parametrize("host", ["127.0.0.1", "127.0.0.1:8188", "[::1]:8188", "localhost:8188", "LOCALHOST",
-                                  "comfy.localhost:8188"])
+                                  "[::1]:8188"])
 async def test_this_machines_names_are_served(door, host):
     status, body, _ = await door.request("GET", "/config", headers={"Host": host})
     assert status == 200, body
@@ -166,13 +166,17 @@ async def test_a_configured_origin_is_a_trusted_host(sandbox, fake_hub):
 
 @pytest.mark.parametrize("host,local,refused", [
     ("evil.example", "127.0.0.1", True), ("evil.example", "::1", True), ("evil.example", "::ffff:127.0.0.1", True),
-    ("evil.example", "192.168.1.5", False),  # reached over the LAN by name: not this check's business
-    ("evil.example", None, False),  # a unix socket: no browser reaches it
-    ("127.0.0.1:1", "127.0.0.1", False), ("[::1]", "::1", False), ("a.localhost", "127.0.0.1", False),
+    ("evil.example", "192.168.1.5", False),  # reached over the LAN by name: the API key guards that
+    ("evil.example", None, True),  # a unix socket (a proxy on this machine may forward a rebound name)
+    ("127.0.0.1:1", "127.0.0.1", False), ("[::1]", "::1", False), ("localhost:5002", "127.0.0.1", False),
+    # other names for loopback are other origins, and Gradio grants them any origin: not "local"
+    ("a.localhost", "127.0.0.1", True), ("localhost.", "127.0.0.1", True), ("LOCALHOST.:1", "::1", True),
     ("", "127.0.0.1", False), ("[bad", "127.0.0.1", True),
 ])
 def test_rebinding_rule(host, local, refused):
-    assert (rebinding_refusal(host, local) is not None) is refused
+    policy = GuardPolicy.build(max_request_bytes=1 << 20, max_workflow_bytes=1 << 20)
+    answer = check_request(API_READ, GuardRequest("GET", {"host": host} if host else {}, local), policy)
+    assert (answer is not None) is refused
 
 
 @pytest.mark.parametrize("path", ["/health", "/metrics", "/openapi.json", "/docs", "/", "/gradio/"])

@@ -73,16 +73,18 @@ async def test_sidecar_and_comfyui_routes_answer_alike(tmp_path):
     from aiohttp import web
     from aiohttp.test_utils import TestServer
 
-    from comfyui_model_resolver.adapters.aiohttp_routes import GuardPolicy, RequestGuard, bind_routes
+    from comfyui_model_resolver.adapters.aiohttp_routes import bind_routes
+    from comfyui_model_resolver.adapters.guard import GuardPolicy
 
     comfy_settings = make_settings(tmp_path, data_dir=tmp_path / "comfy-data")
     comfy_resolver = await build_resolver(comfy_settings)
     table = web.RouteTableDef()
-    guard = RequestGuard(lambda: GuardPolicy(comfy_settings.max_request_bytes, comfy_settings.max_workflow_bytes))
+    policy = GuardPolicy.build(max_request_bytes=comfy_settings.max_request_bytes,
+                               max_workflow_bytes=comfy_settings.max_workflow_bytes)
     async def get_resolver():
         return comfy_resolver
 
-    bind_routes(table, COMFYUI_PREFIX, get_resolver, guard)
+    bind_routes(table, COMFYUI_PREFIX, get_resolver, lambda: policy)
     aio = web.Application(client_max_size=comfy_settings.max_request_bytes)
     aio.add_routes(table)
     server = TestServer(aio, host="127.0.0.1")
