@@ -9,10 +9,12 @@ Public API: `DownloadManager` (manager.py), its `Job` snapshots (job.py), `Retry
     partfile.py    the <final>.part file and the SHA-256 computed behind the writers
     transfer.py    one file's bytes: probe, resume checks, segments, retries, stall detection
     verify.py      size / sha256 / safetensors checks, atomic rename, quarantine
-    locks.py       cross-process locks (flock file, or Redis lease)
+    placement.py   what may land, and landing it: format checks, verify + rename, existing files
+    locks.py       cross-process locks (flock file, or Redis lease), waiting for and holding one
     store.py       job state in SQLite (resume after restart or kill -9)
     slots.py       the priority-ordered concurrency limit
-    manager.py     the queue, dedup, controls, progress events
+    runner.py      one job's life: name, lock, slot, transfer, placement, outcome
+    manager.py     the queue: submit and dedup, controls, queries, persistence, progress events
 """
 from .job import Job
 from .manager import DownloadManager

@@ -5,9 +5,8 @@ import time
 from collections import deque
 from datetime import datetime, timezone
 
-from pydantic import BaseModel, ConfigDict
-
 from ..hosts import redact_url
+from ..records import Record
 from ..types import DownloadState, ProgressEvent
 from .store import JobRecord
 
@@ -16,14 +15,12 @@ __all__ = ["Job", "SpeedMeter", "TERMINAL_STATES"]
 TERMINAL_STATES = frozenset({DownloadState.completed, DownloadState.failed, DownloadState.cancelled})
 
 
-class Job(BaseModel):
+class Job(Record):
     """One download as adapters show it. `url` never carries secrets (token=, signatures).
 
     `error` is ``{"type", "code", "message", "hint"}`` when the job failed; `detail` says what the
     job is doing or waiting for ("retrying in 4 s: …", "waiting for process 123 on host-b").
     """
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     url: str

@@ -10,7 +10,8 @@
   mount the shared models volume at the same path.
 
 Both have the same small async interface: `try_acquire()`, `owner()`, `release()`, and `lost`
-(an event set when a Redis lease could not be renewed).
+(an event set when a Redis lease could not be renewed). `acquire_lock` waits for one (saying whom
+it waits for); `run_holding` runs the download while watching `lost`.
 """
 from __future__ import annotations
 
@@ -23,11 +24,16 @@ import os
 import socket
 import time
 import uuid
-from typing import Any
+from typing import Any, Awaitable, Callable
+
+from ..errors import DownloadError, ResolverError
+from ..hosts import redact_url
 
 log = logging.getLogger(__name__)
 
-__all__ = ["PathLock", "FileLock", "RedisLock", "owner_text"]
+__all__ = ["PathLock", "FileLock", "RedisLock", "owner_text", "acquire_lock", "run_holding", "LOCK_POLL_SECONDS"]
+
+LOCK_POLL_SECONDS = 0.5
 
 
 def _owner_info(job_id: str) -> dict[str, Any]:
@@ -193,3 +199,54 @@ class RedisLock(PathLock):
                 await self.client.eval(_RELEASE_LUA, 1, self.key, self.token)
             except Exception as exc:  # noqa: BLE001 - the lease expires on its own
                 log.warning("cannot release the download lock %s: %s", self.key, exc)
+
+
+async def acquire_lock(lock: PathLock, *, target: str, redis_url: str | None,
+                       announce: Callable[[str | None], None], poll: float = LOCK_POLL_SECONDS) -> None:
+    """Wait until `lock` is ours. While another process holds it, `announce` says who (once per
+    change of owner), and `announce(None)` clears that once the lock is taken."""
+    announced = None
+    while True:
+        try:
+            got = await lock.try_acquire()
+        except OSError as exc:
+            raise DownloadError(f"Cannot create the lock file next to {target}: {exc.strerror or exc}.",
+                                hint="Check that the models folder is writable.") from None
+        except Exception as exc:  # noqa: BLE001 - Redis client errors
+            if isinstance(exc, ResolverError):
+                raise
+            raise DownloadError(f"Cannot reach Redis for the download lock "
+                                f"({redact_url(redis_url or '')}): {type(exc).__name__}.",
+                                hint="Check CMR_REDIS_URL, or unset it to use file locks.") from None
+        if got:
+            break
+        text = f"already downloading in {owner_text(await lock.owner())}; waiting for it"
+        if text != announced:
+            announced = text
+            announce(text)
+        await asyncio.sleep(poll)
+    if announced:
+        announce(None)
+
+
+async def run_holding(lock: PathLock, work: Callable[[], Awaitable[None]]) -> bool:
+    """Run `work()` while `lock` is held. Returns True (after cancelling the work) if the lock was
+    lost meanwhile (a Redis lease that could not be renewed), False when the work finished."""
+    loop = asyncio.get_running_loop()
+    task = loop.create_task(work())
+    lost = loop.create_task(lock.lost.wait())
+    try:
+        await asyncio.wait({task, lost}, return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        task.cancel()
+        lost.cancel()
+        await asyncio.gather(task, lost, return_exceptions=True)
+        raise
+    if task.done():
+        lost.cancel()
+        await asyncio.gather(lost, return_exceptions=True)
+        task.result()
+        return False
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    return True

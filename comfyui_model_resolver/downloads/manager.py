@@ -28,61 +28,44 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import stat
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from functools import partial
 from typing import Any, Callable
 
 import aiohttp
 
-from ..errors import (ConfigError, DownloadCancelled, DownloadError, IntegrityError, JobNotFound, ResolverError, TargetExists,
-                      UnsafeFormat, UnsafePath)
+from ..errors import ConfigError, DownloadCancelled, DownloadError, JobNotFound
 from ..events import EventBus
-from ..hosts import check_url, redact_secrets, redact_text, redact_url
-from ..index.hashing import sha256_file
+from ..hosts import check_url
 from ..index.layout import FolderLayout
 from ..settings import Settings
 from ..types import DownloadRequest, DownloadState
-from ..workflow.folders import has_model_extension, is_code_file, is_pickle_file
+from ..workflow.folders import has_model_extension
 from . import intervals as iv
-from .http import Retryable, TokenPolicy, parse_content_range
+from .http import TokenPolicy
 from .job import TERMINAL_STATES, Job
-from .locks import FileLock, PathLock, RedisLock, owner_text
-from .paths import (LOCK_SUFFIX, PART_SUFFIX, check_folder_name, content_disposition_filename, filename_from_url,
-                    safe_relative_name, target_path)
+from .locks import FileLock, PathLock, RedisLock
+from .paths import LOCK_SUFFIX, PART_SUFFIX, check_folder_name, filename_from_url, safe_relative_name, target_path
+from .placement import check_format, pickle_warning, remove_part_quietly
+from .runner import ACTIVE_STATES, JobEntry, JobRunner
 from .slots import PrioritySlots
 from .store import JobRecord, JobStore
-from .transfer import RetryPolicy, Transfer, TransferResult, open_bounded, probe
-from .verify import check_safetensors, finalize, quarantine
+from .transfer import RetryPolicy
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DownloadManager", "Job", "RetryPolicy"]
 
 PUBLISH_INTERVAL = 0.25  # progress events per job: at most 4 per second (state changes always)
-LOCK_POLL_SECONDS = 0.5
-_ACTIVE = ("queued", "running", "verifying")
 #: aiohttp's per-connection read buffer. When a connection drops, aiohttp discards what is still
 #: buffered (up to twice this), so it bounds the bytes re-fetched after a drop; larger buffers did
 #: not measurably speed up loopback transfers.
 _READ_BUFSIZE = 256 * 1024
 
 
-@dataclass
-class _Entry:
-    rec: JobRecord
-    task: asyncio.Task | None = None
-    transfer: Transfer | None = None
-    stop: str | None = None  # "pause" | "cancel" | "shutdown" while being stopped
-    settled: asyncio.Event = field(default_factory=asyncio.Event)
-    last_publish: float = 0.0
-
-
 class DownloadManager:
-    """Queue, run and control downloads. One per process (built by `service.build_resolver`)."""
+    """Queue and control downloads; `JobRunner` runs each. One per process (`service.build_resolver`)."""
 
     def __init__(self, settings: Settings, layout: FolderLayout, events: EventBus | None = None, *,
                  retry: RetryPolicy | None = None, on_complete: Callable[[Job], Any] | None = None,
@@ -93,13 +76,14 @@ class DownloadManager:
         self.retry = retry or RetryPolicy()
         self.on_complete = on_complete
         self.resume_unfinished = resume_unfinished
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, JobEntry] = {}
         self._by_path: dict[str, str] = {}  # final path -> id of the live job writing it
-        self._slots = PrioritySlots(settings.max_concurrent_downloads)
+        self.slots = PrioritySlots(settings.max_concurrent_downloads)
         self._store: JobStore | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.executor: ThreadPoolExecutor | None = None
         self._redis: Any = None
+        self._runner = JobRunner(self)
         self._db_lock: asyncio.Lock | None = None
         self._start_lock: asyncio.Lock | None = None
         self._submit_lock: asyncio.Lock | None = None
@@ -114,7 +98,7 @@ class DownloadManager:
     def update_settings(self, settings: Settings) -> None:
         """Apply changed settings (tokens, limits, allowlist) to jobs from now on."""
         self._settings = settings
-        self._slots.set_limit(settings.max_concurrent_downloads)
+        self.slots.set_limit(settings.max_concurrent_downloads)
 
     @property
     def data_dir(self) -> str:
@@ -136,20 +120,20 @@ class DownloadManager:
             self._submit_lock = asyncio.Lock()
             s = self._settings
             workers = 4 + s.max_concurrent_downloads * (s.segments + 2)
-            self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmr-download")
+            self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmr-download")
             path = os.path.join(self.data_dir, "downloads.sqlite")
             try:
                 self._store = await asyncio.to_thread(JobStore, path)
             except (OSError, Exception) as exc:  # sqlite3.Error or OSError
                 raise ConfigError(f"Cannot open the download job database {path}: {exc}.",
                                   hint="Set CMR_DATA_DIR to a writable directory.") from None
-            self._session = aiohttp.ClientSession(
+            self.session = aiohttp.ClientSession(
                 connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True),
                 auto_decompress=False, read_bufsize=_READ_BUFSIZE, trust_env=False)
             self._started = True
             if self.resume_unfinished:
                 for rec in await asyncio.to_thread(self._store.load):
-                    self._adopt_record(rec, run=rec.state in _ACTIVE)
+                    self._adopt_record(rec, run=rec.state in ACTIVE_STATES)
 
     async def close(self) -> None:
         """Stop every job (running ones are checkpointed and resume at the next start)."""
@@ -163,8 +147,8 @@ class DownloadManager:
             e.stop = "shutdown"
             e.task.cancel()  # type: ignore[union-attr]
         await asyncio.gather(*(e.task for e in entries if e.task), return_exceptions=True)
-        if self._session is not None:
-            await self._session.close()
+        if self.session is not None:
+            await self.session.close()
         if self._redis is not None:
             try:
                 await self._redis.aclose()
@@ -172,8 +156,8 @@ class DownloadManager:
                 pass
         if self._store is not None:
             await asyncio.to_thread(self._store.close)
-        if self._executor is not None:  # every job has stopped; this returns at once
-            await asyncio.to_thread(self._executor.shutdown, True)
+        if self.executor is not None:  # every job has stopped; this returns at once
+            await asyncio.to_thread(self.executor.shutdown, True)
 
     async def __aenter__(self) -> "DownloadManager":
         await self.start()
@@ -183,13 +167,13 @@ class DownloadManager:
         await self.close()
 
     # ---- queries ---------------------------------------------------------------------------
-    def _entry(self, job_id: str) -> _Entry:
+    def _entry(self, job_id: str) -> JobEntry:
         entry = self._entries.get(job_id)
         if entry is None:
             raise JobNotFound(f"No download job {job_id!r}.", hint="List jobs with GET /downloads.")
         return entry
 
-    def _snapshot(self, entry: _Entry) -> Job:
+    def _snapshot(self, entry: JobEntry) -> Job:
         rec = entry.rec
         t = entry.transfer
         if rec.state == "completed" and rec.total is not None:
@@ -237,22 +221,22 @@ class DownloadManager:
             filename = from_url if from_url and has_model_extension(from_url) else None
         if filename:
             filename = safe_relative_name(filename)
-            self._check_format(filename)
+            check_format(filename, self._settings)
             path = await asyncio.to_thread(target_path, self.layout, folder, filename)
-            live = self._live_for_path(path)
+            live = self.live_for_path(path)
             if live is not None:
                 if live.rec.state in ("paused", "failed"):
                     return await self.resume(live.rec.id)
                 return self._snapshot(live)
         else:
             for e in self._entries.values():
-                if e.rec.url == req.url and e.rec.folder == folder and e.rec.state in _ACTIVE:
+                if e.rec.url == req.url and e.rec.folder == folder and e.rec.state in ACTIVE_STATES:
                     return self._snapshot(e)
         requested = req.sha256.lower() if req.sha256 else None
         rec = None
         if path is not None:
             assert self._store is not None
-            old = await asyncio.to_thread(self._store.latest_for_path, path, (*_ACTIVE, "paused", "failed"))
+            old = await asyncio.to_thread(self._store.latest_for_path, path, (*ACTIVE_STATES, "paused", "failed"))
             if old is not None and old.id not in self._entries and (
                     old.url == req.url or (requested and old.expected_sha256 == requested)):
                 rec = old  # pick up where that run stopped (Ctrl-C, crash, kill -9)
@@ -267,24 +251,17 @@ class DownloadManager:
             rec = JobRecord(id=uuid.uuid4().hex, url=req.url, folder=folder, filename=filename, path=path,
                             priority=req.priority, source=req.source, tokens=tokens == "auto",
                             expected_sha256=requested, requested_sha256=requested, expected_size=req.size)
-        if filename and is_pickle_file(filename):
-            self._warn_pickle(rec, filename)
-        await self._save(rec)
+        if filename:
+            pickle_warning(rec, filename)
+        await self.save(rec)
         entry = self._adopt_record(rec, run=True)
-        self._publish(entry, force=True)
+        self.publish(entry, force=True)
         return self._snapshot(entry)
 
-    def _live_for_path(self, path: str) -> _Entry | None:
-        job_id = self._by_path.get(path)
-        entry = self._entries.get(job_id) if job_id else None
-        if entry is None or DownloadState(entry.rec.state) in TERMINAL_STATES:
-            return None
-        return entry
-
-    def _adopt_record(self, rec: JobRecord, *, run: bool) -> _Entry:
+    def _adopt_record(self, rec: JobRecord, *, run: bool) -> JobEntry:
         if rec.state in ("running", "verifying"):
             rec.state = "queued"
-        entry = _Entry(rec)
+        entry = JobEntry(rec)
         self._entries[rec.id] = entry
         if rec.path and DownloadState(rec.state) not in TERMINAL_STATES:
             self._by_path[rec.path] = rec.id
@@ -294,25 +271,8 @@ class DownloadManager:
             entry.settled.set()
         return entry
 
-    def _check_format(self, filename: str) -> None:
-        if is_code_file(filename):
-            raise UnsafeFormat(f"{filename} is a program file, not a model: the resolver never downloads code "
-                               "(a node pack's .py or a web extension's .js would run the next time ComfyUI starts).",
-                               hint="Install node packs with ComfyUI-Manager; download only model files here.")
-        if is_pickle_file(filename) and self._settings.safetensors_only:
-            raise UnsafeFormat(f"{filename} is a pickle file, which can run code when loaded; "
-                               "CMR_SAFETENSORS_ONLY refuses it.",
-                               hint="Download a .safetensors version, or unset CMR_SAFETENSORS_ONLY if you trust it.")
-
-    @staticmethod
-    def _warn_pickle(rec: JobRecord, filename: str) -> None:
-        msg = (f"{os.path.basename(filename)} is a pickle file: loading it can run code. "
-               "Prefer a .safetensors version from a source you trust.")
-        if msg not in rec.warnings:
-            rec.warnings.append(msg)
-
     # ---- controls --------------------------------------------------------------------------
-    async def _stop(self, entry: _Entry, reason: str) -> None:
+    async def _stop(self, entry: JobEntry, reason: str) -> None:
         task = entry.task
         if task is not None and not task.done():
             entry.stop = reason
@@ -322,13 +282,13 @@ class DownloadManager:
     async def pause(self, job_id: str) -> Job:
         """Stop a queued or running job, keeping its partial data; `resume` continues it."""
         entry = self._entry(job_id)
-        if entry.rec.state in _ACTIVE:
+        if entry.rec.state in ACTIVE_STATES:
             await self._stop(entry, "pause")
-            if entry.rec.state in _ACTIVE:  # the task was stopped before it could record it
+            if entry.rec.state in ACTIVE_STATES:  # the task was stopped before it could record it
                 entry.rec.state = "paused"
                 entry.rec.detail = None
-                await self._save(entry.rec)
-                self._publish(entry, force=True)
+                await self.save(entry.rec)
+                self.publish(entry, force=True)
         return self._snapshot(entry)
 
     async def resume(self, job_id: str) -> Job:
@@ -339,9 +299,9 @@ class DownloadManager:
             rec.state, rec.error, rec.detail = "queued", None, None
             if rec.path:
                 self._by_path[rec.path] = rec.id
-            await self._save(rec)
+            await self.save(rec)
             self._schedule(entry)
-            self._publish(entry, force=True)
+            self.publish(entry, force=True)
         return self._snapshot(entry)
 
     async def cancel(self, job_id: str, keep_partial: bool = False) -> Job:
@@ -352,150 +312,51 @@ class DownloadManager:
             return self._snapshot(entry)
         await self._stop(entry, "cancel")
         if not keep_partial and rec.path:
-            await asyncio.to_thread(_remove_quietly, rec.path + PART_SUFFIX)
+            await asyncio.to_thread(remove_part_quietly, rec.path + PART_SUFFIX)
             rec.done = []
         rec.state, rec.detail = "cancelled", None
         rec.error = DownloadCancelled("Cancelled" + (" (partial file kept)." if keep_partial else "."),
                                       hint="Submit it again to download it.").to_dict()
-        if rec.path and self._by_path.get(rec.path) == rec.id:
-            del self._by_path[rec.path]
-        await self._save(rec)
+        self.release_path(rec)
+        await self.save(rec)
         entry.settled.set()
-        self._publish(entry, force=True)
+        self.publish(entry, force=True)
         return self._snapshot(entry)
 
     async def set_priority(self, job_id: str, priority: int) -> Job:
         """Higher runs first among queued jobs (running jobs are not interrupted)."""
         entry = self._entry(job_id)
         entry.rec.priority = int(priority)
-        self._slots.reorder()
-        await self._save(entry.rec)
-        self._publish(entry, force=True)
+        self.slots.reorder()
+        await self.save(entry.rec)
+        self.publish(entry, force=True)
         return self._snapshot(entry)
 
-    # ---- running a job ---------------------------------------------------------------------
-    def _schedule(self, entry: _Entry) -> None:
+    # ---- what the runner uses (runner.RunnerHost) ----------------------------------------
+    def _schedule(self, entry: JobEntry) -> None:
         entry.stop = None
         entry.settled.clear()
-        entry.task = asyncio.get_running_loop().create_task(self._run(entry), name=f"cmr-job-{entry.rec.id[:8]}")
+        entry.task = asyncio.get_running_loop().create_task(self._runner.run(entry),
+                                                            name=f"cmr-job-{entry.rec.id[:8]}")
 
-    async def _run(self, entry: _Entry) -> None:
-        rec = entry.rec
-        try:
-            if rec.path is None:
-                await self._name_job(entry)
-            else:  # checked at submit; again now (a restart, or links planted while it was queued)
-                await self._recheck_target(rec)
-            while True:
-                lock = await self._make_lock(rec)
-                await self._acquire(entry, lock)
-                try:
-                    async with self._slots.slot(lambda: rec.priority):
-                        lost = await self._download_holding(entry, lock)
-                finally:
-                    await asyncio.shield(lock.release())
-                if not lost:
-                    break
-                rec.detail = "lost the download lock (Redis lease expired); waiting to get it back"
-                self._publish(entry, force=True)
-        except asyncio.CancelledError:
-            await asyncio.shield(self._stopped(entry))
-            return
-        except ResolverError as exc:
-            await asyncio.shield(self._failed(entry, exc))
-        except Exception as exc:  # noqa: BLE001 - a bug must not kill the queue; report it on the job
-            log.exception("download %s failed unexpectedly", rec.id)
-            await asyncio.shield(self._failed(entry, DownloadError(
-                f"Unexpected error: {type(exc).__name__}: {redact_text(str(exc))[:300]}",
-                hint="This is a bug; the log has the details.")))
-        finally:
-            entry.transfer = None
-            entry.settled.set()
+    def live_for_path(self, path: str) -> JobEntry | None:
+        """The unfinished job of this process writing `path`, if any."""
+        job_id = self._by_path.get(path)
+        entry = self._entries.get(job_id) if job_id else None
+        if entry is None or DownloadState(entry.rec.state) in TERMINAL_STATES:
+            return None
+        return entry
 
-    async def _stopped(self, entry: _Entry) -> None:
-        rec = entry.rec
-        reason = entry.stop
-        if reason == "pause":
-            rec.state, rec.detail = "paused", None
-        elif reason == "shutdown":
-            rec.state = "queued" if rec.state in _ACTIVE else rec.state
-            rec.detail = None
-        elif reason == "cancel":
-            return  # cancel() records the outcome
-        else:  # cancelled from outside (event loop shutting down)
-            rec.state = "queued" if rec.state in _ACTIVE else rec.state
-        await self._save(rec)
-        if reason != "shutdown":
-            self._publish(entry, force=True)
+    def claim_path(self, entry: JobEntry) -> None:
+        assert entry.rec.path is not None
+        self._by_path[entry.rec.path] = entry.rec.id
 
-    async def _failed(self, entry: _Entry, exc: ResolverError) -> None:
-        rec = entry.rec
-        rec.state, rec.detail = "failed", None
-        err = exc.to_dict()
-        err["message"] = redact_secrets(err.get("message") or "", self._settings)
-        if err.get("hint"):
-            err["hint"] = redact_secrets(err["hint"], self._settings)
-        rec.error = err
-        if rec.path and not rec.done:  # nothing worth resuming: leave no empty part file behind
-            await asyncio.to_thread(_remove_quietly, rec.path + PART_SUFFIX)
+    def release_path(self, rec: JobRecord) -> None:
         if rec.path and self._by_path.get(rec.path) == rec.id:
             del self._by_path[rec.path]
-        await self._save(rec)
-        self._publish(entry, force=True)
-        log.info("download %s failed: %s", redact_url(rec.url), err["message"])
 
-    async def _name_job(self, entry: _Entry) -> None:
-        """Ask the server for the file name (Content-Disposition, else the last segment of the final
-        URL), then fix the target path."""
-        rec = entry.rec
-        rec.detail = "asking the server for the file name"
-        self._publish(entry, force=True)
-        assert self._session is not None
-        async with self._slots.slot(lambda: rec.priority):
-            info = await self._with_retries(entry, lambda: probe(self._session, rec.url, self._settings,
-                                                                  tokens="auto" if rec.tokens else "none"))
-        name = content_disposition_filename(info.content_disposition) or filename_from_url(info.url) \
-            or filename_from_url(rec.url)
-        if not name:
-            raise UnsafePath(f"The server does not name the file at {redact_url(rec.url)}.",
-                             hint="Give a file name (--filename / \"filename\").")
-        self._check_format(name)
-        if is_pickle_file(name):
-            self._warn_pickle(rec, name)
-        path = await asyncio.to_thread(target_path, self.layout, rec.folder, name)
-        rec.filename, rec.path, rec.detail = name, path, None
-        other = self._live_for_path(path)
-        if other is not None and other is not entry:
-            rec.detail = f"same file as job {other.rec.id[:8]}; waiting for it"
-            self._publish(entry, force=True)
-            await other.settled.wait()
-            rec.detail = None
-        self._by_path[path] = rec.id
-        await self._save(rec)
-
-    async def _recheck_target(self, rec: JobRecord) -> None:
-        assert rec.path is not None
-        path = await asyncio.to_thread(target_path, self.layout, rec.folder, rec.filename or os.path.basename(rec.path))
-        if path != rec.path:
-            raise UnsafePath(f"The target of this download moved since it was queued ({rec.path} -> {path}).",
-                             hint="Submit the download again.")
-
-    async def _with_retries(self, entry: _Entry, call: Callable[[], Any]) -> Any:
-        failures = 0
-        while True:
-            try:
-                return await call()
-            except Retryable as e:
-                failures += 1
-                if failures > self._settings.download_retries or (
-                        e.retry_after is not None and e.retry_after > self.retry.max_retry_after):
-                    raise e.error from None
-                delay = self.retry.delay(failures, e.retry_after)
-                entry.rec.detail = f"{e.error.message} — retry {failures} in {delay:.1f} s"
-                self._publish(entry, force=True)
-                await asyncio.sleep(delay)
-
-    async def _make_lock(self, rec: JobRecord) -> PathLock:
+    async def make_lock(self, rec: JobRecord) -> PathLock:
+        """The lock that keeps one download per target: Redis with CMR_REDIS_URL, else a file lock."""
         assert rec.path is not None
         try:  # sub-folders of the name ("SD1.5/x.safetensors") are created here, inside the folder
             await asyncio.to_thread(os.makedirs, os.path.dirname(rec.path), exist_ok=True)
@@ -514,171 +375,19 @@ class DownloadManager:
             self._redis = redis_asyncio.from_url(url, decode_responses=True, socket_timeout=10)
         return RedisLock(self._redis, rec.path, rec.id)
 
-    async def _acquire(self, entry: _Entry, lock: PathLock) -> None:
-        rec = entry.rec
-        announced = None
-        while True:
-            try:
-                got = await lock.try_acquire()
-            except OSError as exc:
-                raise DownloadError(f"Cannot create the lock file next to {rec.path}: {exc.strerror or exc}.",
-                                    hint="Check that the models folder is writable.") from None
-            except Exception as exc:  # noqa: BLE001 - Redis client errors
-                if isinstance(exc, ResolverError):
-                    raise
-                raise DownloadError(f"Cannot reach Redis for the download lock "
-                                    f"({redact_url(self._settings.redis_url or '')}): {type(exc).__name__}.",
-                                    hint="Check CMR_REDIS_URL, or unset it to use file locks.") from None
-            if got:
-                break
-            owner = await lock.owner()
-            text = f"already downloading in {owner_text(owner)}; waiting for it"
-            if text != announced:
-                announced = text
-                rec.detail = text
-                self._publish(entry, force=True)
-            await asyncio.sleep(LOCK_POLL_SECONDS)
-        if announced:
-            rec.detail = None
-
-    async def _download_holding(self, entry: _Entry, lock: PathLock) -> bool:
-        """Download while holding the target's lock. Returns True if the lock was lost meanwhile."""
-        work = asyncio.get_running_loop().create_task(self._download(entry))
-        lost = asyncio.get_running_loop().create_task(lock.lost.wait())
-        try:
-            await asyncio.wait({work, lost}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            work.cancel()
-            lost.cancel()
-            await asyncio.gather(work, lost, return_exceptions=True)
-            raise
-        if work.done():
-            lost.cancel()
-            await asyncio.gather(lost, return_exceptions=True)
-            work.result()
-            return False
-        work.cancel()
-        await asyncio.gather(work, return_exceptions=True)
-        entry.rec.state = "queued"
-        return True
-
-    async def _download(self, entry: _Entry) -> None:
-        rec = entry.rec
-        assert rec.path is not None and self._session is not None and self._executor is not None
-        final = rec.path
-        rec.state, rec.error = "running", None
-        self._publish(entry, force=True)
-        await self._save(rec)
-        if await asyncio.to_thread(os.path.lexists, final):
-            await self._existing(entry)
+    async def completed(self, entry: JobEntry) -> None:
+        """Tell the `on_complete` listener (the Resolver refreshes its index)."""
+        if self.on_complete is None:
             return
-        transfer = Transfer(rec, final + PART_SUFFIX, session=self._session, settings=lambda: self._settings,
-                            executor=self._executor, retry=self.retry, save=self._save,
-                            on_progress=lambda: self._publish(entry),
-                            on_detail=lambda d: self._set_detail(entry, d))
-        entry.transfer = transfer
-        result = await transfer.run()
-        rec.state, rec.detail = "verifying", None
-        self._publish(entry, force=True)
-        await self._place(entry, result)
-
-    def _set_detail(self, entry: _Entry, detail: str | None) -> None:
-        if detail == "verifying":
-            entry.rec.state = "verifying"
-            detail = None
-        entry.rec.detail = detail
-        self._publish(entry, force=True)
-
-    async def _place(self, entry: _Entry, result: TransferResult) -> None:
-        """Verify the part file; rename it into place, or quarantine it and fail."""
-        rec = entry.rec
-        assert rec.path is not None
-        part = rec.path + PART_SUFFIX
-        name = rec.filename or os.path.basename(rec.path)
         try:
-            if rec.expected_size is not None and result.size != rec.expected_size:
-                raise IntegrityError(f"{name}: received {result.size} bytes, expected {rec.expected_size}.",
-                                     hint="The server sent a different or truncated file.")
-            if rec.expected_sha256 and result.sha256 != rec.expected_sha256:
-                raise IntegrityError(f"{name}: SHA-256 mismatch: got {result.sha256}, expected {rec.expected_sha256}.",
-                                     hint="The download is corrupt or the source changed the file.")
-            if rec.path.lower().endswith(".safetensors"):
-                await asyncio.get_running_loop().run_in_executor(self._executor, check_safetensors, part, name)
-        except IntegrityError as exc:
-            moved = await asyncio.to_thread(quarantine, part, os.path.join(self.data_dir, "quarantine"), rec.id, name)
-            rec.done, rec.total = [], None
-            where = f" It was moved to {moved}." if moved else " It was deleted."
-            raise IntegrityError(exc.message + where, hint=exc.hint) from None
-        try:
-            await asyncio.get_running_loop().run_in_executor(
-                self._executor, partial(finalize, part, rec.path, durable=self._settings.download_fsync))
-        except OSError as exc:
-            raise DownloadError(f"Cannot move the verified file into place at {rec.path}: {exc.strerror or exc}.",
-                                hint="Check permissions of the models folder; the part file is kept.") from None
-        await self._completed(entry, result.sha256, result.size)
-
-    async def _completed(self, entry: _Entry, sha256: str, size: int, detail: str | None = None) -> None:
-        rec = entry.rec
-        rec.state, rec.sha256, rec.total, rec.detail, rec.error = "completed", sha256, size, detail, None
-        rec.done = [[0, size]] if size else []
-        if rec.path and self._by_path.get(rec.path) == rec.id:
-            del self._by_path[rec.path]
-        await self._save(rec)
-        self._publish(entry, force=True)
-        if self.on_complete is not None:
-            try:
-                out = self.on_complete(self._snapshot(entry))
-                if asyncio.iscoroutine(out):
-                    await out
-            except Exception:  # noqa: BLE001 - a listener must not fail the download
-                log.exception("on_complete listener failed")
-
-    async def _existing(self, entry: _Entry) -> None:
-        """The target already exists (a finished earlier run, another process, or a user's file)."""
-        rec = entry.rec
-        assert rec.path is not None and self._session is not None
-        final = rec.path
-        size = await asyncio.to_thread(os.path.getsize, final)
-        want_sha, want_size = rec.expected_sha256, rec.expected_size
-        if not want_sha:
-            rec.detail = "the file exists; asking the server for its hash to compare"
-            self._publish(entry, force=True)
-            opened = await self._with_retries(entry, lambda: open_bounded(
-                self._session, rec.url, self._settings, start=0, tokens="auto" if rec.tokens else "none",
-                stop_at_linked=True))
-            try:
-                want_sha = opened.linked_sha256
-                if opened.status in (206, 416):
-                    server_size = parse_content_range(opened.resp.headers.get("Content-Range"))[2]
-                elif opened.status == 200:
-                    server_size = opened.resp.content_length
-                else:
-                    server_size = opened.linked_size
-                want_size = want_size if want_size is not None else server_size
-            finally:
-                opened.close()
-            if want_sha:
-                rec.server_sha256 = rec.expected_sha256 = want_sha
-        if want_size is not None and size != want_size:
-            raise TargetExists(f"{final} already exists with {size} bytes, but the download has {want_size}.",
-                               hint="Move or delete that file, or choose another file name.")
-        if want_sha:
-            rec.detail = "the file exists; verifying its SHA-256"
-            self._publish(entry, force=True)
-            got = await asyncio.get_running_loop().run_in_executor(self._executor, sha256_file, final)
-            if got != want_sha:
-                raise TargetExists(f"{final} already exists but its SHA-256 ({got}) is not the expected {want_sha}.",
-                                   hint="Move or delete that file, or choose another file name.")
-            await self._completed(entry, got, size, detail="already present (SHA-256 verified)")
-            return
-        if want_size is None:
-            raise TargetExists(f"{final} already exists and the server gives no size or hash to compare it with.",
-                               hint="Delete it to download it again, or choose another file name.")
-        rec.warnings.append("The file was already present with the expected size; no hash was available to verify it.")
-        await self._completed(entry, None, size, detail="already present (same size; no hash to compare)")  # type: ignore[arg-type]
+            out = self.on_complete(self._snapshot(entry))
+            if asyncio.iscoroutine(out):
+                await out
+        except Exception:  # noqa: BLE001 - a listener must not fail the download
+            log.exception("on_complete listener failed")
 
     # ---- persistence and events ------------------------------------------------------------
-    async def _save(self, rec: JobRecord) -> None:
+    async def save(self, rec: JobRecord) -> None:
         if self._store is None or self._db_lock is None:
             return
         async with self._db_lock:  # in order: a stale checkpoint never overwrites a newer state
@@ -689,20 +398,10 @@ class DownloadManager:
             except Exception as exc:  # noqa: BLE001 - a full disk must not turn into a crash
                 log.warning("cannot save download job %s: %s", rec.id, exc)
 
-    def _publish(self, entry: _Entry, force: bool = False) -> None:
+    def publish(self, entry: JobEntry, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - entry.last_publish < PUBLISH_INTERVAL:
             return
         entry.last_publish = now
         self.events.publish(self._snapshot(entry).event())
 
-
-def _remove_quietly(path: str) -> None:
-    """Delete a part file of ours: a plain file with one name. A link (symbolic or hard) under that
-    name is not ours, so it stays (the job failed with UnsafePath because of it)."""
-    try:
-        st = os.lstat(path)
-        if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
-            os.unlink(path)
-    except OSError:  # gone already, or a name the file system refuses (it was never created)
-        pass

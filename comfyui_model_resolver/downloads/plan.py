@@ -4,10 +4,12 @@ Only confident answers are downloaded (`status == "resolved"` with a `chosen` ca
 with the reason said: inactive nodes (unless asked), optional preset variants, files the node
 downloads itself, repository snapshots (directories), and duplicates of a file already planned.
 The target name is the widget value with `\\` turned into `/`, so the workflow finds the file as
-written.
+written. A multi-file model (a sharded checkpoint: `chosen.files`) becomes one request per file,
+saved beside the named one, sharing a `group` id.
 """
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 from typing import Any, Iterable, Mapping
 
@@ -28,6 +30,14 @@ def _get(model: Any, key: str, default: Any = None) -> Any:
     if isinstance(model, Mapping):
         return model.get(key, default)
     return getattr(model, key, default)
+
+
+def _request(f: Any, folder: str, name: str, source: Any, group: str | None) -> DownloadRequest:
+    sha = _get(f, "sha256") or None
+    size = _get(f, "size")
+    return DownloadRequest(url=_get(f, "url"), folder=folder, filename=name,
+                           sha256=sha if isinstance(sha, str) and len(sha) == 64 else None,
+                           size=size if isinstance(size, int) and size >= 0 else None, source=source, group=group)
 
 
 def plan_downloads(models: Iterable[Any], *, include_inactive: bool = False,
@@ -69,10 +79,16 @@ def plan_downloads(models: Iterable[Any], *, include_inactive: bool = False,
             if (folder, target) in planned:
                 continue
             planned.add((folder, target))
-            sha = _get(chosen, "sha256") or None
-            size = _get(chosen, "size")
-            requests.append(DownloadRequest(url=url, folder=folder, filename=target,
-                                            sha256=sha if isinstance(sha, str) and len(sha) == 64 else None,
-                                            size=size if isinstance(size, int) and size >= 0 else None,
-                                            source=_get(chosen, "source")))
+            files = _get(chosen, "files") or ()
+            if files:  # a sharded model: every file beside the named one, one group
+                group = "unit-" + hashlib.sha256(f"{folder}\0{target}".encode()).hexdigest()[:16]
+                where = target.rsplit("/", 1)[0] + "/" if "/" in target else ""
+                for f in files:
+                    name = where + str(_get(f, "path")).rsplit("/", 1)[-1]
+                    if (folder, name) in planned and name != target:
+                        continue
+                    planned.add((folder, name))
+                    requests.append(_request(f, folder, name, _get(chosen, "source"), group))
+                continue
+            requests.append(_request(chosen, folder, target, _get(chosen, "source"), None))
     return requests, skipped

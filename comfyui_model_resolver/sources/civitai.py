@@ -20,6 +20,7 @@ from .terms import NameInfo, analyse_name, name_similarity, variant_set
 
 NAME = "civitai"
 SEARCH_LIMIT = 20
+MAX_SEARCHES = 2
 
 #: ComfyUI folder -> Civitai model types.
 FOLDER_TYPES: dict[str, tuple[str, ...]] = {
@@ -44,6 +45,8 @@ TYPE_FOLDERS: dict[str, str] = {
     "Hypernetwork": "hypernetworks", "MotionModule": "animatediff_models", "Detection": "ultralytics",
     "UNet": "diffusion_models", "TextEncoder": "text_encoders", "CLIPVision": "clip_vision",
 }
+#: Folders whose Civitai search is narrowed to the workflow's model family (the checkpoint's).
+FAMILY_FILTERED = frozenset({"checkpoints", "loras", "embeddings", "hypernetworks", "controlnet"})
 #: Folders whose files people publish on Civitai (name search is worth a request).
 SEARCHABLE_FOLDERS = frozenset({"checkpoints", "loras", "embeddings", "vae", "controlnet", "upscale_models",
                                 "hypernetworks", "animatediff_models", "motion_lora", "ultralytics"})
@@ -65,6 +68,28 @@ def search_text(info: NameInfo) -> str:
     return " ".join(words) or info.stem
 
 
+def search_texts(info: NameInfo, limit: int = MAX_SEARCHES) -> list[str]:
+    """The file name's words, then the model name Civitai built the download name from
+    (`{model}_{version}`: `juggernautXL_v8Rundiffusion` -> "juggernaut XL"), camelCase split and
+    version words dropped."""
+    out = [search_text(info)]
+    head = re.split(r"[_\s]+", info.stem.strip("_ "), maxsplit=1)[0]
+    words = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", head).split()
+    words = [w for w in words if not re.fullmatch(r"(?i)v?\d[\w.]*", w)]
+    text = " ".join(words)
+    if len(text) >= 4 and text.lower() != out[0].lower():
+        out.append(text)
+    return out[:limit]
+
+
+#: Workflow family -> Civitai `baseModels` values.
+BASE_MODELS: dict[str, tuple[str, ...]] = {
+    "sd15": ("SD 1.5", "SD 1.5 LCM", "SD 1.5 Hyper"),
+    "sdxl": ("SDXL 1.0", "SDXL Lightning", "SDXL Hyper", "Pony", "Illustrious", "NoobAI"),
+    "flux": ("Flux.1 D", "Flux.1 S"),
+}
+
+
 class CivitaiSource(Source):
     name = NAME
 
@@ -82,10 +107,13 @@ class CivitaiSource(Source):
         except NotFound:
             return None
 
-    async def search_models(self, query: str, types: tuple[str, ...], ctx: LookupContext) -> list[dict]:
-        ctx.tried(NAME, query + (f" [{','.join(types)}]" if types else ""))
+    async def search_models(self, query: str, types: tuple[str, ...], ctx: LookupContext,
+                            base_models: tuple[str, ...] = ()) -> list[dict]:
+        ctx.tried(NAME, query + (f" [{','.join(types)}]" if types else "")
+                  + (f" [{base_models[0]}…]" if base_models else ""))
         params: list[tuple[str, str]] = [("query", query), ("limit", str(SEARCH_LIMIT)), ("nsfw", "true")]
         params += [("types", t) for t in types]
+        params += [("baseModels", b) for b in base_models]
         data = await self.upstream.get_json(f"{self.base}/api/v1/models", source=NAME, ctx=ctx, params=params,
                                             what="search")
         items = data.get("items") if isinstance(data, dict) else None
@@ -159,7 +187,12 @@ class CivitaiSource(Source):
                     break
             if not out and (ref.folder in SEARCHABLE_FOLDERS or ref.folder is None):
                 types = FOLDER_TYPES.get(ref.folder or "", ())
-                out.extend(self._from_search(info, await self.search_models(search_text(info), types, ctx)))
+                bases = BASE_MODELS.get(ctx.family or "", ()) if ref.folder in FAMILY_FILTERED else ()
+                for text in search_texts(info):
+                    found = self._from_search(info, await self.search_models(text, types, ctx, bases))
+                    out.extend(c for c in found if c.url not in {o.url for o in out})
+                    if any(c.filename == info.basename for c in found):
+                        break
         except BudgetExhausted:
             ctx.tried(NAME, "(request budget spent)")
         except SourceError:

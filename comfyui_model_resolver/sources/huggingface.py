@@ -16,6 +16,7 @@ Its exceptions are turned into ours by `http.error_for_status` (the one status t
 from __future__ import annotations
 
 import asyncio
+import re
 from urllib.parse import urlsplit
 import time
 import urllib.request
@@ -28,7 +29,7 @@ from typing import Any, Callable
 from ..errors import AuthRequired, NotFound, SourceError, SourceUnavailable
 from ..hosts import redact_error
 from ..settings import Settings
-from ..types import Candidate, ModelRef
+from ..types import Candidate, CandidateFile, ModelRef
 from ..workflow.folders import has_model_extension
 from .base import BudgetExhausted, LookupContext, Source
 from .cache import NOT_FOUND, ResponseCache, is_not_found
@@ -46,6 +47,7 @@ MAX_LISTINGS = 3  # publisher listings per model (cached: shared by the models o
 MAX_SEARCHES = 3
 MAX_TREES = 4  # repos whose tree is read per model (the same file is often in several official repos)
 MIN_LISTINGS = 2  # listings read even after a hit: the same name may sit in a better repo
+SHARD = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>safetensors|bin)$")
 
 
 @dataclass
@@ -60,10 +62,19 @@ def _name_info(basename: str) -> NameInfo:
     return analyse_name(basename)
 
 
+def _card_base(m: Any) -> str | None:
+    """The model card's `base_model` (one repo id, or the first of a list): what it says it derives from."""
+    base = getattr(getattr(m, "card_data", None), "base_model", None)
+    if isinstance(base, list):
+        base = next((b for b in base if isinstance(b, str)), None)
+    return base if isinstance(base, str) and base else None
+
+
 def _repo_dict(m: Any) -> dict:
     sibs = getattr(m, "siblings", None)
     created = getattr(m, "created_at", None)
     return {
+        "card_base": _card_base(m),
         "created": created.isoformat() if hasattr(created, "isoformat") else None,
         "id": m.id,
         "downloads": getattr(m, "downloads", None) or 0,
@@ -184,14 +195,14 @@ class HuggingFaceSource(Source):
 
     async def list_author(self, author: str, ctx: LookupContext | None) -> list[dict]:
         def run() -> list[dict]:
-            return [_repo_dict(m) for m in self._api.list_models(author=author, full=True, sort="downloads",
-                                                                 limit=LISTING_LIMIT)]
+            return [_repo_dict(m) for m in self._api.list_models(author=author, full=True, cardData=True,
+                                                                 sort="downloads", limit=LISTING_LIMIT)]
         return await self._cached(self._key("author", author), ctx, f"repos of {author}", run)
 
     async def search_repos(self, query: str, ctx: LookupContext | None, limit: int = SEARCH_LIMIT) -> list[dict]:
         def run() -> list[dict]:
-            return [_repo_dict(m) for m in self._api.list_models(search=query, full=True, sort="downloads",
-                                                                 limit=limit)]
+            return [_repo_dict(m) for m in self._api.list_models(search=query, full=True, cardData=True,
+                                                                 sort="downloads", limit=limit)]
         return await self._cached(self._key("search", query, str(limit)), ctx, f"search {query!r}", run)
 
     async def tree(self, repo: str, ctx: LookupContext | None) -> dict[str, dict]:
@@ -212,7 +223,7 @@ class HuggingFaceSource(Source):
         for repo in repos:
             if "gated" in repo:
                 self._repo_meta.setdefault(repo["id"], {k: repo.get(k) for k in ("downloads", "gated", "likes",
-                                                                                  "created")})
+                                                                                  "created", "card_base")})
             sibs = repo.get("siblings")
             if not sibs:
                 continue
@@ -323,6 +334,31 @@ class HuggingFaceSource(Source):
                 out.append(self._candidate(h.repo["id"], path, h.repo, files.get(path, {}), via="beside"))
         return out
 
+    async def with_unit(self, cand: Candidate, ctx: LookupContext) -> Candidate:
+        """A shard (`model-00001-of-00005.safetensors`) is downloaded with its siblings: every shard
+        of the set and the index and config beside it, read from the repo's tree (usually cached)."""
+        from .urls import hf_resolve_url
+
+        m = SHARD.match((cand.path or "").rsplit("/", 1)[-1])
+        if m is None or not cand.repo or cand.files:
+            return cand
+        try:
+            files = await self.tree(cand.repo, ctx)
+        except (SourceError, BudgetExhausted):
+            return cand
+        folder = cand.path.rsplit("/", 1)[0] + "/" if "/" in cand.path else ""
+        prefix, total, ext = m.group("prefix"), m.group("total"), m.group("ext")
+        names = {f"{prefix}.{ext}.index.json", "config.json"}
+        unit = sorted(p for p in files if p.startswith(folder) and "/" not in p[len(folder):]
+                      and (re.fullmatch(rf"{re.escape(prefix)}-\d{{5}}-of-{total}\.{ext}", p[len(folder):])
+                           or p[len(folder):] in names))
+        if len(unit) < 2:
+            return cand
+        unit.sort(key=lambda p: p != cand.path)
+        return cand.model_copy(update={"files": tuple(
+            CandidateFile(path=p, url=hf_resolve_url(self.endpoint, cand.repo, p), size=files[p].get("size"),
+                          sha256=files[p].get("sha256")) for p in unit)})
+
     def _candidate(self, repo_id: str, path: str, repo: dict, meta: dict, via: str = "search") -> Candidate:
         from .urls import hf_resolve_url
 
@@ -333,7 +369,8 @@ class HuggingFaceSource(Source):
             filename=path.rsplit("/", 1)[-1], size=meta.get("size"), sha256=meta.get("sha256"),
             repo=repo_id, path=path, gated=gated, requires_auth=gated and not self.has_token,
             token_env=HF_TOKEN_ENV if gated else None, folder=folder_of_path(path), publisher=ns,
-            downloads=repo.get("downloads") or None, via=via, published=repo.get("created"))
+            downloads=repo.get("downloads") or None, via=via, published=repo.get("created"),
+            likes=repo.get("likes") or None, base_model=repo.get("card_base"))
 
     async def search(self, query: str, folder: str | None, ctx: LookupContext) -> list[Candidate]:
         ctx.tried(NAME, query)

@@ -22,12 +22,13 @@ from .base import LookupContext, RequestBudget, Source, StatusBoard
 from .http import Upstream
 from .preflight import preflight
 from .publishers import is_official
-from .rank import Decision, rank
+from .rank import GENERIC_NAME, MIRROR_WORDS, Decision, rank
+from .terms import analyse_name, workflow_family
 
 log = logging.getLogger(__name__)
 
 LOCAL_SOURCES = ("embedded", "catalog")
-CIVITAI_FIRST_FOLDERS = frozenset({"loras", "embeddings", "hypernetworks"})
+CIVITAI_FIRST_FOLDERS = frozenset({"loras", "embeddings", "hypernetworks", "checkpoints"})
 MODEL_CONCURRENCY = 4
 PREFLIGHT_BUDGET = 4  # HEADs per chosen candidate (redirect hops, the Civitai JSON reason)
 SHOW_CANDIDATES = 8
@@ -91,12 +92,15 @@ class SourceSet:
     @staticmethod
     def _settled(d: Decision) -> bool:
         """Confident, and the evidence cannot be beaten by asking further: the workflow's own link,
-        a hash match, or an official publisher's file whose bytes are known. A stranger's upload of
-        the same name (found by search) is not enough: the other providers are asked too."""
+        a hash match, an official publisher's file whose bytes are known, or a community file on
+        Civitai (a Hub re-upload would not beat it, and asking the Hub would cost searches for a name
+        only Civitai has; a name of a known model family, sdxl_lightning…, is asked on the Hub too). A stranger's Hub upload of the same name is not enough: the others are asked too."""
         c = d.chosen
         if d.status != "resolved" or c is None:
             return False
-        return c.via in ("workflow", "hash") or c.hash_match or (c.sha256 is not None and is_official(c.publisher))
+        civitai_home = c.source == "civitai" and analyse_name(c.filename or "").family is None
+        return (c.via in ("workflow", "hash", "catalog", "pack") or c.hash_match
+                or (c.sha256 is not None and (is_official(c.publisher) or civitai_home)))
 
     def _remote_order(self, ref: ModelRef) -> list[Source]:
         """Network providers, cheapest useful first: Civitai first when a hash is known (by-hash is
@@ -125,6 +129,7 @@ class SourceSet:
         local_sha256 = local_sha256 or {}
         works: dict[tuple, _Work] = {}
         of_report: list[_Work | None] = []
+        family = workflow_family(r.filename for r in reports)
         for i, rep in enumerate(reports):
             if rep.status != "missing" and not include_present:
                 of_report.append(None)
@@ -132,7 +137,7 @@ class SourceSet:
             ref = _ref_of(rep, local_sha256.get(i))
             key = _dedupe_key(ref)
             if key not in works:
-                ctx = LookupContext(ref=ref, budget=self._budget(), note_links=note_links,
+                ctx = LookupContext(ref=ref, budget=self._budget(), note_links=note_links, family=family,
                                     sha256=ref.hash if (ref.hash_type or "") == "sha256" else None)
                 works[key] = _Work(ref, ctx)
             of_report.append(works[key])
@@ -144,8 +149,11 @@ class SourceSet:
                 await self._lookup(w, board)
 
         await asyncio.gather(*(one(w) for w in works.values()))
+        self._cohost_pass(list(works.values()))
         await self._colocate(list(works.values()), board)
+        self._cohost_pass(list(works.values()))
         self._affinity_pass(list(works.values()))
+        await self._units(list(works.values()))
         if run_preflight:
             await asyncio.gather(*(self._preflight(w, board) for w in works.values()
                                    if w.decision and w.decision.chosen))
@@ -172,8 +180,13 @@ class SourceSet:
         out: dict[int, str] = {}
         for w in works:
             d = w.decision
-            if d and d.chosen and d.chosen.repo and d.chosen.source != "civitai" and "/" in d.chosen.repo:
-                out[id(w)] = d.chosen.repo
+            # the chosen file's repo, or the likeliest one of an open model whose name matched exactly
+            c = d.chosen if d else None
+            if c is None and d is not None and d.status == "ambiguous" and d.ranked \
+                    and "exact file name" in d.ranked[0].reasons:
+                c = d.ranked[0]
+            if c is not None and c.repo and c.source != "civitai" and "/" in c.repo:
+                out[id(w)] = c.repo
         return out
 
     async def _colocate(self, works: list[_Work], board: StatusBoard) -> None:
@@ -216,6 +229,45 @@ class SourceSet:
 
         plan = [(w, repos_for(w)) for w in works]
         await asyncio.gather(*(one(w, repos) for w, repos in plan if repos))
+
+    async def _units(self, works: list[_Work]) -> None:
+        """Sharded models are one unit: the top candidate of each gets its sibling files."""
+        hf = self.by_name("huggingface")
+        if hf is None or hf.disabled_reason or not hasattr(hf, "with_unit"):
+            return
+
+        async def one(w: _Work) -> None:
+            d = w.decision
+            if d is None or not d.ranked or d.ranked[0].source not in ("huggingface", "catalog", "pack", "embedded"):
+                return
+            top = await hf.with_unit(d.ranked[0], w.ctx)  # type: ignore[attr-defined]
+            if top is not d.ranked[0]:
+                chosen = top if d.chosen is not None and d.chosen.url == top.url else d.chosen
+                w.decision = Decision(d.status, (top,) + d.ranked[1:], chosen=chosen, message=d.message)
+
+        await asyncio.gather(*(one(w) for w in works))
+
+    @staticmethod
+    def _cohost_pass(works: list[_Work]) -> None:
+        """A Hub repo that holds two or more of this workflow's files, under their exact names, is
+        where the workflow comes from (a stranger's single re-upload holds one): its candidates are
+        vouched for as "beside the workflow's other models". Mirror-shaped repos do not count."""
+        holders: dict[str, set[int]] = {}
+        for w in works:
+            for c in w.candidates:
+                if (c.source == "huggingface" and c.repo and c.filename == w.ref.filename.replace("\\", "/").rsplit("/", 1)[-1]
+                        and not GENERIC_NAME.match(c.filename) and not MIRROR_WORDS.search(c.repo.split("/", 1)[-1])):
+                    holders.setdefault(c.repo, set()).add(id(w))
+        for w in works:
+            d = w.decision
+            if d is None or d.status == "resolved":
+                continue
+            extra = [c.model_copy(update={"via": "beside"}) for c in w.candidates
+                     if c.repo in holders and len(holders[c.repo]) >= 2 and id(w) in holders[c.repo]
+                     and c.via not in ("beside", "workflow", "hash", "catalog", "pack")]
+            if extra:
+                w.candidates.extend(extra)
+                w.decision = rank(w.ref, w.candidates)
 
     @staticmethod
     def _affinity_pass(works: list[_Work]) -> None:

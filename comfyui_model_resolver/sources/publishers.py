@@ -75,7 +75,25 @@ FOLDER_PUBLISHERS: dict[str, tuple[str, ...]] = {
     "latent_upscale_models": ("Lightricks", "Comfy-Org"),
     "audio_encoders": ("Comfy-Org",),
     "model_patches": ("Comfy-Org",),
+    # custom-node folders: the publishers their packs' docs name
+    "ipadapter": ("h94",),
+    "instantid": ("InstantX",),
+    "pulid": ("guozinan", "huchenlei"),
+    "photomaker": ("TencentARC",),
+    "animatediff_models": ("guoyww", "ByteDance", "wangfuyun"),
+    "animatediff_motion_lora": ("guoyww",),
+    "ultralytics": ("Bingsu",),
+    "xlabs": ("XLabs-AI",),
 }
+
+#: Who publishes GGUF quantisations that workflows load (ComfyUI-GGUF's docs).
+GGUF_PUBLISHERS: tuple[str, ...] = ("city96", "QuantStack")
+
+#: Folders that name what a file is for (a custom-node folder, controlnet, upscalers…): their own
+#: publishers are asked before the model family's, which publish the base models.
+SPECIFIC_FOLDERS: frozenset[str] = frozenset({
+    "controlnet", "clip_vision", "upscale_models", "style_models", "ipadapter", "instantid", "pulid", "photomaker",
+    "animatediff_models", "animatediff_motion_lora", "ultralytics", "xlabs"})
 
 #: Namespaces whose files count as official for ranking (case-insensitive).
 OFFICIAL_PUBLISHERS: frozenset[str] = frozenset(p.lower() for p in {
@@ -84,6 +102,9 @@ OFFICIAL_PUBLISHERS: frozenset[str] = frozenset(p.lower() for p in {
     "Shakker-Labs", "XLabs-AI", "h94", "runwayml", "stable-diffusion-v1-5", "HiDream-ai", "Alpha-VLLM",
     "nvidia", "genmo", "lodestones", "ACE-Step", "kandinskylab", "circlestone-labs", "Kim2091",
     "openai", "google", "facebook", "microsoft", "laion", "deepseek-ai", "ByteDance", "bytedance-research",
+    # publishers the custom-node packs' docs name as the source of their models
+    "guoyww", "TencentARC", "Bingsu", "huchenlei", "guozinan", "thibaud", "diffusers", "latent-consistency",
+    "madebyollin", "ai-forever", "PixArt-alpha", "wangfuyun", "alimama-creative", "QuantStack",
 })
 
 

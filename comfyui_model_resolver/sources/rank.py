@@ -31,7 +31,20 @@ W = {
     "sub_path": 0.5, "folder_agrees": 0.7, "folder_differs": -1.0,
     "hash_match": 6.0, "hash_mismatch": -6.0, "corroborated": 0.5,
     "official": 1.0, "named_after": 0.6, "original": 0.5, "unique_name": 0.5, "popularity_max": 0.8, "needs_sign_in": -0.6,
+    "via_pack": 2.0, "generic_name": -1.5, "earliest": 0.6, "most_downloaded": 0.4, "derivative": -1.5,
+    "named_as_base": 0.5, "mirror_shaped": -0.5, "civitai_home": 0.8,
 }
+
+#: File names that hundreds of repos use for different models: the name alone says nothing.
+GENERIC_NAME = re.compile(r"(?i)^(model|diffusion_pytorch_model|pytorch_model|pytorch_lora_weights|adapter_model|"
+                          r"ip[-_]adapter|lora|image_encoder|text_encoder|unet|vae|controlnet)"
+                          r"([._-](fp16|bf16|fp32|fp8|safetensors))*(-\d{5}-of-\d{5})?\.(safetensors|bin|pt|pth|ckpt)$")
+#: Words of repo names that mark a copy of someone else's files.
+MIRROR_WORDS = re.compile(r"(?i)(comfyui|mirror|backup|archive|collection|reupload|re-upload|models$|-gguf$|-fp8$)")
+#: Ways of finding a file that vouch for it beyond its name.
+VOUCHED_VIA = frozenset({"workflow", "hash", "catalog", "manager", "pack", "beside"})
+#: Folders whose files are first published on Civitai.
+CIVITAI_HOME = frozenset({"checkpoints", "loras", "embeddings", "hypernetworks"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,10 +134,20 @@ def _score(ref: ModelRef, info: NameInfo, c: Candidate) -> _Scored:
     elif via == "manager":
         s.add("via_manager", "in ComfyUI-Manager's model list")
 
+    elif via == "pack":
+        s.add("via_pack", "documented by the node pack")
+    elif via == "beside":
+        s.reasons.append("beside the workflow's other models")
+
     served = c.filename or (c.path or "").rsplit("/", 1)[-1]
     other = analyse_name(served) if served else None
+    generic = bool(GENERIC_NAME.match(info.basename))
     if other is not None:
-        if served == info.basename:
+        if served == info.basename and generic:
+            s.add("exact_name", "exact file name")
+            s.add("generic_name", f"{served} is a name many models use")
+            s.ties_to_file = via in VOUCHED_VIA or c.hash_match
+        elif served == info.basename:
             s.add("exact_name", "exact file name")
             s.ties_to_file = True
         elif served.lower() == info.basename.lower():
@@ -164,6 +187,10 @@ def _score(ref: ModelRef, info: NameInfo, c: Candidate) -> _Scored:
 
     if is_official(c.publisher):
         s.add("official", f"official publisher ({c.publisher})")
+    if c.source == "civitai" and want in CIVITAI_HOME:
+        s.add("civitai_home", "on Civitai, where such files are first published")
+    if c.source == "huggingface" and c.repo and MIRROR_WORDS.search(_repo_name(c)) and not is_official(c.publisher):
+        s.add("mirror_shaped", f"{c.repo} looks like a mirror or collection")
     if c.repo and c.source in ("huggingface",) and _named_after(info, c):
         s.add("named_after", f"repo {c.repo} is named after the model")
     if c.downloads:
@@ -199,7 +226,45 @@ def _merge(cands: Iterable[Candidate]) -> list[Candidate]:
     return [by_url[u] for u in order]
 
 
-_VIA_RANK = {"workflow": 0, "hash": 1, "catalog": 2, "manager": 3, "note": 4, "beside": 5, "listing": 6, "search": 7}
+_VIA_RANK = {"workflow": 0, "hash": 1, "catalog": 2, "pack": 2, "manager": 3, "note": 4, "beside": 5, "listing": 6,
+             "search": 7}
+
+
+def _originality(scored: list[_Scored]) -> None:
+    """Same name in several accounts' repos: which upload is the original? The earliest, the most
+    downloaded, and the one the others' model cards name as their base; a card that names another
+    candidate's repo as its base marks a derivative (a re-upload, a fork, a fine-tune)."""
+    exact = [s for s in scored if "exact file name" in s.reasons and s.cand.source == "huggingface" and s.cand.repo]
+    owners = {s.cand.publisher for s in exact}
+    if len(owners) < 2:
+        return
+    repos = {s.cand.repo for s in exact}
+    for s in exact:
+        base = s.cand.base_model
+        if base and base in repos and base != s.cand.repo:
+            s.add("derivative", f"its model card names {base} as its base")
+    named = {s.cand.base_model for s in exact if s.cand.base_model in repos}
+    for s in exact:
+        if s.cand.repo in named:
+            s.add("named_as_base", "other uploads name this repo as their base")
+    dated = [s for s in exact if s.cand.published]
+    if len(dated) >= 2:
+        first = min(dated, key=lambda s: s.cand.published)
+        if sum(1 for s in dated if s.cand.published == first.cand.published) == 1:
+            first.add("earliest", "the earliest upload of this name")
+    counted = [s for s in exact if s.cand.downloads]
+    if len(counted) >= 2:
+        top = max(counted, key=lambda s: s.cand.downloads)
+        top.add("most_downloaded", "the most downloaded upload of this name")
+
+
+def _vouched(s: _Scored, corroborated: bool) -> bool:
+    """Something beyond a matching name says this upload is the file: the way it was found (the
+    workflow's link, its hash, the catalog, a pack's docs, beside the workflow's other models), an
+    official publisher, Civitai (where community files are published), or the same bytes elsewhere."""
+    c = s.cand
+    return ((c.via or c.source) in VOUCHED_VIA or c.hash_match or "hash matches the workflow's hash" in s.reasons
+            or is_official(c.publisher) or c.source == "civitai" or corroborated)
 
 
 def rank(ref: ModelRef, candidates: Sequence[Candidate]) -> Decision:
@@ -219,6 +284,7 @@ def rank(ref: ModelRef, candidates: Sequence[Candidate]) -> Decision:
             dates = [o.cand.published for o in same if o.cand.published and o.cand.publisher != s.cand.publisher]
             if s.cand.published and dates and s.cand.published < min(dates):
                 s.add("original", "uploaded before the copies by other accounts")
+    _originality(scored)
     # The only file with this exact name anywhere we looked is probably it.
     exact = [s for s in scored if "exact file name" in s.reasons]
     if exact and all(_same_file(exact[0].cand, o.cand) for o in exact[1:]):
@@ -243,10 +309,13 @@ def rank(ref: ModelRef, candidates: Sequence[Candidate]) -> Decision:
         return True
 
     rival = next((o for o in scored[1:] if rivals(o)), None)
-    if top_conf >= CONFIDENT and top.ties_to_file and rival is None:
+    vouched = _vouched(top, corroborated)
+    if top_conf >= CONFIDENT and top.ties_to_file and rival is None and vouched:
         return Decision("resolved", ranked, chosen=ranked[0])
     if not top.ties_to_file:
         msg = "no candidate has this exact file name or hash"
+    elif not vouched:
+        msg = f"only an upload by {top.cand.publisher or top.cand.repo} has this name, and nothing vouches for it"
     elif rival is not None:
         msg = f"{rival.cand.repo or rival.cand.url} is almost as likely"
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .publishers import FAMILIES, FOLDER_PUBLISHERS, GENERAL_PUBLISHERS, Family
+from .publishers import FAMILIES, FOLDER_PUBLISHERS, GENERAL_PUBLISHERS, GGUF_PUBLISHERS, SPECIFIC_FOLDERS, Family
 
 #: Tokens that name a numeric format, a quantisation or a packaging of the same weights.
 PRECISION_TOKENS = frozenset({
@@ -193,7 +193,10 @@ def distinctive_token(info: NameInfo) -> str | None:
 def preferred_publishers(info: NameInfo, folder: str | None) -> list[str]:
     """Hub namespaces to ask first for this file, most likely first."""
     out: list[str] = []
-    for p in (info.family.publishers if info.family else ()):
+    folder_first = FOLDER_PUBLISHERS.get(folder or "", ()) if folder in SPECIFIC_FOLDERS else ()
+    if info.ext == ".gguf":
+        folder_first = GGUF_PUBLISHERS + folder_first
+    for p in (*folder_first, *(info.family.publishers if info.family else ())):
         if p not in out:
             out.append(p)
     for p in GENERAL_PUBLISHERS:
@@ -214,3 +217,23 @@ def name_similarity(a: NameInfo, b: NameInfo) -> float:
         return 0.0
     jac = len(ta & tb) / len(ta | tb)
     return round(jac, 3)
+
+
+#: Words of file names that say which base model family a workflow is built on.
+_FAMILY_HINTS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("flux", re.compile(r"flux")),
+    ("sdxl", re.compile(r"sd_?xl|(?<![a-z])xl(?![a-z])|(?<=[a-z])xl(?![a-z])|pony|illustrious|noobai")),
+    ("sd15", re.compile(r"sd_?v?1[-_.]?5|v1-5|sd15")),
+)
+
+
+def workflow_family(filenames) -> str | None:
+    """sd15 / sdxl / flux when the workflow's file names agree on one (and name no other)."""
+    seen = set()
+    for name in filenames:
+        low = str(name).lower()
+        for fam, pat in _FAMILY_HINTS:
+            if pat.search(low):
+                seen.add(fam)
+                break
+    return next(iter(seen)) if len(seen) == 1 else None

@@ -49,7 +49,8 @@ def note_urls(graph: Any) -> tuple[str, ...]:
         return ()
     seen: dict[str, None] = {}
     for node in _iter_nodes(graph):
-        if node.get("type") not in NOTE_TYPES:
+        kind = node.get("type")
+        if not isinstance(kind, str) or kind not in NOTE_TYPES:  # a hostile workflow may put a list there
             continue
         for text in _texts(node):
             for m in _URL.finditer(text[:MAX_NOTE_CHARS]):
