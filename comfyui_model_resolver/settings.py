@@ -99,6 +99,12 @@ class Settings(BaseModel):
     download_fsync: bool = False  # fsync part files at checkpoints and before the final rename
     safetensors_only: bool = False
 
+    # fleet (many hosts, one models volume; active with redis_url)
+    volume_id: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")  # default: <models root>/.cmr-volume
+    fleet_host: str | None = Field(None, max_length=128)  # this host's name in the fleet; default <hostname>-<pid>
+    fleet_lease_seconds: float = Field(30.0, ge=1, le=3600)  # a dead host's jobs are re-claimed after this
+    fleet_max_concurrent: int = Field(0, ge=0, le=100000)  # downloads running fleet-wide at once; 0: no cap
+
     @field_validator("log_level")
     @classmethod
     def _level(cls, v: str) -> str:
