@@ -9,11 +9,9 @@ import asyncio
 import logging
 import os
 import time
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from .errors import ResolverError, WorkflowError
-from .downloads import DownloadManager
-from .downloads.plan import plan_downloads
 from .events import EventBus
 from .index.hashing import HashCache
 from .index.layout import FolderLayout, build_layout
@@ -24,8 +22,10 @@ from .types import Analysis, ModelReport, ParsedWorkflow, Resolution, SearchResu
 from .workflow.decode import decode_object, decode_workflow
 from .workflow.folders import is_pickle_file
 from .workflow.knowledge import Knowledge
-from .workflow.object_info import load_object_info
 from .workflow.parse import refs_from_decoded
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .downloads import DownloadManager
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,11 @@ class Resolver:
         self._index_at = 0.0
         self._closers: list[Any] = []
         self._settings_listeners: list[Any] = []
-        self.downloads = self._build_downloads()
+        # Built on first use: `cmr analyze` needs neither the download stack nor the Hub client,
+        # and importing them (aiohttp, huggingface_hub) costs more than the analysis itself.
+        self._downloads: DownloadManager | None = None
+        self._sources: Any = None
+        self._sources_factory: Callable[[Settings], Any] | None = None
 
     # ---- local index ---------------------------------------------------------------------
     async def refresh_index(self, *, force: bool = False) -> ScanStats | None:
@@ -166,8 +170,23 @@ class Resolver:
         self._settings_listeners.append(listener)
 
     # ---- resolution: where to download each missing model (sources/) ----------------------
+    def provide_sources(self, factory: Callable[[Settings], Any]) -> None:
+        """Build the providers with `factory(settings)` on first use (build_resolver does this), and
+        again with the new settings when run-time settings (tokens) change after that."""
+        self._sources_factory = factory
+
+    @property
+    def sources(self) -> Any:
+        if self._sources is None and self._sources_factory is not None:
+            self.attach_sources(self._sources_factory(self.settings), rebuild=self._sources_factory)
+        return self._sources
+
+    @sources.setter
+    def sources(self, value: Any) -> None:
+        self._sources = value
+
     def attach_sources(self, sources: Any, rebuild: Any = None) -> None:
-        """Give the Resolver its providers (build_resolver does); they are closed with it.
+        """Give the Resolver its providers; they are closed with it.
         `rebuild(settings)` makes new ones when run-time settings (tokens) change."""
         self.sources = sources
         self.on_close(lambda: self.sources.close())
@@ -245,8 +264,17 @@ class Resolver:
         return SearchResult(query=query, folder=folder, candidates=tuple(candidates), providers=providers)
 
     # ---- downloads -----------------------------------------------------------------------
-    def _build_downloads(self) -> DownloadManager:
+    @property
+    def downloads(self) -> "DownloadManager":
+        """The download manager, built on first use."""
+        if self._downloads is None:
+            self._downloads = self._build_downloads()
+        return self._downloads
+
+    def _build_downloads(self) -> "DownloadManager":
         """The download manager: shares the event bus, follows settings changes, refreshes the index."""
+        from .downloads import DownloadManager
+
         manager = DownloadManager(self.settings, self.layout, self.events,
                                   on_complete=lambda job: self.invalidate_index())
         self.on_close(manager.close)
@@ -256,6 +284,8 @@ class Resolver:
     async def download_resolution(self, models: Any, *, include_inactive: bool = False,
                                   include_optional: bool = False) -> tuple[list[Any], list[dict], list[dict]]:
         """Start the downloads a resolve result asks for: (jobs, skipped, errors)."""
+        from .downloads.plan import plan_downloads
+
         requests, skipped = plan_downloads(models, include_inactive=include_inactive,
                                            include_optional=include_optional)
         jobs, errors = [], []
@@ -307,7 +337,10 @@ async def build_resolver(
     """
     if object_info is None:
         source = settings.object_info or settings.comfyui_url
-        object_info = await load_object_info(source) if source else None
+        if source:
+            from .workflow.object_info import load_object_info
+
+            object_info = await load_object_info(source)
     knowledge = Knowledge(object_info=object_info, input_folders=input_folders)
     layout = build_layout(settings.effective_models_root, settings.effective_extra_model_paths,
                           environ if environ is not None else {}, explicit=folder_dirs)
@@ -322,10 +355,13 @@ async def build_resolver(
         cache_dir = None
     index = ModelIndex(layout, cache_dir)
     resolver = Resolver(settings, knowledge=knowledge, layout=layout, index=index, hashes=hashes)
-    from .sources import build_sources
 
-    resolver.attach_sources(build_sources(settings, data_dir=cache_dir),
-                            rebuild=lambda new: build_sources(new, data_dir=cache_dir))
+    def sources(new: Settings) -> Any:
+        from .sources import build_sources
+
+        return build_sources(new, data_dir=cache_dir)
+
+    resolver.provide_sources(sources)
     return resolver
 
 

@@ -6,13 +6,16 @@ a `.env` file > an optional YAML file > defaults. No other module reads os.envir
 from __future__ import annotations
 
 import os
+import re
+from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Mapping
-
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from typing import Any, Iterator, Mapping
 
 from .errors import ConfigError
+
+# Settings are built by every entry point, `cmr analyze` included, so building them must be cheap:
+# a frozen dataclass checked by the small validator below (pydantic alone costs more start-up time
+# than a whole analysis). yaml and dotenv are imported only when such a file exists.
 
 ENV_PREFIX = "CMR_"
 
@@ -48,20 +51,55 @@ def _default_data_dir(environ: Mapping[str, str]) -> Path:
     return Path(base) / "comfyui-model-resolver"
 
 
-class Settings(BaseModel):
-    """Every knob, with its CMR_* variable named after the field in upper case."""
+class SecretStr:
+    """A secret (token, key) that never shows in repr, str or logs; `get_secret_value()` reveals it."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get_secret_value(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "SecretStr('**********')" if self._value else "SecretStr('')"
+
+    def __str__(self) -> str:
+        return "**********" if self._value else ""
+
+    def __len__(self) -> int:
+        return len(self._value)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, SecretStr) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+def _limits(default: Any, **limits: float) -> Any:
+    """A field with numeric bounds (ge, gt, le), checked when Settings are built."""
+    return field(default=default, metadata=limits)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every knob, with its CMR_* variable named after the field in upper case.
+
+    Build it with `Settings.load()` (YAML < .env < environment < overrides) or `Settings(**values)`;
+    values are coerced and checked (ConfigError names the variable), and the object is frozen.
+    """
 
     # servers
     api_host: str = "127.0.0.1"
-    api_port: int = Field(5002, ge=1, le=65535)
+    api_port: int = _limits(5002, ge=1, le=65535)
     api_key: SecretStr | None = None  # required for mutating routes on non-loopback binds
     cors_origins: tuple[str, ...] = ()
     enable_ui: bool = True
     gradio_host: str = "127.0.0.1"
-    gradio_port: int = Field(5001, ge=1, le=65535)
-    max_request_bytes: int = Field(64 * 1024 * 1024, ge=1024)
+    gradio_port: int = _limits(5001, ge=1, le=65535)
+    max_request_bytes: int = _limits(64 * 1024 * 1024, ge=1024)
     log_level: str = "INFO"
 
     # local install
@@ -73,7 +111,7 @@ class Settings(BaseModel):
     data_dir: Path | None = None  # caches, job state; default ~/.cache/comfyui-model-resolver
 
     # analysis
-    max_workflow_bytes: int = Field(50 * 1024 * 1024, ge=1024)
+    max_workflow_bytes: int = _limits(50 * 1024 * 1024, ge=1024)
 
     # upstreams
     hf_endpoint: str = "https://huggingface.co"
@@ -83,45 +121,42 @@ class Settings(BaseModel):
     allowed_hosts: tuple[str, ...] = ()  # extends DEFAULT_ALLOWED_HOSTS
     redis_url: str | None = None
     disable_catalog: bool = False
-    cache_ttl: int = Field(24 * 3600, ge=0)
-    http_timeout: float = Field(30.0, gt=0)
-    max_upstream_concurrency: int = Field(4, ge=1)
-    max_requests_per_model: int = Field(8, ge=1, le=100)  # upstream lookups per model (pre-flight aside)
+    cache_ttl: int = _limits(24 * 3600, ge=0)
+    http_timeout: float = _limits(30.0, gt=0)
+    max_upstream_concurrency: int = _limits(4, ge=1)
+    max_requests_per_model: int = _limits(8, ge=1, le=100)  # upstream lookups per model (pre-flight aside)
 
     # downloads
-    max_concurrent_downloads: int = Field(3, ge=1, le=64)
-    download_timeout: float = Field(300.0, gt=0)
-    stall_timeout: float = Field(60.0, gt=0)
-    segment_threshold: int = Field(64 * 1024 * 1024, ge=1)
-    segments: int = Field(4, ge=1, le=32)
-    download_ramp_probe: float = Field(1.0, ge=0, le=60)  # seconds one stream is measured before splitting
-    download_retries: int = Field(5, ge=0, le=50)
+    max_concurrent_downloads: int = _limits(3, ge=1, le=64)
+    download_timeout: float = _limits(300.0, gt=0)
+    stall_timeout: float = _limits(60.0, gt=0)
+    segment_threshold: int = _limits(64 * 1024 * 1024, ge=1)
+    segments: int = _limits(4, ge=1, le=32)
+    download_ramp_probe: float = _limits(1.0, ge=0, le=60)  # seconds one stream is measured before splitting
+    download_retries: int = _limits(5, ge=0, le=50)
     download_fsync: bool = False  # fsync part files at checkpoints and before the final rename
     safetensors_only: bool = False
 
     # fleet (many hosts, one models volume; active with redis_url)
-    volume_id: str | None = Field(None, max_length=64, pattern=r"^[A-Za-z0-9._-]+$")  # default: <models root>/.cmr-volume
-    fleet_host: str | None = Field(None, max_length=128)  # this host's name in the fleet; default <hostname>-<pid>
-    fleet_lease_seconds: float = Field(30.0, ge=1, le=3600)  # a dead host's jobs are re-claimed after this
-    fleet_max_concurrent: int = Field(0, ge=0, le=100000)  # downloads running fleet-wide at once; 0: no cap
+    volume_id: str | None = None  # default: the id in <models root>/.cmr-volume
+    fleet_host: str | None = None  # this host's name in the fleet; default <hostname>-<pid>
+    fleet_lease_seconds: float = _limits(30.0, ge=1, le=3600)  # a dead host's jobs are re-claimed after this
+    fleet_max_concurrent: int = _limits(0, ge=0)  # downloads running fleet-wide at once; 0: no cap
 
-    @field_validator("log_level")
-    @classmethod
-    def _level(cls, v: str) -> str:
-        v = v.upper()
-        if v not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
-            raise ValueError("must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
-        return v
+    def __post_init__(self) -> None:
+        problems = []
+        for f in fields(self):
+            try:
+                object.__setattr__(self, f.name, _check(f, getattr(self, f.name)))
+            except ValueError as exc:
+                problems.append(f"{ENV_PREFIX}{f.name.upper()}: {exc}")
+        if problems:
+            raise ConfigError("Invalid configuration: " + "; ".join(problems),
+                              hint="Fix the CMR_* variable, .env or YAML value named above.")
 
-    @field_validator("hf_endpoint", "civitai_base_url", "comfyui_url")
-    @classmethod
-    def _url(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        v = v.strip().rstrip("/")
-        if not (v.startswith("http://") or v.startswith("https://")):
-            raise ValueError("must start with http:// or https://")
-        return v
+    def __iter__(self) -> Iterator[tuple[str, Any]]:
+        for f in fields(self):
+            yield f.name, getattr(self, f.name)
 
     # ---- derived values -------------------------------------------------
     @property
@@ -165,7 +200,7 @@ class Settings(BaseModel):
         return out
 
     def with_overrides(self, **overrides: Any) -> "Settings":
-        data = self.model_dump()
+        data = dict(self)
         data.update({k: v for k, v in overrides.items()})
         return _validate(data)
 
@@ -229,6 +264,8 @@ def persist_runtime_settings(settings: "Settings", changes: Mapping[str, Any]) -
         current[key] = value.get_secret_value() if isinstance(value, SecretStr) else value
     plain = {k: (v.get_secret_value() if isinstance(v, SecretStr) else list(v) if isinstance(v, tuple) else
                  str(v) if isinstance(v, Path) else v) for k, v in current.items() if v is not None}
+    import yaml
+
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -236,19 +273,116 @@ def persist_runtime_settings(settings: "Settings", changes: Mapping[str, Any]) -
         yaml.safe_dump(plain, f, sort_keys=True)
     os.replace(tmp, path)
     return path
+
+
 _TUPLE_FIELDS = {"cors_origins", "extra_model_paths", "allowed_hosts"}
 
 
 def _validate(data: Mapping[str, Any]) -> Settings:
-    try:
-        return Settings.model_validate(dict(data))
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "?"
-            problems.append(f"{ENV_PREFIX}{field.upper()}: {err['msg']}")
-        raise ConfigError("Invalid configuration: " + "; ".join(problems),
-                          hint="Fix the CMR_* variable, .env or YAML value named above.") from None
+    unknown = sorted(k for k in data if k not in Settings.model_fields)
+    if unknown:
+        raise ConfigError("Invalid configuration: " + "; ".join(f"{ENV_PREFIX}{k.upper()}: not a setting"
+                                                                for k in unknown),
+                          hint="Fix the CMR_* variable, .env or YAML value named above.")
+    return Settings(**data)
+
+
+def _number(kind: type, value: Any) -> float | int:
+    if isinstance(value, bool):
+        raise ValueError(f"should be a number, not {value!r}")
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            value = int(text) if kind is int else float(text)
+        except ValueError:
+            raise ValueError(f"should be {'an integer' if kind is int else 'a number'}, not {value!r}") from None
+    if kind is int:
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
+        if not isinstance(value, int):
+            raise ValueError(f"should be an integer, not {value!r}")
+    elif not isinstance(value, (int, float)):
+        raise ValueError(f"should be a number, not {value!r}")
+    return kind(value)
+
+
+def _check(f: Any, value: Any) -> Any:
+    """Coerce and check one field's value by its declared type; ValueError says what is wrong."""
+    kind = str(f.type)
+    optional = kind.endswith("| None")
+    if value is None:
+        if optional:
+            return None
+        raise ValueError("must be set")
+    base = kind.replace(" | None", "")
+    if base == "str":
+        if not isinstance(value, str):
+            raise ValueError(f"should be a string, not {value!r}")
+        return _CHECKS[f.name](value) if f.name in _CHECKS else value
+    if base in ("int", "float"):
+        value = _number(int if base == "int" else float, value)
+        lim = f.metadata
+        if "ge" in lim and value < lim["ge"]:
+            raise ValueError(f"should be at least {lim['ge']:g}, not {value:g}")
+        if "gt" in lim and value <= lim["gt"]:
+            raise ValueError(f"should be greater than {lim['gt']:g}, not {value:g}")
+        if "le" in lim and value > lim["le"]:
+            raise ValueError(f"should be at most {lim['le']:g}, not {value:g}")
+        return value
+    if base == "bool":
+        if isinstance(value, bool):
+            return value
+        low = str(value).strip().lower()
+        if low in _TRUE or low in _FALSE - {""}:
+            return low in _TRUE
+        raise ValueError(f"should be true or false, not {value!r}")
+    if base == "SecretStr":
+        if isinstance(value, SecretStr):
+            return value
+        if isinstance(value, str):
+            return SecretStr(value)
+        raise ValueError("should be a string")
+    if base == "Path":
+        if isinstance(value, (str, os.PathLike)):
+            return Path(value)
+        raise ValueError(f"should be a path, not {value!r}")
+    if base.startswith("tuple["):
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            raise ValueError(f"should be a list, not {value!r}")
+        if base == "tuple[Path, ...]":
+            if not all(isinstance(v, (str, os.PathLike)) for v in value):
+                raise ValueError("should be a list of paths")
+            return tuple(Path(v) for v in value)
+        if not all(isinstance(v, str) for v in value):
+            raise ValueError("should be a list of strings")
+        return tuple(value)
+    raise TypeError(f"no check for {f.name}: {kind}")  # pragma: no cover - a field declared without one
+
+
+def _log_level(v: str) -> str:
+    v = v.upper()
+    if v not in {"CRITICAL", "ERROR", "WARNING", "INFO", "DEBUG"}:
+        raise ValueError("must be one of CRITICAL, ERROR, WARNING, INFO, DEBUG")
+    return v
+
+
+def _url(v: str) -> str:
+    v = v.strip().rstrip("/")
+    if not (v.startswith("http://") or v.startswith("https://")):
+        raise ValueError("must start with http:// or https://")
+    return v
+
+
+def _name(value: str) -> str:
+    """A volume id or host name: it goes into Redis keys and the job list."""
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", value):
+        raise ValueError("should be 1-128 letters, digits, '.', '_', ':' or '-'")
+    return value
+
+
+_CHECKS = {"log_level": _log_level, "hf_endpoint": _url, "civitai_base_url": _url, "comfyui_url": _url,
+           "volume_id": _name, "fleet_host": _name}
+Settings.model_fields = {f.name: f for f in fields(Settings)}  # type: ignore[attr-defined]
 
 
 def _coerce(name: str, raw: Any) -> Any:
@@ -284,6 +418,8 @@ def _from_env_mapping(env: Mapping[str, str]) -> dict[str, Any]:
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
+    import yaml
+
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:

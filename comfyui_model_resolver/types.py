@@ -1,10 +1,13 @@
-"""Frozen value types shared by every layer. They serialise to the public JSON contract."""
+"""Frozen value types shared by every layer. They serialise to the public JSON contract
+(``model_dump(mode="json")``); see records.py for why they are dataclasses, not pydantic models."""
 from __future__ import annotations
 
+import re
+from dataclasses import field
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from .records import Record
 
 WorkflowFormat = Literal["ui", "api", "png", "webp"]
 
@@ -15,8 +18,8 @@ FolderSource = Literal["schema", "table", "embedded", "generic"]
 FOLDER_CONFIDENCE: dict[str, float] = {"schema": 1.0, "table": 0.95, "embedded": 0.8, "generic": 0.3}
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(Record):
+    """Frozen, keyword-only; unknown fields are a TypeError."""
 
 
 class FolderConflict(_Frozen):
@@ -83,10 +86,10 @@ class ModelReport(ModelRef):
 
     @classmethod
     def from_ref(cls, ref: ModelRef, match: LocalMatch, *, pickle: bool = False) -> "ModelReport":
-        data = ref.model_dump()
+        data = {name: getattr(ref, name) for name in ModelRef.model_fields}
         data.update(status=match.status.value, local_path=match.local_path, relink_value=match.relink_value,
                     pickle=pickle)
-        return cls.model_validate(data)
+        return cls(**data)
 
 
 class Analysis(_Frozen):
@@ -175,14 +178,32 @@ class ProgressEvent(_Frozen):
 
 
 class DownloadRequest(_Frozen):
+    """What to download. Built from user input (CLI, routes): the checks below raise ValueError."""
+
     url: str
     folder: str
     filename: str | None = None  # may include a subfolder, e.g. "SD1.5/x.safetensors"
-    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
-    size: int | None = Field(None, ge=0)
+    sha256: str | None = None  # 64 hex digits
+    size: int | None = None  # >= 0
     priority: int = 0
     source: str | None = None
     group: str | None = None  # the files of one multi-file model (a sharded checkpoint) share a group id
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        problems = [f"{name}: should be a string" for name in ("url", "folder")
+                    if not isinstance(getattr(self, name), str)]
+        if self.sha256 is not None and not (isinstance(self.sha256, str) and _SHA256.fullmatch(self.sha256)):
+            problems.append("sha256: should be 64 hexadecimal digits")
+        if self.size is not None and (not isinstance(self.size, int) or isinstance(self.size, bool) or self.size < 0):
+            problems.append("size: should be a whole number of bytes, at least 0")
+        if not isinstance(self.priority, int) or isinstance(self.priority, bool):
+            problems.append("priority: should be an integer")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
 
 # ---- resolution (sources) ----------------------------------------------------------------------
@@ -237,7 +258,7 @@ class ResolvedModel(ModelReport):
     local_status: str = "missing"  # the analyze status (present / relocated / missing)
     candidates: tuple[Candidate, ...] = ()
     chosen: Candidate | None = None  # the confident answer (also for present files, with include_present)
-    queries: dict[str, tuple[str, ...]] = Field(default_factory=dict)  # provider -> queries tried
+    queries: dict[str, tuple[str, ...]] = field(default_factory=dict)  # provider -> queries tried
     preflight: Preflight | None = None
     requests: int = 0  # upstream requests this model cost
     message: str | None = None  # why not resolved, in words

@@ -7,15 +7,18 @@ Exit codes (a stable contract): 0 the command ran (even if models are missing),
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
 import sys
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 from ..errors import ConfigError, ResolverError, WorkflowError
-from ..settings import Settings, process_environ
-from ..types import Analysis
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..settings import Settings
+    from ..types import Analysis
+
+# Start-up matters (`cmr --help` must not take longer than a few Python start-ups): this module
+# and the command modules import only argparse and the error types at the top. Each command's
+# runner imports what it uses (settings, value types, asyncio, aiohttp) when it runs.
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
 
@@ -41,7 +44,9 @@ def add_install_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="YAML", help="settings file; CMR_CONFIG")
 
 
-def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
+def settings_from_args(args: argparse.Namespace, **extra: Any) -> "Settings":
+    from ..settings import Settings
+
     overrides: dict[str, Any] = dict(extra)
     if getattr(args, "comfyui_root", None):
         overrides["comfyui_root"] = args.comfyui_root
@@ -63,6 +68,10 @@ def settings_from_args(args: argparse.Namespace, **extra: Any) -> Settings:
 def report_workflow_error(path: str, exc: ResolverError, *, as_json: bool) -> None:
     """One unreadable workflow among many: a JSON line of the analysis shape, or a line on stderr."""
     if as_json:
+        import json
+
+        from ..types import Analysis
+
         line = Analysis(workflow=path, format=None, models=(), errors=(exc.to_dict(),)).model_dump(mode="json")
         print(json.dumps(line), flush=True)
     else:
@@ -73,7 +82,7 @@ _PUBLIC_FIELDS = ("filename", "folder", "node_id", "node_type", "input", "active
                   "url", "hash", "hash_type", "confidence")
 
 
-def analysis_json(analysis: Analysis) -> dict:
+def analysis_json(analysis: "Analysis") -> dict:
     """The `cmr analyze --json` object: the contract fields first, then the extra detail."""
     data = analysis.model_dump(mode="json")
     models = []
@@ -85,7 +94,7 @@ def analysis_json(analysis: Analysis) -> dict:
     return data
 
 
-def _table(analysis: Analysis, out=sys.stdout) -> None:
+def _table(analysis: "Analysis", out=sys.stdout) -> None:
     print(f"{analysis.workflow}  [{analysis.format}]", file=out)
     if not analysis.models:
         print("  (no model files referenced)", file=out)
@@ -121,9 +130,13 @@ def _table(analysis: Analysis, out=sys.stdout) -> None:
 
 
 async def _run_analyze(args: argparse.Namespace) -> int:
+    import json
+
     from ..service import build_resolver
 
     settings = settings_from_args(args)
+    from ..settings import process_environ
+
     resolver = await build_resolver(settings, environ=process_environ())
     status = EXIT_OK
     try:
@@ -188,6 +201,11 @@ def _load_command_modules() -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    import asyncio
+    import logging
+
+    from ..settings import process_environ
+
     level = (args.log_level or process_environ().get("CMR_LOG_LEVEL") or "WARNING").upper()
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")

@@ -12,35 +12,34 @@ With --json the last stdout line is ``{"path", "size", "sha256", "seconds"}`` on
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
-import signal
 import sys
-import time
-from typing import Any, Callable
-
-from pydantic import ValidationError
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import (ConfigError, HostNotAllowed, ResolverError, UnsafeFormat, UnsafePath)
-from ..hosts import redact_text
-from ..settings import process_environ
-from ..types import DownloadRequest, DownloadState
 from .cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_install_options, command,
                   settings_from_args)
-from .download_bars import run_downloads
+
+if TYPE_CHECKING:  # pragma: no cover
+    import asyncio
 
 #: Errors that mean "this request can never work as given" (exit 2), not "it failed" (exit 1).
 USAGE_ERRORS = (ConfigError, HostNotAllowed, UnsafePath, UnsafeFormat)
 
 
 def _print_error(exc_dict: dict, as_json: bool) -> None:
+    from ..hosts import redact_text
+
     msg = redact_text(exc_dict.get("message") or "download failed")
     print(f"cmr download: {msg}" + (f"\n  hint: {exc_dict['hint']}" if exc_dict.get("hint") else ""), file=sys.stderr)
     if as_json:
         print(json.dumps({"error": exc_dict}), flush=True)
 
 
-def _install_sigint(stop: asyncio.Event) -> Callable[[], None]:
+def _install_sigint(stop: "asyncio.Event") -> Callable[[], None]:
+    import asyncio
+    import signal
+
     loop = asyncio.get_running_loop()
     try:
         loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -51,14 +50,19 @@ def _install_sigint(stop: asyncio.Event) -> Callable[[], None]:
 
 
 async def _run_download(args: argparse.Namespace) -> int:
+    import asyncio
+    import time
+
     from ..service import build_resolver
+    from ..settings import process_environ
+    from ..types import DownloadRequest, DownloadState
+    from .download_bars import run_downloads
 
     try:
         req = DownloadRequest(url=args.url, folder=args.folder, filename=args.filename, sha256=args.sha256,
                               priority=args.priority or 0, source="cli")
-    except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
-        print(f"cmr download: invalid arguments: {problems}", file=sys.stderr)
+    except ValueError as exc:
+        print(f"cmr download: invalid arguments: {exc}", file=sys.stderr)
         return EXIT_USAGE
     settings = settings_from_args(args)
     resolver = await build_resolver(settings, environ=process_environ())

@@ -16,18 +16,19 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import WorkflowError
-from ..settings import process_environ
-from ..types import Resolution, ResolvedModel
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..types import Resolution, ResolvedModel
 from .cli import (EXIT_FAILED, EXIT_OK, EXIT_USAGE, add_install_options, analysis_json, command,
                   report_workflow_error, settings_from_args)
 
 _CANDIDATE_FIELDS = ("url", "source", "confidence", "size", "sha256", "reasons")
 
 
-def resolution_json(res: Resolution) -> dict:
+def resolution_json(res: "Resolution") -> dict:
     """The `cmr resolve --json` object: analyze's contract keys first, candidates' keys first too."""
     data = analysis_json(res)
     for m in data["models"]:
@@ -48,7 +49,7 @@ def _size(n: int | None) -> str:
     return "?"
 
 
-def _where(m: ResolvedModel) -> str:
+def _where(m: "ResolvedModel") -> str:
     c = m.chosen or (m.candidates[0] if m.candidates else None)
     if c is None:
         return ""
@@ -56,7 +57,7 @@ def _where(m: ResolvedModel) -> str:
     return f"{c.source}: {place} ({int(c.confidence * 100)}%, {_size(c.size)})"
 
 
-def _table(res: Resolution, out=sys.stdout) -> None:
+def _table(res: "Resolution", out=sys.stdout) -> None:
     print(f"{res.workflow}  [{res.format}]", file=out)
     for m in res.models:
         print(f"  {m.status:<13} {m.folder or '?':<18} {m.filename}"
@@ -86,7 +87,7 @@ def _table(res: Resolution, out=sys.stdout) -> None:
     print(f"  {len(res.models)} models: {summary or 'none'}; {res.requests} upstream requests", file=out)
 
 
-def _write_back(res: Resolution, source: str, out_path: Path, max_bytes: int, hf_endpoint: str) -> int:
+def _write_back(res: "Resolution", source: str, out_path: Path, max_bytes: int, hf_endpoint: str) -> int:
     """Links on a mirror endpoint are written in their huggingface.co form: the file is for sharing."""
     from ..sources.urls import to_public
     from ..workflow.decode import decode_workflow
@@ -120,6 +121,7 @@ def _out_for(target: str, source: str, many: bool) -> Path:
 
 async def _run_resolve(args: argparse.Namespace) -> int:
     from ..service import build_resolver
+    from ..settings import process_environ
 
     settings = settings_from_args(args)
     resolver = await build_resolver(settings, environ=process_environ())

@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable
 
-from ..settings import process_environ, set_process_default
 from .cli import EXIT_USAGE, add_install_options, command, settings_from_args
 
 
@@ -26,6 +25,8 @@ def _server_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _prepare(args: argparse.Namespace):
+    from ..settings import set_process_default
+
     set_process_default("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry from a headless server
     settings = settings_from_args(args, **_server_overrides(args))
     from sidecar.logs import configure_logging
@@ -49,6 +50,8 @@ async def _run_serve(args: argparse.Namespace) -> int:
     from sidecar.server import serve
 
     try:
+        from ..settings import process_environ
+
         return await serve(settings, ui=settings.enable_ui, environ=process_environ())
     except ConfigError:
         raise
@@ -90,6 +93,8 @@ async def _run_ui(args: argparse.Namespace) -> int:
 
         print("cmr ui: gradio is not installed: pip install 'comfyui-model-resolver[ui]'", file=sys.stderr)
         return EXIT_USAGE
+    from ..settings import process_environ
+
     return await serve(settings, ui=True, environ=process_environ(), api_url=args.api_url)
 
 

@@ -84,9 +84,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class DownloadCreate(DownloadRequest):
-    """Create a download from a URL. The folder is a ComfyUI model folder name."""
+class DownloadCreate(_Strict):
+    """Create a download from a URL. The folder is a ComfyUI model folder name.
+    The fields of `types.DownloadRequest`, checked here where the input enters."""
 
+    url: str
+    folder: str
+    filename: str | None = None  # may include a subfolder, e.g. "SD1.5/x.safetensors"
+    sha256: str | None = Field(None, pattern=r"^[0-9a-fA-F]{64}$")
+    size: int | None = Field(None, ge=0)
+    priority: int = 0
+    source: str | None = None
     keep_partial: bool = False
 
 

@@ -6,9 +6,8 @@ from collections import deque
 from datetime import datetime, timezone
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict
-
 from ..hosts import redact_url
+from ..records import Record
 from ..types import DownloadState, ProgressEvent
 from .store import JobRecord
 
@@ -17,7 +16,7 @@ __all__ = ["Job", "SpeedMeter", "TERMINAL_STATES"]
 TERMINAL_STATES = frozenset({DownloadState.completed, DownloadState.failed, DownloadState.cancelled})
 
 
-class Job(BaseModel):
+class Job(Record):
     """One download as adapters show it. `url` never carries secrets (token=, signatures).
 
     `error` is ``{"type", "code", "message", "hint"}`` when the job failed; `detail` says what the
@@ -25,8 +24,6 @@ class Job(BaseModel):
     In fleet mode (CMR_REDIS_URL) `host` names the host that runs (or ran) the job, and `lease` is
     "held" while a host runs it, "waiting" while it is queued for a host to take it.
     """
-
-    model_config = ConfigDict(frozen=True)
 
     id: str
     url: str

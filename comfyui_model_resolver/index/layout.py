@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
-import yaml
-
 from ..errors import LocalIndexError
 from ..workflow.folders import DEFAULT_FOLDER_DIRS, NON_MODEL_FOLDERS, canonical_folder
 
@@ -89,6 +87,8 @@ def _isabs(path: str) -> bool:
 def parse_extra_model_paths(text: str, yaml_dir: str, environ: Mapping[str, str] | None = None,
                             *, origin: str = "extra_model_paths.yaml") -> list[tuple[str, str, bool]]:
     """(folder, absolute directory, is_default) entries of an extra_model_paths.yaml."""
+    import yaml  # only when there is such a file: it costs start-up time
+
     environ = environ if environ is not None else {}
     try:
         config = yaml.safe_load(text)

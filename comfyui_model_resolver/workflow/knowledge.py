@@ -197,6 +197,47 @@ def _text_patterns(raw: Mapping[str, Any] | None) -> dict[str, tuple[TextPattern
     return out
 
 
+def _node_info(ntype: str, entry: Mapping[str, Any]) -> NodeInfo:
+    models = {name: _parse_spec(spec, f"{ntype}.{name}") for name, spec in (entry.get("models") or {}).items()}
+    patterns = tuple((re.compile(p), _parse_spec(spec, f"{ntype}.{p}"))
+                     for p, spec in (entry.get("input_patterns") or {}).items())
+    dict_widgets = {k: _parse_spec(spec, f"{ntype}.{k}") for k, spec in (entry.get("dict_widgets") or {}).items()}
+    widgets = entry.get("widgets")
+    return NodeInfo(
+        widgets=tuple(widgets) if isinstance(widgets, list) else None,
+        models=models,
+        patterns=patterns,
+        dict_widgets=dict_widgets,
+        text_patterns=_text_patterns(entry.get("text_patterns")),
+        implicit=tuple(_preset_file(f) for f in entry.get("implicit") or ()),
+        pack=entry.get("pack"),
+    )
+
+
+class _LazyNodes(Mapping[str, NodeInfo]):
+    """Node type -> NodeInfo, each entry parsed on first lookup: a workflow uses a few dozen node
+    types of the thousands the table knows, and parsing them all costs a whole CLI start-up."""
+
+    def __init__(self, raw: Mapping[str, Any]) -> None:
+        self._raw = raw
+        self._parsed: dict[str, NodeInfo] = {}
+
+    def __getitem__(self, ntype: str) -> NodeInfo:
+        info = self._parsed.get(ntype)
+        if info is None:
+            entry = self._raw[ntype]
+            if not isinstance(entry, Mapping):
+                raise ConfigError(f"Loader table: unreadable entry for {ntype}: {entry!r}")
+            info = self._parsed[ntype] = _node_info(ntype, entry)
+        return info
+
+    def __iter__(self):
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
 @dataclass(frozen=True)
 class LoaderTable:
     nodes: Mapping[str, NodeInfo]
@@ -204,24 +245,9 @@ class LoaderTable:
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "LoaderTable":
-        nodes: dict[str, NodeInfo] = {}
-        for ntype, entry in (data.get("nodes") or {}).items():
-            models = {name: _parse_spec(spec, f"{ntype}.{name}") for name, spec in (entry.get("models") or {}).items()}
-            patterns = tuple((re.compile(p), _parse_spec(spec, f"{ntype}.{p}"))
-                             for p, spec in (entry.get("input_patterns") or {}).items())
-            dict_widgets = {k: _parse_spec(spec, f"{ntype}.{k}") for k, spec in (entry.get("dict_widgets") or {}).items()}
-            widgets = entry.get("widgets")
-            nodes[ntype] = NodeInfo(
-                widgets=tuple(widgets) if isinstance(widgets, list) else None,
-                models=models,
-                patterns=patterns,
-                dict_widgets=dict_widgets,
-                text_patterns=_text_patterns(entry.get("text_patterns")),
-                implicit=tuple(_preset_file(f) for f in entry.get("implicit") or ()),
-                pack=entry.get("pack"),
-            )
+        """The table from its JSON; each node's entry is parsed when it is first looked up."""
         non_model = {k: str(v) for k, v in (data.get("non_model") or {}).items()}
-        return cls(nodes, non_model)
+        return cls(_LazyNodes(data.get("nodes") or {}), non_model)
 
     @classmethod
     def load_default(cls) -> "LoaderTable":
