@@ -1,12 +1,21 @@
-"""Catalog provider: the curated list we ship (data/catalog.json, built by `catalog_build`) and,
-when ComfyUI-Manager is installed beside us, its `model-list.json`.
+"""Catalog provider: the curated list we ship (data/catalog.json, built by `catalog_build` from the
+official templates and ComfyUI-Manager's model list) and, when ComfyUI-Manager is installed beside
+us, its live `model-list.json`.
 
-Both are local files read once; a lookup costs no request. CMR_DISABLE_CATALOG=1 turns the
+All are local files read once; a lookup costs no request. CMR_DISABLE_CATALOG=1 turns the
 provider off (so that search can be measured on its own).
 
-ComfyUI-Manager's schema (model-list.json): {"models": [{name, type, base, save_path,
-description, reference, filename, url, size}]}; `save_path` "default" means the type's folder,
-`size` is a display string ("1.23GB").
+Precedence (`apply_precedence`): the official templates' rows first, then the Manager list
+installed beside us (newer than the shipped copy), then the shipped Manager rows. A later row is
+dropped when an earlier group already names the same file (case-insensitive) at another URL,
+whatever the folder: the templates' repo for `clip_l.safetensors` wins over the Manager's, and so
+does their `flux1-dev-fp8.safetensors` (a template loads that checkpoint with UNETLoader, where the
+Manager's row of the same name, a diffusion-model-only file, would have fitted the folder better).
+Within one list, rows of one name in different folders or sub-folders are different models
+(`diffusion_pytorch_model.safetensors`) and all stay.
+
+A row's `name` is the name workflows use and downloads are saved under; it may differ from the
+file in the repo (a rename), so candidates carry the catalog's name, not the URL's.
 """
 from __future__ import annotations
 
@@ -15,12 +24,12 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 from ..settings import Settings
 from ..types import Candidate, ModelRef
-from ..workflow.folders import canonical_folder
 from .base import LookupContext, Source
+from .manager_list import manager_rows, origin_of, read_model_list
 from .terms import analyse_name
 from .urls import normalise_url, parse_hf_url, to_endpoint
 
@@ -31,42 +40,39 @@ DATA_DIR = Path(__file__).resolve().parent.parent / "data"
 CATALOG_FILES = (DATA_DIR / "catalog.json.gz", DATA_DIR / "catalog.json")
 MANAGER_DIRS = ("ComfyUI-Manager", "comfyui-manager")
 
-#: ComfyUI-Manager `type` -> ComfyUI folder, for save_path "default".
-MANAGER_TYPES: dict[str, str] = {
-    "checkpoint": "checkpoints", "checkpoints": "checkpoints", "lora": "loras", "loras": "loras",
-    "vae": "vae", "vae_approx": "vae_approx", "taesd": "vae_approx", "upscale": "upscale_models",
-    "controlnet": "controlnet", "t2i-adapter": "controlnet", "t2i-style": "style_models",
-    "clip": "text_encoders", "text_encoders": "text_encoders", "t5": "text_encoders", "unet": "diffusion_models",
-    "diffusion_model": "diffusion_models", "clip_vision": "clip_vision", "embeddings": "embeddings",
-    "embedding": "embeddings", "gligen": "gligen", "hypernetwork": "hypernetworks", "photomaker": "photomaker",
-    "style_model": "style_models", "ipadapter": "ipadapter", "animatediff": "animatediff_models",
-    "motion lora": "animatediff_motion_lora", "sam": "sams", "ultralytics": "ultralytics",
-    "insightface": "insightface", "deepbump": "deepbump", "instantid": "instantid",
-}
-_SIZE = re.compile(r"^\s*([\d.]+)\s*([KMGT]?)i?B?\s*$", re.I)
-
-
-def parse_size(text: Any) -> int | None:
-    """'1.23GB' -> bytes (decimal units, as the Manager writes them); ints pass through."""
-    if isinstance(text, int) and text > 0:
-        return text
-    if not isinstance(text, str):
-        return None
-    m = _SIZE.match(text)
-    if not m:
-        return None
-    mult = {"": 1, "K": 10**3, "M": 10**6, "G": 10**9, "T": 10**12}[m.group(2).upper()]
-    try:
-        return int(float(m.group(1)) * mult)
-    except ValueError:
-        return None
-
 
 def _read_json(path: Path) -> Any:
     raw = path.read_bytes()
     if path.suffix == ".gz":
         raw = gzip.decompress(raw)
     return json.loads(raw)
+
+
+def _basename(name: str) -> str:
+    return str(name).replace("\\", "/").rsplit("/", 1)[-1]
+
+
+def apply_precedence(groups: Sequence[Iterable[dict]]) -> tuple[list[dict], list[dict]]:
+    """Rows of several lists, first group first: (kept, shadowed). A row is shadowed when an
+    earlier group has a row of the same file name (case-insensitive) with another URL; a row whose
+    URL an earlier group already gives for that name is a duplicate and dropped silently. Rows of
+    one group never shadow each other."""
+    kept: list[dict] = []
+    shadowed: list[dict] = []
+    seen: dict[str, set[str]] = {}
+    for group in groups:
+        mine: dict[str, set[str]] = {}
+        for row in group:
+            key = _basename(row["name"]).lower()
+            if key in seen:
+                if row["url"] not in seen[key]:
+                    shadowed.append(row)
+                continue
+            kept.append(row)
+            mine.setdefault(key, set()).add(row["url"])
+        for key, urls in mine.items():
+            seen.setdefault(key, set()).update(urls)
+    return kept, shadowed
 
 
 def load_catalog(path: Path | None = None) -> list[dict]:
@@ -78,30 +84,14 @@ def load_catalog(path: Path | None = None) -> list[dict]:
     return []
 
 
-def manager_folder(entry: dict) -> str | None:
-    save = str(entry.get("save_path") or "default").strip().strip("/")
-    if save and save != "default" and not save.startswith("custom_nodes"):
-        first = save.split("/", 1)[0]
-        return canonical_folder(first)
-    return MANAGER_TYPES.get(str(entry.get("type") or "").lower())
-
-
 def load_manager_list(path: Path) -> list[dict]:
-    """ComfyUI-Manager's model-list.json as catalog entries."""
+    """ComfyUI-Manager's model-list.json (a file, a package directory or its wheel) as catalog rows."""
     try:
-        data = _read_json(path)
+        data = read_model_list(path)
     except (OSError, ValueError) as exc:
         log.warning("cannot read %s: %s", path, exc)
         return []
-    out = []
-    for m in data.get("models", []) if isinstance(data, dict) else []:
-        if not isinstance(m, dict) or not m.get("filename") or not m.get("url"):
-            continue
-        save = str(m.get("save_path") or "default").strip().strip("/")
-        sub = save.split("/", 1)[1] if "/" in save and not save.startswith("custom_nodes") else ""
-        out.append({"name": m["filename"], "url": m["url"], "folder": manager_folder(m),
-                    "size": parse_size(m.get("size")), "subdir": sub or None, "title": m.get("name")})
-    return out
+    return manager_rows(data, origin=str(path))
 
 
 def manager_list_paths(settings: Settings, package_dir: Path | None = None) -> list[Path]:
@@ -134,12 +124,15 @@ class CatalogSource(Source):
         self._by_sha: dict[str, list[dict]] = {}
         if self._disabled:
             return
-        entries = [dict(e, via="catalog") for e in (catalog if catalog is not None else load_catalog())]
+        shipped = list(catalog if catalog is not None else load_catalog())
         paths = list(manager_paths) if manager_paths is not None else manager_list_paths(settings)
-        for p in paths:
-            entries.extend(dict(e, via="manager") for e in load_manager_list(p))
+        installed = [dict(e, via="manager") for p in paths for e in load_manager_list(p)]
+        entries, _ = apply_precedence([
+            [dict(e, via="catalog") for e in shipped if e.get("origin") != "manager"],
+            installed,
+            [dict(e, via="manager") for e in shipped if e.get("origin") == "manager"]])
         for e in entries:
-            base = str(e["name"]).replace("\\", "/").rsplit("/", 1)[-1]
+            base = _basename(e["name"])
             self._by_name.setdefault(base.lower(), []).append(e)
             self._by_key.setdefault(analyse_name(base).key, []).append(e)
             if e.get("sha256"):
@@ -151,25 +144,38 @@ class CatalogSource(Source):
         return "turned off by CMR_DISABLE_CATALOG" if self._disabled else None
 
     def _candidate(self, e: dict) -> Candidate:
+        """The row as a candidate named as the catalog names it: for a rename (the Manager's
+        `CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors` is h94/IP-Adapter's `model.safetensors`)
+        `filename` is the workflow's name and `path` the file in the repo."""
         url = to_endpoint(normalise_url(e["url"], (self.settings.hf_endpoint,)), self.settings.hf_endpoint)
         hf = parse_hf_url(url, (self.settings.hf_endpoint,))
-        name = str(e["name"]).replace("\\", "/").rsplit("/", 1)[-1]
-        return Candidate(url=url, source=NAME, confidence=0.0, filename=hf.basename if hf else name,
+        return Candidate(url=url, source=NAME, confidence=0.0, filename=_basename(e["name"]),
                          size=e.get("size"), sha256=(e.get("sha256") or None), repo=hf.repo if hf else None,
                          path=hf.path if hf else None, folder=e.get("folder"),
                          publisher=hf.repo.split("/")[0] if hf else None, via=e.get("via", NAME))
 
     def lookup(self, ref: ModelRef, sha256: str | None = None) -> list[Candidate]:
+        """Rows for this file: by hash, by name, by the name's key (other spellings). Where the
+        workflow names a sub-folder (`SDXL/x/diffusion_pytorch_model.safetensors`) and rows of
+        that exact place exist, only those. Hash matches first, then the exact name, then the model's own folder."""
         if self._disabled:
             return []
         info = analyse_name(ref.filename)
         seen: set[int] = set()
         found: list[dict] = []
         by_sha = self._by_sha.get(sha256.lower(), []) if sha256 else []
+        hashed = {id(e) for e in by_sha}
         for e in by_sha + self._by_name.get(info.basename.lower(), []) + self._by_key.get(info.key, []):
             if id(e) not in seen:
                 seen.add(id(e))
                 found.append(e)
+        rel = ref.filename.replace("\\", "/").strip("/").lower()
+        if "/" in rel:
+            placed = [e for e in found if f"{e.get('subdir') or ''}/{_basename(e['name'])}".lower() == rel]
+            if placed:
+                found = [e for e in found if id(e) in hashed] + [e for e in placed if id(e) not in hashed]
+        exact = info.basename.lower()
+        found.sort(key=lambda e: (id(e) not in hashed, _basename(e["name"]).lower() != exact, e.get("folder") != ref.folder))
         return [self._candidate(e) for e in found[:10]]
 
     async def candidates(self, ref: ModelRef, ctx: LookupContext) -> list[Candidate]:

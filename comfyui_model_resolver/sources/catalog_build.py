@@ -1,16 +1,23 @@
 """Build or refresh the shipped catalog (data/catalog.json) from public facts.
 
     python -m comfyui_model_resolver.sources.catalog_build [--offline] [--output FILE]
-        [--templates DIR] [--publisher NS ...] [--all-files]
+        [--templates DIR] [--manager PATH | --no-manager] [--publisher NS ...] [--all-files]
 
 1. The official template workflows (PyPI `comfyui-workflow-templates-json`): every
    `properties.models` entry (and root `models` entry) gives a file name, its URL and folder.
-2. Online (default): the file listings of the repos those URLs point into and of the official
+2. ComfyUI-Manager's `model-list.json`, from the pinned PyPI package `comfyui-manager` (installed
+   by the dev extra; or `--manager` a model-list.json, the package directory, or the wheel that
+   `pip download --no-deps comfyui-manager==<pin>` leaves). Its rows keep the Manager's file name
+   (renames included), folder and sub-folder, with `"origin": "manager"` and the entry's index in
+   the list as provenance. The templates take precedence: a Manager row naming the same file at
+   another URL is left out and listed under `manager.shadowed`
+   (catalog.apply_precedence, the rule the running provider applies too).
+3. Online (default): the file listings of the repos those URLs point into and of the official
    publishers' repos (Comfy-Org, comfyanonymous, black-forest-labs, stabilityai, Lightricks, Kijai,
    city96, …), through huggingface_hub, for each file's size and LFS sha256. With `--all-files`
    every model file of those repos that sits in a ComfyUI folder (`split_files/vae/…`) is added.
-3. Offline (`--offline`, or when the Hub cannot be reached): the templates alone; sizes and
-   hashes already in the previous catalog are kept.
+4. Offline (`--offline`, or when the Hub cannot be reached): the lists alone; sizes and hashes
+   already in the previous catalog are kept. Without a Manager list the previous Manager rows are kept.
 
 The Hub endpoint and token come from Settings (CMR_HF_ENDPOINT / HF_ENDPOINT, CMR_HF_TOKEN).
 """
@@ -19,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import re
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +34,8 @@ from typing import Any, Iterable, Iterator
 
 from ..settings import Settings
 from ..workflow.folders import canonical_folder, has_model_extension
-from .catalog import CATALOG_FILES, load_catalog
+from .catalog import CATALOG_FILES, apply_precedence, load_catalog
+from .manager_list import MANAGER_PIN, installed_manager, manager_rows, origin_of, read_model_list
 from .rank import folder_of_path
 from .urls import normalise_url, parse_hf_url
 
@@ -35,6 +44,7 @@ log = logging.getLogger("cmr.catalog_build")
 DEFAULT_PUBLISHERS = ("Comfy-Org", "comfyanonymous", "black-forest-labs", "stabilityai", "Lightricks", "Kijai",
                       "city96")
 FORMAT_VERSION = 1
+TEMPLATES_PACKAGE = "comfyui-workflow-templates-json"
 
 
 def templates_dir() -> Path | None:
@@ -79,7 +89,7 @@ def entries_from_templates(directory: Path) -> list[dict]:
             url = normalise_url(url)
             key = (name, url)
             e = out.setdefault(key, {"name": name, "url": url, "folder": canonical_folder(directory_.strip("/")),
-                                     "templates": 0})
+                                     "templates": 0, "workflow": path.name})
             e["templates"] += 1
     return sorted(out.values(), key=lambda e: (e["name"].lower(), e["url"]))
 
@@ -153,27 +163,64 @@ def enrich_from_hub(entries: list[dict], settings: Settings, publishers: Iterabl
     return entries, problems
 
 
+def _package_version(dist: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def _row(e: dict, templates_origin: str) -> dict:
+    row = {"name": e["name"], "url": e["url"], "folder": e["folder"]}
+    if e.get("subdir"):
+        row["subdir"] = e["subdir"]
+    if e.get("size") is not None:
+        row["size"] = int(e["size"])
+    if e.get("sha256"):
+        row["sha256"] = str(e["sha256"]).lower()
+    if e.get("origin") == "manager":
+        for k in ("size_text", "title", "base"):
+            if e.get(k):
+                row[k] = e[k]
+        row["origin"] = "manager"
+        row["provenance"] = e["provenance"]
+    elif "templates" in e:  # read from the templates in this run
+        row["provenance"] = {"source": templates_origin, "workflow": e["workflow"], "workflows": e["templates"]}
+    elif e.get("provenance"):
+        row["provenance"] = e["provenance"]
+    return row
+
+
 def build(*, templates: Path | None, previous: list[dict], settings: Settings | None, offline: bool,
-          publishers: Iterable[str] = DEFAULT_PUBLISHERS, all_files: bool = False) -> dict:
+          publishers: Iterable[str] = DEFAULT_PUBLISHERS, all_files: bool = False,
+          manager: tuple[Any, str] | None = None, templates_version: str | None = None) -> dict:
+    """The catalog document. `manager`: (parsed model-list.json, the package version it came from)."""
     entries = entries_from_templates(templates) if templates else []
+    if not templates:  # nothing new to read: keep what we had
+        entries += [dict(p) for p in previous if p.get("origin") != "manager"]
+    if manager is not None:
+        mgr = [dict(r, origin="manager") for r in manager_rows(manager[0], origin=origin_of(manager[1]))]
+    else:  # no list to read: keep the previous Manager rows
+        mgr = [dict(p) for p in previous if p.get("origin") == "manager"]
+    entries, shadowed = apply_precedence([entries, mgr])
     problems: list[str] = []
     if not offline and settings is not None:
         entries, problems = enrich_from_hub(entries, settings, publishers, all_files=all_files)
     _merge_previous(entries, previous)
-    if not templates:  # nothing new to read: keep what we had
-        urls = {e["url"] for e in entries}
-        entries += [dict(p) for p in previous if p.get("url") not in urls]
-    models = []
-    for e in sorted(entries, key=lambda e: (e["name"].lower(), e["url"])):
-        row = {"name": e["name"], "url": e["url"], "folder": e["folder"]}
-        if e.get("size") is not None:
-            row["size"] = int(e["size"])
-        if e.get("sha256"):
-            row["sha256"] = str(e["sha256"]).lower()
-        models.append(row)
-    return {"version": FORMAT_VERSION, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "sources": ["comfyui-workflow-templates-json"] + ([] if offline else [f"hub:{p}" for p in publishers]),
-            "problems": problems, "models": models}
+    t_origin = f"{TEMPLATES_PACKAGE}=={templates_version or _package_version(TEMPLATES_PACKAGE)}"
+    models = [_row(e, t_origin) for e in sorted(entries, key=lambda e: (e["name"].lower(), e["url"]))]
+    sources = ([t_origin] if templates else []) + ([origin_of(manager[1])] if manager else [])
+    doc = {"version": FORMAT_VERSION, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+           "sources": sources + ([] if offline else [f"hub:{p}" for p in publishers]),
+           "problems": problems}
+    if manager is not None or mgr:
+        doc["manager"] = {"rows": sum(1 for m in models if m.get("origin") == "manager"),
+                          "shadowed": [{"name": r["name"], "folder": r["folder"], "url": r["url"],
+                                        "index": r["provenance"]["index"]} for r in shadowed]}
+    doc["models"] = models
+    return doc
 
 
 def write(catalog: dict, path: Path) -> None:
@@ -188,12 +235,33 @@ def write(catalog: dict, path: Path) -> None:
     tmp.replace(path)
 
 
+def _manager_list(path: Path | None) -> tuple[Any, str] | None:
+    """(model-list.json, version) from `--manager` or the installed pinned package; None (with a
+    warning saying how to get it) when there is neither."""
+    if path is not None:
+        m = re.search(r"comfyui_manager-([^-]+)-", path.name)
+        return read_model_list(path), (m.group(1) if m else f"file:{path.name}")
+    found = installed_manager()
+    if found is None:
+        log.warning("comfyui-manager is not installed: the previous Manager rows are kept (pip install "
+                    "comfyui-manager==%s, or pass --manager with `pip download --no-deps comfyui-manager==%s`'s "
+                    "wheel)", MANAGER_PIN, MANAGER_PIN)
+        return None
+    directory, version = found
+    if version != MANAGER_PIN:
+        log.warning("comfyui-manager %s is installed, the pin is %s", version, MANAGER_PIN)
+    return read_model_list(directory), version
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m comfyui_model_resolver.sources.catalog_build",
                                 description="Build or refresh the shipped model catalog.")
     p.add_argument("--output", type=Path, default=CATALOG_FILES[1], help="catalog file to write")
     p.add_argument("--templates", type=Path, help="folder of template workflows (default: the installed "
                    "comfyui-workflow-templates-json package)")
+    p.add_argument("--manager", type=Path, help="ComfyUI-Manager's model-list.json, its package directory or "
+                   f"its wheel (default: the installed comfyui-manager, pinned to {MANAGER_PIN} in the dev extra)")
+    p.add_argument("--no-manager", action="store_true", help="leave the Manager rows as they are")
     p.add_argument("--offline", action="store_true", help="do not ask the Hub; keep known sizes and hashes")
     p.add_argument("--publisher", action="append", help="official Hub namespace (repeatable)")
     p.add_argument("--all-files", action="store_true", help="add every model file of the publishers' repos")
@@ -203,12 +271,16 @@ def main(argv: list[str] | None = None) -> int:
     if templates is None:
         log.warning("comfyui-workflow-templates-json is not installed: only the previous catalog is kept")
     previous = load_catalog(args.output) if args.output.is_file() else []
+    manager = None if args.no_manager else _manager_list(args.manager)
     settings = None if args.offline else Settings.load()
     catalog = build(templates=templates, previous=previous, settings=settings, offline=args.offline,
-                    publishers=tuple(args.publisher or DEFAULT_PUBLISHERS), all_files=args.all_files)
+                    publishers=tuple(args.publisher or DEFAULT_PUBLISHERS), all_files=args.all_files,
+                    manager=manager)
     write(catalog, args.output)
     sized = sum(1 for m in catalog["models"] if "sha256" in m)
-    log.info("%s: %d models (%d with size and sha256)", args.output, len(catalog["models"]), sized)
+    mgr = catalog.get("manager", {})
+    log.info("%s: %d models (%d with size and sha256; %d from ComfyUI-Manager, %d of its rows shadowed by the "
+             "templates)", args.output, len(catalog["models"]), sized, mgr.get("rows", 0), len(mgr.get("shadowed", [])))
     for problem in catalog["problems"]:
         log.warning("  %s", problem)
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from comfyui_model_resolver.service import build_resolver
-from comfyui_model_resolver.sources.catalog import (CatalogSource, load_catalog, load_manager_list,
-                                                    manager_list_paths, parse_size)
+from comfyui_model_resolver.sources.catalog import CatalogSource, load_catalog, load_manager_list, manager_list_paths
+from comfyui_model_resolver.sources.manager_list import parse_size
 from comfyui_model_resolver.types import ModelRef
 from fakes.blobs import FakeFile
 from support.sources import make_settings, workflow
@@ -58,7 +58,8 @@ def test_shipped_catalog_is_built_from_the_templates():
     assert len(entries) > 300
     names = {e["name"] for e in entries}
     assert {"wan_2.1_vae.safetensors", "t5xxl_fp16.safetensors", "ae.safetensors"} <= names
-    assert all(e["url"].startswith("https://huggingface.co/") and e["folder"] for e in entries)
+    assert all(e["url"].startswith("https://huggingface.co/") and e["folder"] for e in entries
+               if e.get("origin") != "manager")
 
 
 def test_catalog_lookup_and_switch(tmp_path):
@@ -85,7 +86,7 @@ def test_comfyui_manager_model_list_beside_us(tmp_path):
     s = make_settings(tmp_path, disable_catalog=False, comfyui_root=str(root))
     assert manager_list_paths(s) == [mgr / "model-list.json"]
     entries = load_manager_list(mgr / "model-list.json")
-    assert entries[0]["folder"] == "upscale_models" and entries[0]["size"] == 66_900_000
+    assert entries[0]["folder"] == "upscale_models" and entries[0]["size_text"] == "66.9MB" and "size" not in entries[0]
     assert entries[1]["folder"] == "ipadapter" and entries[1]["subdir"] == "sd15"
     cat = CatalogSource(s)
     c = cat.lookup(_ref("4x-UltraSharp.pth", "upscale_models"))[0]

@@ -1,0 +1,307 @@
+"""Build data/pack_sources.json from node packs' own repositories and a reviewed table.
+
+    python -m comfyui_model_resolver.sources.pack_sources_build --mirror DIR [--pack NAME ...]
+        [--review FILE] [--output FILE] [--provenance FILE] [--show]
+
+1. The packs and what a person decided about them come from the review file
+   (data/pack_sources_review.json): per pack its GitHub repo, the folder its files go to when the
+   text does not say (`folder`; with `folder_only` always), regexes that set the folder of some
+   files (`folders`: "<folder>[/<sub-folder>]", `{repo}` is the hit's repo id, "-" drops), regexes of hits to
+   drop (`drop`: papers, demo inputs, other projects' weights), the files to read (`include`,
+   default: docs and Python code), and `add`: sources the text gives in a form the extractor cannot
+   read (each with the file and a literal piece of the line, whose line number is looked up).
+2. Each pack's repository is read from a git mirror (`DIR/<owner>+<name>/repo`, a bare
+   repository, as the `fetch` tool and `git clone --mirror` leave it) at its HEAD commit; nothing of
+   it is copied into this project but the facts: file name, folder, source, file and line.
+3. pack_sources_extract finds the sources; the review is applied; duplicates are merged (the
+   first place, docs before code, is the provenance).
+4. Popularity is the GitHub star count in ComfyUI-Manager's github-stats.json (the pinned
+   comfyui-manager package). A pack whose mirror is missing keeps its previous entry.
+
+`--show` prints every kept and dropped hit per pack, for the review.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import json
+import logging
+import re
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from ..workflow.folders import canonical_folder
+from .manager_list import installed_manager
+from .pack_sources import DEFAULT_PATH
+from .pack_sources_extract import Hit, extract, family_of
+
+log = logging.getLogger("cmr.pack_sources_build")
+
+REVIEW_PATH = DEFAULT_PATH.parent / "pack_sources_review.json"
+PROVENANCE_PATH = DEFAULT_PATH.parent / "pack_sources_provenance.md"
+DEFAULT_INCLUDE = ("*.md", "*.MD", "*.txt", "*.rst", "*.py")
+SKIP_PARTS = ("test", "tests", ".github", "node_modules", "__pycache__")
+MAX_FILE_BYTES = 1_500_000
+_FOLDER_OK = re.compile(r"^[A-Za-z0-9][\w.+-]{0,63}(?:/[A-Za-z0-9][\w.+-]{0,63}){0,5}$")
+TABLE_START, TABLE_END = "<!-- packs table: generated -->", "<!-- end of packs table -->"
+
+
+def _git(git_dir: Path, *args: str) -> str:
+    return subprocess.run(["git", f"--git-dir={git_dir}", *args], check=True, capture_output=True,
+                          text=True, encoding="utf-8", errors="replace").stdout
+
+
+def mirror_dir(mirror: Path, repo: str) -> Path | None:
+    for d in (mirror / repo.replace("/", "+") / "repo", mirror / repo.replace("/", "+")):
+        if (d / "HEAD").is_file() or (d / ".git").exists():
+            return d if (d / "HEAD").is_file() else d / ".git"
+    return None
+
+
+def _wanted(path: str, include: list[str], exclude: list[str]) -> bool:
+    parts = path.split("/")
+    if any(p.lower() in SKIP_PARTS for p in parts[:-1]) or any(fnmatch.fnmatch(path, g) for g in exclude):
+        return False
+    name = parts[-1]
+    if name.lower().startswith("requirements"):
+        return False
+    return any(fnmatch.fnmatch(name, g) or fnmatch.fnmatch(path, g) for g in include)
+
+
+def _doc_first(path: str) -> tuple:
+    low = path.lower()
+    return (not low.split("/")[-1].startswith("readme"), not low.endswith((".md", ".txt", ".rst")), path.count("/"), path)
+
+
+def read_pack(git_dir: Path, review: dict) -> tuple[str, list[tuple[str, list[Hit], list[str]]]]:
+    """(commit, [(path, hits, lines)]) of one pack's repository at HEAD, docs first."""
+    commit = _git(git_dir, "rev-parse", "HEAD").strip()
+    listing = _git(git_dir, "ls-tree", "-r", "-l", "HEAD").splitlines()
+    include = list(review.get("include") or DEFAULT_INCLUDE)
+    exclude = list(review.get("exclude") or ())
+    out = []
+    for row in listing:
+        meta, _, path = row.partition("\t")
+        size = meta.split()[-1]
+        if not _wanted(path, include, exclude) or not size.isdigit() or int(size) > MAX_FILE_BYTES:
+            continue
+        out.append(path)
+    files = []
+    for path in sorted(out, key=_doc_first):
+        text = _git(git_dir, "show", f"HEAD:{path}")
+        hits = extract(path, text)
+        if hits or any(a.get("file") == path for a in review.get("add") or ()):
+            files.append((path, hits, text.splitlines()))
+    return commit, files
+
+
+def _text_of(h: Hit, path: str) -> str:
+    s = h.source
+    return " ".join(str(x) for x in (h.filename or "", s.get("repo") or "", s.get("path") or "",
+                                     s.get("path_prefix") or "", s.get("url") or "", s.get("model_id") or "",
+                                     s.get("version_id") or "", f"@{path}"))
+
+
+def _added(review: dict, files: dict[str, list[str]]) -> list[tuple[str, Hit]]:
+    out = []
+    for a in review.get("add") or ():
+        lines = files.get(a["file"])
+        line = next((i + 1 for i, t in enumerate(lines or ()) if a["match"] in t), None)
+        if line is None:
+            raise ValueError(f"review 'add' for {a.get('filename') or a['source']}: {a['match']!r} is not in {a['file']}")
+        h = Hit("hf" if a.get("filename") else "hf_repo", line, a.get("filename"), dict(a["source"]),
+                folder=a["folder"], subdir=a.get("subdir"), context="(review) " + a["match"])
+        if a.get("family"):
+            h.notes.append("family:" + a["family"])
+        out.append((a["file"], h))
+    return out
+
+
+def split_place(spec: str) -> tuple[str | None, str | None]:
+    """'ipadapter/sd15' -> ('ipadapter', 'sd15'); 'custom_nodes/<pack>/<dir>/x' -> ('custom_nodes/<pack>/<dir>', 'x');
+    '-' -> (None, None): the hit is not a model this pack loads."""
+    parts = [p for p in spec.strip("/").split("/") if p]
+    if not parts or parts == ["-"]:
+        return None, None
+    n = 3 if parts[0] == "custom_nodes" else 1
+    return canonical_folder("/".join(parts[:n])), "/".join(parts[n:]) or None
+
+
+def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], list[str]]]
+                 ) -> tuple[dict, list[tuple[str, Hit, str]]]:
+    """The pack's table entry and the dropped hits (path, hit, why)."""
+    folders = [(re.compile(rx, re.I), spec) for rx, spec in (review.get("folders") or {}).items()]
+    drops = [re.compile(rx, re.I) for rx in review.get("drop") or ()]
+    default = review.get("folder")
+    entries: list[tuple[str, Hit]] = [(p, h) for p, hits, _ in files for h in hits]
+    entries += _added(review, {p: lines for p, _, lines in files})
+    kept_files: list[dict] = []
+    kept_repos: list[dict] = []
+    dropped: list[tuple[str, Hit, str]] = []
+    seen: set[tuple] = set()
+    for path, h in entries:
+        text = _text_of(h, path)
+        if not h.context.startswith("(review)"):
+            if any(rx.search(text) for rx in drops):
+                dropped.append((path, h, "review: drop"))
+                continue
+            spec = next((spec for rx, spec in folders if rx.search(text)), None)
+            if spec is None and (h.folder is None or review.get("folder_only")):
+                spec = default
+            if spec is not None:
+                h.folder, h.subdir = split_place(spec.replace("{repo}", str(h.source.get("repo") or "")))
+        if not h.folder or not _FOLDER_OK.match(h.folder + ("/" + h.subdir if h.subdir else "")):
+            dropped.append((path, h, f"no folder ({h.folder!r})"))
+            continue
+        fam = next((n[7:] for n in h.notes if n.startswith("family:")), None) or review.get("family") or \
+            family_of(h.filename, h.source.get("path"), h.source.get("repo"))
+        prov = {"file": path, "line": h.line}
+        if h.filename:
+            key = ("f", h.filename.lower(), h.folder, h.subdir)
+            if key in seen:
+                continue
+            seen.add(key)
+            row: dict[str, Any] = {"filename": h.filename, "folder": h.folder}
+            if h.subdir:
+                row["subdir"] = h.subdir
+            row.update(source=h.source, family=fam, sha256=None, provenance=prov)
+            kept_files.append(row)
+        elif h.source.get("type") in ("hf", "civitai"):
+            key = ("r", h.source.get("repo") or h.source.get("model_id"), h.folder, h.source.get("path_prefix"))
+            if key in seen:
+                continue
+            seen.add(key)
+            row = {"folder": h.folder}
+            if h.subdir:
+                row["subdir"] = h.subdir
+            row.update(source=h.source, family=fam, provenance=prov)
+            kept_repos.append(row)
+    file_repos = {(f["source"].get("repo"), f["folder"]) for f in kept_files}
+    repos = [r for r in kept_repos if (r["source"].get("repo"), r["folder"]) not in file_repos
+             or r["source"].get("path_prefix")]
+    body = {"repo": review["repo"], "commit": commit, "popularity": None, "files": kept_files, "repos": repos}
+    return body, dropped
+
+
+def stars() -> dict[str, int]:
+    """GitHub stars per `owner/name` (lower-case) from the pinned comfyui-manager's github-stats.json."""
+    found = installed_manager()
+    if found is None:
+        return {}
+    data = json.loads((found[0] / "github-stats.json").read_text(encoding="utf-8"))
+    out = {}
+    for url, v in data.items():
+        m = re.match(r"https?://github\.com/([^/]+/[^/#?]+?)(?:\.git)?/?$", url)
+        if m and isinstance(v, dict) and isinstance(v.get("stars"), int):
+            out[m.group(1).lower()] = v["stars"]
+    return out
+
+
+def build(review_doc: dict, mirror: Path, previous: dict, *, only: set[str] | None = None,
+          show: bool = False) -> dict:
+    popularity = stars()
+    packs: dict[str, dict] = {}
+    for name, review in review_doc["packs"].items():
+        old = (previous.get("packs") or {}).get(name)
+        git_dir = mirror_dir(mirror, review["repo"])
+        if (only and name not in only) or git_dir is None:
+            if git_dir is None and (not only or name in only):
+                log.warning("%s: no mirror of %s under %s; %s", name, review["repo"], mirror,
+                            "previous entry kept" if old else "left out")
+            if old:
+                packs[name] = old
+            continue
+        commit, files = read_pack(git_dir, review)
+        body, dropped = apply_review(review, commit, files)
+        body["popularity"] = popularity.get(review["repo"].lower())
+        if show:
+            _show(name, body, dropped)
+        if body["files"] or body["repos"]:
+            packs[name] = body
+        else:
+            log.warning("%s: no documented source kept", name)
+    ordered = dict(sorted(packs.items(), key=lambda kv: (-(kv[1].get("popularity") or 0), kv[0].lower())))
+    mgr = installed_manager()
+    return {"version": 1, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "popularity": f"GitHub stars, comfyui-manager=={mgr[1] if mgr else '?'} github-stats.json",
+            "packs": ordered}
+
+
+def _show(name: str, body: dict, dropped: list[tuple[str, Hit, str]]) -> None:
+    print(f"== {name} ({body['repo']} {body['commit'][:8]}): {len(body['files'])} files, {len(body['repos'])} repos")
+    for f in body["files"]:
+        s = f["source"]
+        src = s.get("repo", "") + ":" + s.get("path", "") if s["type"] == "hf" else json.dumps(s)
+        print(f"  + {f['folder']}{'/' + f['subdir'] if f.get('subdir') else ''} {f['filename']} <- {src} "
+              f"[{f['provenance']['file']}:{f['provenance']['line']}] {f['family'] or ''}")
+    for r in body["repos"]:
+        print(f"  R {r['folder']}{'/' + r['subdir'] if r.get('subdir') else ''} <- {json.dumps(r['source'])} [{r['provenance']['file']}:{r['provenance']['line']}]")
+    for path, h, why in dropped:
+        print(f"  - {why}: {h.filename or ''} {json.dumps(h.source)} [{path}:{h.line}]")
+
+
+def write(doc: dict, path: Path) -> None:
+    """One pack header and one entry per line: reviewable diffs."""
+    def one(obj: Any) -> str:
+        return json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+
+    head = {k: v for k, v in doc.items() if k != "packs"}
+    out = [json.dumps(head, ensure_ascii=False)[:-1] + ', "packs": {']
+    for n, (name, p) in enumerate(doc["packs"].items()):
+        meta = {k: p[k] for k in ("repo", "commit", "popularity")}
+        out.append(f" {one(name)}: {one(meta)[:-1]},")
+        for key in ("files", "repos"):
+            rows = [f"  {one(e)}" for e in p[key]]
+            out.append(f'  "{key}": [' + ("\n" + ",\n".join(rows) + "\n  ]" if rows else "]") + ("," if key == "files" else ""))
+        out.append(" }" + ("," if n < len(doc["packs"]) - 1 else ""))
+    out.append("}}")
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text("\n".join(out) + "\n", encoding="utf-8")
+    tmp.replace(path)
+
+
+def provenance_table(doc: dict) -> str:
+    rows = ["| pack | repository | commit read | stars | files | repos | read from |", "|---|---|---|---|---|---|---|"]
+    for name, p in doc["packs"].items():
+        read = sorted({e["provenance"]["file"] for e in p["files"] + p["repos"]})
+        rows.append(f"| {name} | {p['repo']} | {p['commit'][:8]} | {p.get('popularity') or '?'} | {len(p['files'])} | "
+                    f"{len(p['repos'])} | {', '.join(read[:6])}{' …' if len(read) > 6 else ''} |")
+    return "\n".join(rows)
+
+
+def write_provenance(doc: dict, path: Path) -> None:
+    text = path.read_text(encoding="utf-8") if path.is_file() else f"{TABLE_START}\n{TABLE_END}\n"
+    if TABLE_START not in text:
+        text += f"\n{TABLE_START}\n{TABLE_END}\n"
+    head, _, rest = text.partition(TABLE_START)
+    _, _, tail = rest.partition(TABLE_END)
+    path.write_text(f"{head}{TABLE_START}\n{provenance_table(doc)}\n{TABLE_END}{tail}", encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m comfyui_model_resolver.sources.pack_sources_build",
+                                description="Build the pack-sources table from node packs' repositories.")
+    p.add_argument("--mirror", type=Path, required=True, help="folder of bare git mirrors (<owner>+<name>/repo)")
+    p.add_argument("--review", type=Path, default=REVIEW_PATH)
+    p.add_argument("--output", type=Path, default=DEFAULT_PATH)
+    p.add_argument("--provenance", type=Path, default=PROVENANCE_PATH, help="markdown file whose packs table is rewritten")
+    p.add_argument("--pack", action="append", help="rebuild only this pack (repeatable); the others are kept")
+    p.add_argument("--show", action="store_true", help="print kept and dropped hits for the review")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    review = json.loads(args.review.read_text(encoding="utf-8"))
+    previous = json.loads(args.output.read_text(encoding="utf-8")) if args.output.is_file() else {}
+    doc = build(review, args.mirror, previous, only=set(args.pack) if args.pack else None, show=args.show)
+    write(doc, args.output)
+    write_provenance(doc, args.provenance)
+    n_files = sum(len(x["files"]) for x in doc["packs"].values())
+    n_repos = sum(len(x["repos"]) for x in doc["packs"].values())
+    log.info("%s: %d packs, %d files, %d repos", args.output, len(doc["packs"]), n_files, n_repos)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

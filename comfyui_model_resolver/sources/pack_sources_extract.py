@@ -1,0 +1,246 @@
+"""Find documented model sources in one file of a node pack's repository. Pure: text in, candidates out.
+
+Used by `pack_sources_build` to make data/pack_sources.json. What counts as a documented source:
+
+* a Hugging Face file link (`huggingface.co/<repo>/resolve|blob/<rev>/<path>`), where a Markdown
+  link text that is a file name (`[CLIP-ViT-H-14….safetensors](…/model.safetensors)`) is the
+  name to save it under (a rename);
+* `hf_hub_download(repo_id=…, filename=…, subfolder=…)` calls and `{"repo_id": …, "filename": …}`
+  literals in code (only string literals: names built at run time are left to the review);
+* `snapshot_download(repo_id=…)` and links to a repo or its tree: the repo a folder's files come from;
+* Civitai model pages and download links (`civitai.com/models/<id>?modelVersionId=<v>`,
+  `civitai.com/api/download/models/<v>`);
+* any other https link that ends in a model file (GitHub release assets and the like).
+
+The folder is read from the text around the hit: the nearest `models/<folder>` written before it in
+prose (URLs removed first, so a repo path never counts), or, in code, `folder_paths` calls and
+`models_dir, "<folder>"` joins near it. The builder's review overrides what is wrong.
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from urllib.parse import unquote
+
+from ..workflow.folders import canonical_folder, has_model_extension
+
+PROSE_LOOKBACK = 25  # lines above a link in which a `models/<folder>` heading is looked for
+CODE_WINDOW = 15  # lines around a code hit in which folder_paths calls are looked for
+STATEMENT_LINES = 12  # a call's arguments are read this many lines on
+
+_URL = re.compile(r"""https?://[^\s)"'`<>\]\[]+""")
+_HF_FILE = re.compile(r"""(?:https?://)?(?:huggingface\.co|hf\.co)/(?!spaces/|datasets/|docs/|papers/)(?:models/)?"""
+                      r"""([\w.-]+/[\w.-]+)/(?:resolve|blob|raw)/([^/\s]+)/([^\s)"'`<>\]\[?#]+)""")
+_HF_REPO = re.compile(r"""(?:https?://)?(?:huggingface\.co|hf\.co)/(?!spaces/|datasets/|docs/|papers/|blog/|join|"""
+                      r"""login|settings|models\b|collections/|api/)([\w.-]+/[\w.-]+?)(?:\.git)?"""
+                      r"""(?:/tree/([^/\s)"'`]+)(?:/([^\s)"'`<>\]\[?#]+))?)?(?=[\s)"'`<>\]\[?#]|$)""")
+_CIVITAI = re.compile(r"""civitai\.com/(?:models/(\d+)(?:/[\w%.-]*)?(?:\?[^\s)"'`]*?modelVersionId=(\d+))?"""
+                      r"""|api/download/models/(\d+))""")
+_MD_LINK = re.compile(r"""\[([^\]\n]{1,200})\]\(\s*<?([^)\s>]+)>?\s*\)""")
+_REPO_ID = re.compile(r"""\brepo_id["']?\s*[:=]\s*["']([\w.-]+/[\w.-]+)["']""")
+_FILENAME = re.compile(r"""\bfilename["']?\s*[:=]\s*["']([^"'\n]+)["']""")
+_SUBFOLDER = re.compile(r"""\bsubfolder["']?\s*[:=]\s*["']([^"'\n]+)["']""")
+_HF_CALL = re.compile(r"""\bhf_hub_download\s*\(\s*(?:["']([\w.-]+/[\w.-]+)["']\s*,\s*["']([^"'\n]+)["'])?""")
+_SNAPSHOT = re.compile(r"""\bsnapshot_download\s*\(\s*(?:repo_id\s*=\s*)?["']([\w.-]+/[\w.-]+)["']""")
+_PROSE_FOLDER = re.compile(r"""(?:^|[\s`"'(\[/\\])models[/\\]+([A-Za-z0-9][\w.+-]*(?:[/\\]+[A-Za-z0-9][\w+-]*)*)""")
+_CODE_FOLDER = re.compile(r"""(?:get_folder_paths|get_full_path(?:_or_raise)?|get_filename_list|"""
+                          r"""add_model_folder_path)\s*\(\s*["']([\w.+-]+)["']|models_dir\s*,\s*["']([\w.+-]+)["']""")
+_CODE_EXT = (".py", ".js", ".ts")
+
+_FAMILIES = (  # first match wins; read from the file name, then its repo path and repo id
+    ("video", r"wan2|wan_2|\bwan\b|hunyuan.?video|ltx|cogvideo|animatediff|mm_sd|svd|mochi|skyreels|framepack|"
+              r"\bi2v\b|\bt2v\b|video"),
+    ("flux", r"flux|kontext"),
+    ("sd3", r"sd3|sd_3|stable-diffusion-3"),
+    ("sdxl", r"sdxl|(?<![a-z0-9])xl(?![a-z])|pony|illustrious|kolors"),
+    ("sd15", r"sd15|sd_15|sd-?1[._-]?5|v1-5|\bsd1\b|sdv1"),
+)
+_FAMILY_RE = tuple((fam, re.compile(p)) for fam, p in _FAMILIES)
+
+
+@dataclass
+class Hit:
+    """One documented source found in a file. `filename` None: a repo (or Civitai model) only."""
+
+    kind: str  # hf | hf_repo | civitai | url
+    line: int  # 1-based
+    filename: str | None
+    source: dict
+    folder: str | None = None
+    subdir: str | None = None
+    context: str = ""  # the line, shortened, for the review
+    column: int = 0  # where on the line the hit starts
+    end: int = 0  # and ends
+    notes: list[str] = field(default_factory=list)
+
+
+def family_of(*texts: str | None) -> str | None:
+    for text in texts:
+        low = (text or "").lower()
+        for fam, rx in _FAMILY_RE:
+            if rx.search(low):
+                return fam
+    return None
+
+
+def _clean_name(text: str) -> str | None:
+    t = text.strip().strip("`*_ ").strip()
+    if not t or " " in t or "/" in t or "\\" in t or len(t) > 160 or not has_model_extension(t):
+        return None
+    return t
+
+
+def _place(raw: str) -> tuple[str, str | None] | None:
+    parts = [p for p in re.split(r"[/\\]+", raw) if p]
+    while parts and "." in parts[-1] and has_model_extension(parts[-1]):
+        parts.pop()  # a file at the end of the path is not a folder
+    if not parts or parts[0].lower() in ("models", "custom_nodes"):
+        return None
+    folder = canonical_folder(parts[0])
+    sub = "/".join(p for p in parts[1:] if "." not in p) or None
+    return folder, sub
+
+
+def prose_folder(lines: list[str], index: int, start: int = 0, end: int = 0) -> tuple[str, str | None] | None:
+    """Where the prose says the file at line `index`, columns start..end, goes: a `models/<folder>[/<sub>]`
+    before it on its line, else after it up to the line's next link ("[x](url) goes to models/x"),
+    else the nearest above it. URLs are removed first: a repo path never counts."""
+    line = lines[index]
+    before = list(_PROSE_FOLDER.finditer(_URL.sub(" ", line[:start])))
+    if before:
+        return _place(before[-1].group(1))
+    nxt = _URL.search(line, end)
+    after = _PROSE_FOLDER.search(line[end:nxt.start() if nxt else len(line)])
+    if after:
+        return _place(after.group(1))
+    for i in range(index - 1, max(-1, index - PROSE_LOOKBACK - 1), -1):
+        found = list(_PROSE_FOLDER.finditer(_URL.sub(" ", lines[i])))
+        if found:
+            return _place(found[-1].group(1))
+    return None
+
+
+def code_folder(lines: list[str], index: int) -> tuple[str, str | None] | None:
+    """The nearest folder_paths folder name within CODE_WINDOW lines of `index`."""
+    best: tuple[int, str] | None = None
+    for i in range(max(0, index - CODE_WINDOW), min(len(lines), index + CODE_WINDOW + 1)):
+        for m in _CODE_FOLDER.finditer(lines[i]):
+            name = m.group(1) or m.group(2)
+            if best is None or abs(i - index) < best[0]:
+                best = (abs(i - index), name)
+    return (canonical_folder(best[1]), None) if best else None
+
+
+def _statement(lines: list[str], index: int) -> str:
+    """The text of a call starting at line `index`, up to its closing parenthesis (bounded)."""
+    out, depth = [], 0
+    for i in range(index, min(len(lines), index + STATEMENT_LINES)):
+        out.append(lines[i])
+        depth += lines[i].count("(") - lines[i].count(")")
+        if depth <= 0:
+            break
+    return "\n".join(out)
+
+
+def _link_names(line: str) -> dict[str, str]:
+    """URL -> the file name its Markdown link text gives, when the text is one."""
+    out = {}
+    for m in _MD_LINK.finditer(line):
+        name = _clean_name(m.group(1))
+        if name:
+            out[m.group(2)] = name
+    return out
+
+
+def extract(path: str, text: str) -> list[Hit]:
+    """Every documented source in one file of a pack, in file order."""
+    is_code = path.lower().endswith(_CODE_EXT)
+    lines = text.splitlines()
+    hits: list[Hit] = []
+    covered = -1  # the last line of a call already read
+    for i, line in enumerate(lines):
+        if len(line) > 4000:  # minified or data blobs
+            continue
+        short = line.strip()[:240]
+        found: list[Hit] = []
+        names = _link_names(line) if not is_code else {}
+        file_spans: list[tuple[int, int]] = []
+        for m in _HF_FILE.finditer(line):
+            repo, rev, fpath = m.group(1), unquote(m.group(2)), unquote(m.group(3)).rstrip(".,;:")
+            file_spans.append(m.span())
+            base = fpath.rsplit("/", 1)[-1]
+            if not has_model_extension(base):
+                continue
+            url = next((u for u in names if m.group(0) in u), None)
+            name = names.get(url) if url else None
+            found.append(Hit("hf", i + 1, name or base, {"type": "hf", "repo": repo, "path": fpath, "revision": rev},
+                             context=short, column=m.start(), end=m.end()))
+        for m in _HF_REPO.finditer(line):
+            if any(a <= m.start() < b for a, b in file_spans):
+                continue
+            src = {"type": "hf", "repo": m.group(1)}
+            if m.group(3):
+                src["path_prefix"] = unquote(m.group(3)).rstrip("/") + "/"
+            found.append(Hit("hf_repo", i + 1, None, src, context=short, column=m.start(), end=m.end()))
+        for m in _CIVITAI.finditer(line):
+            model_id, ver = m.group(1), m.group(2) or m.group(3)
+            src = {"type": "civitai", "model_id": int(model_id) if model_id else None,
+                   "version_id": int(ver) if ver else None}
+            url = next((u for u in names if m.group(0) in u), None)
+            found.append(Hit("civitai", i + 1, names.get(url) if url else None, src, context=short, column=m.start(), end=m.end()))
+        for m in _URL.finditer(line):
+            u = m.group(0).rstrip(".,;:")
+            low = u.split("?", 1)[0].lower()
+            if "huggingface.co" in low or "hf.co/" in low or "civitai.com" in low:
+                continue
+            base = unquote(low.rsplit("/", 1)[-1])
+            if has_model_extension(base):
+                name = names.get(m.group(0)) or unquote(u.split("?", 1)[0].rsplit("/", 1)[-1])
+                found.append(Hit("url", i + 1, name, {"type": "url", "url": u}, context=short, column=m.start(), end=m.end()))
+        if is_code and i > covered:
+            more, covered = _code_hits(lines, i, short)
+            found += more
+        for h in found:
+            place = code_folder(lines, i) if is_code else prose_folder(lines, i, h.column, h.end)
+            if place and h.folder is None:
+                h.folder, h.subdir = place
+            hits += found
+    return hits
+
+
+def _literal_block(lines: list[str], index: int) -> str:
+    """A `repo_id` literal's line and the next few, up to the next repo or download call."""
+    out = [lines[index]]
+    for line in lines[index + 1:index + 4]:
+        if _REPO_ID.search(line) or _HF_CALL.search(line) or _SNAPSHOT.search(line):
+            break
+        out.append(line)
+    return " ".join(out)
+
+
+def _code_hits(lines: list[str], i: int, short: str) -> tuple[list[Hit], int]:
+    """Hits of the code at line i, and the last line they cover (a call's arguments are not read twice)."""
+    line = lines[i]
+    out: list[Hit] = []
+    last = i
+    call = _HF_CALL.search(line)
+    repo_m = _REPO_ID.search(line)
+    if call or repo_m:
+        if call:
+            stmt = _statement(lines, i)
+            last = i + stmt.count("\n")
+        else:
+            stmt = _literal_block(lines, i)
+        repo = (call.group(1) if call and call.group(1) else None) or (m.group(1) if (m := _REPO_ID.search(stmt)) else None)
+        fname = (call.group(2) if call and call.group(2) else None) or (m.group(1) if (m := _FILENAME.search(stmt)) else None)
+        sub = m.group(1) if (m := _SUBFOLDER.search(stmt)) else None
+        if repo and fname and "{" not in fname and has_model_extension(fname):
+            fpath = f"{sub.strip('/')}/{fname}" if sub else fname
+            out.append(Hit("hf", i + 1, fname.rsplit("/", 1)[-1],
+                           {"type": "hf", "repo": repo, "path": fpath, "revision": "main"}, context=short))
+        elif repo and not call:
+            out.append(Hit("hf_repo", i + 1, None, {"type": "hf", "repo": repo}, context=short))
+    snap = _SNAPSHOT.search(line)
+    if snap and not repo_m:
+        out.append(Hit("hf_repo", i + 1, None, {"type": "hf", "repo": snap.group(1)}, context=short))
+    return out, last

@@ -1,0 +1,137 @@
+"""Building the pack-sources table: the extractor on text we write, the builder on a git repo we make."""
+from __future__ import annotations
+
+import json
+import subprocess
+
+from comfyui_model_resolver.sources import pack_sources_build as builder
+from comfyui_model_resolver.sources.pack_sources import PackSources
+from comfyui_model_resolver.sources.pack_sources_extract import extract, family_of
+
+README = """# A pack
+## Models
+Put these in `ComfyUI/models/ipadapter`:
+- [ip-adapter_sd15.safetensors](https://huggingface.co/h94/IP-Adapter/resolve/main/models/ip-adapter_sd15.safetensors)
+- [CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors](https://huggingface.co/h94/IP-Adapter/resolve/main/models/image_encoder/model.safetensors?download=true), download and rename, goes to models/clip_vision
+The [controlnet](https://huggingface.co/InstantX/InstantID/blob/main/ControlNetModel/diffusion_pytorch_model.safetensors) goes to the `ComfyUI/models/controlnet` folder.
+Insightface: [here](https://huggingface.co/MonsterMMORPG/tools/tree/main) into models/insightface/models/antelopev2
+LoRA: https://civitai.com/models/4201/realistic?modelVersionId=130072 and https://civitai.com/api/download/models/99
+Paper: https://arxiv.org/abs/2308.06721 and the space https://huggingface.co/spaces/h94/demo
+Upscaler: https://github.com/xinntao/Real-ESRGAN/releases/download/v0.1.0/RealESRGAN_x4plus.pth
+"""
+
+CODE = '''import folder_paths
+from huggingface_hub import hf_hub_download, snapshot_download
+
+def load():
+    path = os.path.join(folder_paths.models_dir, "pulid")
+    hf_hub_download(
+        repo_id="guozinan/PuLID",
+        filename="pulid_flux_v0.9.1.safetensors",
+        local_dir=path,
+    )
+    hf_hub_download("Kijai/x", "sub/{name}.safetensors")
+    snapshot_download(repo_id="microsoft/Florence-2-base", local_dir=os.path.join(folder_paths.models_dir, "LLM"))
+    MODELS = {"a": {"repo_id": "LayerDiffusion/layerdiffusion-v1", "filename": "layer_xl_fg2ble.safetensors", "subfolder": "v2"}}
+'''
+
+
+def _by_name(hits):
+    return {h.filename: h for h in hits if h.filename}
+
+
+def test_readme_links_folders_and_renames():
+    hits = extract("README.md", README)
+    files = _by_name(hits)
+    ip = files["ip-adapter_sd15.safetensors"]
+    assert ip.source == {"type": "hf", "repo": "h94/IP-Adapter", "path": "models/ip-adapter_sd15.safetensors", "revision": "main"}
+    assert (ip.folder, ip.line) == ("ipadapter", 4)  # from the heading above; the URL's own models/ path never counts
+    clip = files["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"]
+    assert clip.source["path"] == "models/image_encoder/model.safetensors" and clip.folder == "clip_vision"
+    cn = files["diffusion_pytorch_model.safetensors"]
+    assert cn.folder == "controlnet" and cn.source["path"] == "ControlNetModel/diffusion_pytorch_model.safetensors"
+    repo = next(h for h in hits if h.source.get("repo") == "MonsterMMORPG/tools")
+    assert repo.filename is None and (repo.folder, repo.subdir) == ("insightface", "models/antelopev2")
+    civ = [h.source for h in hits if h.kind == "civitai"]
+    assert {"type": "civitai", "model_id": 4201, "version_id": 130072} in civ
+    assert {"type": "civitai", "model_id": None, "version_id": 99} in civ
+    esr = files["RealESRGAN_x4plus.pth"]
+    assert esr.source["url"].startswith("https://github.com/") and esr.kind == "url"
+    assert not any("spaces" in str(h.source) or "arxiv" in str(h.source) for h in hits)
+
+
+def test_code_calls_and_literals():
+    hits = extract("nodes.py", CODE)
+    files = _by_name(hits)
+    pulid = files["pulid_flux_v0.9.1.safetensors"]
+    assert pulid.source["repo"] == "guozinan/PuLID" and pulid.folder == "pulid" and pulid.line == 6
+    layer = files["layer_xl_fg2ble.safetensors"]
+    assert layer.source["path"] == "v2/layer_xl_fg2ble.safetensors"
+    assert not any("{name}" in (h.filename or "") for h in hits)  # a name built at run time is not a file
+    flor = next(h for h in hits if h.source.get("repo") == "microsoft/Florence-2-base")
+    assert flor.filename is None and flor.folder == "LLM"
+
+
+def test_family_from_names():
+    assert family_of("ip-adapter_sd15.safetensors") == "sd15"
+    assert family_of("ip-adapter-plus_sdxl_vit-h.safetensors") == "sdxl"
+    assert family_of("t5xxl_fp16.safetensors") is None  # not an SDXL file
+    assert family_of("layer_xl_fg2ble.safetensors") == "sdxl"
+    assert family_of("model.safetensors", "models/image_encoder/model.safetensors", "black-forest-labs/FLUX.1-dev") == "flux"
+    assert family_of("wan2.1_i2v_480p.safetensors") == "video"
+
+
+def _git(cwd, *args):
+    subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True,
+                   env={"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@e", "GIT_COMMITTER_NAME": "t",
+                        "GIT_COMMITTER_EMAIL": "t@e", "HOME": str(cwd), "PATH": "/usr/bin:/bin"})
+
+
+def test_builder_applies_the_review_and_cites_lines(tmp_path):
+    repo = tmp_path / "mirror" / "someone+APack"
+    (repo / "tests").mkdir(parents=True)
+    (repo / "README.md").write_text(README)
+    (repo / "nodes.py").write_text(CODE)
+    (repo / "tests" / "test_x.py").write_text('hf_hub_download(repo_id="x/y", filename="ignored.safetensors")\n')
+    (repo / "requirements.txt").write_text("https://example.org/wheel.pt\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", ".")
+    _git(repo, "commit", "-q", "-m", "x")
+    review = {"packs": {
+        "APack": {"repo": "someone/APack", "folder": "ipadapter",
+                  "folders": {"RealESRGAN": "upscale_models", "civitai.*4201|\\b99\\b": "loras", "Florence": "-"},
+                  "drop": ["Kijai/x"],
+                  "add": [{"file": "README.md", "match": "Paper:", "filename": "extra.safetensors", "folder": "loras",
+                           "source": {"type": "hf", "repo": "h94/extra", "path": "extra.safetensors"}, "family": "sdxl"}]},
+        "Missing": {"repo": "nobody/Missing"}}}
+    previous = {"packs": {"Missing": {"repo": "nobody/Missing", "commit": "3" * 40, "popularity": 1, "files": [], "repos": []}}}
+    doc = builder.build(review, tmp_path / "mirror", previous)
+    pack = doc["packs"]["APack"]
+    assert doc["packs"]["Missing"] == previous["packs"]["Missing"]  # no mirror: the previous entry is kept
+    assert len(pack["commit"]) == 40 and pack["repo"] == "someone/APack"
+    files = {f["filename"]: f for f in pack["files"]}
+    assert files["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"]["provenance"] == {"file": "README.md", "line": 5}
+    assert files["RealESRGAN_x4plus.pth"]["folder"] == "upscale_models"
+    assert files["pulid_flux_v0.9.1.safetensors"]["provenance"] == {"file": "nodes.py", "line": 6}
+    assert files["extra.safetensors"]["provenance"] == {"file": "README.md", "line": 9} and files["extra.safetensors"]["family"] == "sdxl"
+    assert "ignored.safetensors" not in files  # tests/ is not documentation
+    assert not any("Kijai/x" in json.dumps(f) for f in pack["files"])
+    repos = {r["source"].get("repo") or r["source"].get("model_id"): r for r in pack["repos"]}
+    assert repos["MonsterMMORPG/tools"]["subdir"] == "models/antelopev2" and 4201 in repos
+    assert "microsoft/Florence-2-base" not in repos  # "-" dropped it
+    out = tmp_path / "pack_sources.json"
+    builder.write(doc, out)
+    table = PackSources.load(out)
+    assert table.files_named("clip-vit-h-14-laion2b-s32b-b79k.safetensors")[0].is_rename
+    prov = tmp_path / "prov.md"
+    prov.write_text("# head\n\n" + builder.TABLE_START + "\nold\n" + builder.TABLE_END + "\ntail\n")
+    builder.write_provenance(doc, prov)
+    text = prov.read_text()
+    assert text.startswith("# head") and text.endswith("tail\n") and "| APack | someone/APack |" in text and "old" not in text
+
+
+def test_split_place():
+    assert builder.split_place("ipadapter/sd15") == ("ipadapter", "sd15")
+    assert builder.split_place("clip") == ("text_encoders", None)
+    assert builder.split_place("custom_nodes/P/ckpts/yzd-v/DWPose") == ("custom_nodes/P/ckpts", "yzd-v/DWPose")
+    assert builder.split_place("-") == (None, None)
