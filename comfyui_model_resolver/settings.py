@@ -6,6 +6,7 @@ a `.env` file > an optional YAML file > defaults. No other module reads os.envir
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -135,6 +136,12 @@ class Settings:
     download_retries: int = _limits(5, ge=0, le=50)
     download_fsync: bool = False  # fsync part files at checkpoints and before the final rename
     safetensors_only: bool = False
+
+    # fleet (many hosts, one models volume; active with redis_url)
+    volume_id: str | None = None  # default: the id in <models root>/.cmr-volume
+    fleet_host: str | None = None  # this host's name in the fleet; default <hostname>-<pid>
+    fleet_lease_seconds: float = _limits(30.0, ge=1, le=3600)  # a dead host's jobs are re-claimed after this
+    fleet_max_concurrent: int = _limits(0, ge=0)  # downloads running fleet-wide at once; 0: no cap
 
     def __post_init__(self) -> None:
         problems = []
@@ -366,7 +373,15 @@ def _url(v: str) -> str:
     return v
 
 
-_CHECKS = {"log_level": _log_level, "hf_endpoint": _url, "civitai_base_url": _url, "comfyui_url": _url}
+def _name(value: str) -> str:
+    """A volume id or host name: it goes into Redis keys and the job list."""
+    if not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", value):
+        raise ValueError("should be 1-128 letters, digits, '.', '_', ':' or '-'")
+    return value
+
+
+_CHECKS = {"log_level": _log_level, "hf_endpoint": _url, "civitai_base_url": _url, "comfyui_url": _url,
+           "volume_id": _name, "fleet_host": _name}
 Settings.model_fields = {f.name: f for f in fields(Settings)}  # type: ignore[attr-defined]
 
 

@@ -173,6 +173,8 @@ class ProgressEvent(_Frozen):
     path: str | None = None
     sha256: str | None = None
     detail: str | None = None  # what the job is doing or waiting for ("retrying in 4 s: …")
+    host: str | None = None  # fleet mode: the host running (or that ran) the job
+    lease: Literal["held", "waiting"] | None = None  # fleet mode: "waiting" = queued until a host takes it
 
 
 class DownloadRequest(_Frozen):

@@ -33,7 +33,7 @@ from .security import is_loopback
 log = logging.getLogger("cmr.ui")
 
 MODEL_HEADERS = ["Status", "Folder", "File", "Node", "Active", "Chosen source", "Location / URL", "Confidence"]
-JOB_HEADERS = ["Job", "File", "Folder", "State", "Progress", "Speed", "ETA", "Message"]
+JOB_HEADERS = ["Job", "File", "Folder", "State", "Progress", "Speed", "ETA", "Host", "Message"]
 _LOG_LINES = 500
 _DONE = {"present", "relocated"}
 
@@ -89,7 +89,8 @@ def _bytes(n: Any) -> str:
 
 
 def _state(job: dict) -> str:
-    return str(job.get("state", ""))
+    state = str(job.get("state", ""))
+    return "waiting for lease" if state == "queued" and job.get("lease") == "waiting" else state
 
 
 def job_rows(jobs: list[dict]) -> list[list]:
@@ -101,7 +102,7 @@ def job_rows(jobs: list[dict]) -> list[list]:
         error = j.get("error") or {}
         rows.append([j.get("job_id") or j.get("id") or "", j.get("filename", ""), j.get("folder", ""), _state(j),
                      progress, f"{_bytes(j.get('speed') or 0)}/s" if _state(j) == "running" else "",
-                     f"{eta:.0f} s" if isinstance(eta, (int, float)) else "",
+                     f"{eta:.0f} s" if isinstance(eta, (int, float)) else "", j.get("host") or "",
                      error.get("message", "") if isinstance(error, dict) else str(error)])
     return rows
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from datetime import datetime, timezone
+from typing import Literal
 
 from ..hosts import redact_url
 from ..records import Record
@@ -20,6 +21,8 @@ class Job(Record):
 
     `error` is ``{"type", "code", "message", "hint"}`` when the job failed; `detail` says what the
     job is doing or waiting for ("retrying in 4 s: …", "waiting for process 123 on host-b").
+    In fleet mode (CMR_REDIS_URL) `host` names the host that runs (or ran) the job, and `lease` is
+    "held" while a host runs it, "waiting" while it is queued for a host to take it.
     """
 
     id: str
@@ -42,9 +45,12 @@ class Job(Record):
     connections: int = 0
     warnings: tuple[str, ...] = ()
     detail: str | None = None
+    host: str | None = None
+    lease: Literal["held", "waiting"] | None = None
 
     @classmethod
-    def from_record(cls, rec: JobRecord, *, bytes_done: int, speed: float = 0.0, connections: int = 0) -> "Job":
+    def from_record(cls, rec: JobRecord, *, bytes_done: int, speed: float = 0.0, connections: int = 0,
+                    host: str | None = None, lease: Literal["held", "waiting"] | None = None) -> "Job":
         eta = None
         if rec.total is not None and speed > 0 and rec.state == "running":
             eta = max(0.0, (rec.total - bytes_done) / speed)
@@ -54,12 +60,13 @@ class Job(Record):
             eta=None if eta is None else round(eta, 1), sha256=rec.sha256, expected_sha256=rec.expected_sha256,
             error=rec.error, created=datetime.fromtimestamp(rec.created, timezone.utc),
             updated=datetime.fromtimestamp(rec.updated, timezone.utc), priority=rec.priority, source=rec.source,
-            connections=connections, warnings=tuple(rec.warnings), detail=rec.detail)
+            connections=connections, warnings=tuple(rec.warnings), detail=rec.detail, host=host, lease=lease)
 
     def event(self) -> ProgressEvent:
         return ProgressEvent(job_id=self.id, state=self.state, filename=self.filename or "", folder=self.folder,
                              bytes_done=self.bytes_done, total=self.total, speed=self.speed, eta=self.eta,
-                             error=self.error, path=self.path, sha256=self.sha256, detail=self.detail)
+                             error=self.error, path=self.path, sha256=self.sha256, detail=self.detail,
+                             host=self.host, lease=self.lease)
 
     @property
     def done(self) -> bool:

@@ -52,6 +52,7 @@ from .runner import ACTIVE_STATES, JobEntry, JobRunner
 from .slots import PrioritySlots
 from .store import JobRecord, JobStore
 from .transfer import RetryPolicy
+from .volume import layout_owns, volume_id
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +85,7 @@ class DownloadManager:
         self.executor: ThreadPoolExecutor | None = None
         self._redis: Any = None
         self._runner = JobRunner(self)
+        self.volume: str | None = None  # the models volume's id (volume.py), known once started
         self._db_lock: asyncio.Lock | None = None
         self._start_lock: asyncio.Lock | None = None
         self._submit_lock: asyncio.Lock | None = None
@@ -122,8 +124,11 @@ class DownloadManager:
             workers = 4 + s.max_concurrent_downloads * (s.segments + 2)
             self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cmr-download")
             path = os.path.join(self.data_dir, "downloads.sqlite")
+            lay = self.layout
+            self.volume = await asyncio.to_thread(volume_id, lay.models_root, s.volume_id)
+            owns = layout_owns(lay.models_root, (d for _, d in lay.all_dirs()))
             try:
-                self._store = await asyncio.to_thread(JobStore, path)
+                self._store = await asyncio.to_thread(JobStore, path, self.volume, owns=owns)
             except (OSError, Exception) as exc:  # sqlite3.Error or OSError
                 raise ConfigError(f"Cannot open the download job database {path}: {exc}.",
                                   hint="Set CMR_DATA_DIR to a writable directory.") from None

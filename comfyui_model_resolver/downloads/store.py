@@ -8,6 +8,11 @@ already written to ``<final>.part``. Written bytes survive a crash or kill -9 (p
 CMR_DOWNLOAD_FSYNC the part file is fsynced *before* the intervals are stored, so they never claim
 bytes that a power cut could lose.
 
+Rows belong to a volume (volume.py): a store opened for one volume reads and writes only its own
+rows, so instances with different models roots that share a data dir never see or run each
+other's jobs. Rows written before volumes existed are adopted by the first store whose models root
+holds their target (a job whose file name is not known yet goes to the first store opened).
+
 All methods block (small SQLite transactions); async callers run them in a worker thread. The file
 is created with mode 0600: a URL may carry a user's own ``?token=``.
 """
@@ -20,12 +25,15 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
+from typing import Callable
 
 __all__ = ["JobRecord", "JobStore", "UNFINISHED_STATES"]
 
 #: States a job can be resumed from after a restart.
 UNFINISHED_STATES = ("queued", "running", "verifying")
 _HISTORY = 500  # finished jobs kept for listing
+#: The rows of this store's volume (every row for a store without one); binds `_scope`.
+_MINE = "(? IS NULL OR volume = ?)"
 
 
 @dataclass
@@ -65,7 +73,11 @@ class JobRecord:
 
 
 class JobStore:
-    def __init__(self, path: str | os.PathLike) -> None:
+    def __init__(self, path: str | os.PathLike, volume: str | None = None, *,
+                 owns: Callable[[str | None], bool] | None = None) -> None:
+        """`volume` scopes the rows; `owns(path)` says whether a row written before volumes
+        existed (target `path`, None when not named yet) belongs to this volume. Without a volume
+        the store reads every row and writes unscoped ones (as before volumes existed)."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if not self.path.exists():
@@ -78,7 +90,24 @@ class JobStore:
         self._db.execute("CREATE TABLE IF NOT EXISTS jobs (id TEXT PRIMARY KEY, path TEXT, state TEXT NOT NULL, "
                          "updated REAL NOT NULL, data TEXT NOT NULL)")
         self._db.execute("CREATE INDEX IF NOT EXISTS jobs_path ON jobs(path)")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jobs)")}
+        if "volume" not in columns:
+            self._db.execute("ALTER TABLE jobs ADD COLUMN volume TEXT")
+        self._db.execute("CREATE INDEX IF NOT EXISTS jobs_volume ON jobs(volume, state)")
+        self.volume = volume
+        if volume is not None:
+            self._adopt_legacy(owns)
         self._db.commit()
+
+    @property
+    def _scope(self) -> tuple[str | None, str | None]:
+        return (self.volume, self.volume)
+
+    def _adopt_legacy(self, owns: Callable[[str | None], bool] | None) -> None:
+        rows = self._db.execute("SELECT id, path FROM jobs WHERE volume IS NULL").fetchall()
+        mine = [(self.volume, job_id) for job_id, path in rows if owns is None or owns(path)]
+        if mine:
+            self._db.executemany("UPDATE jobs SET volume = ? WHERE id = ? AND volume IS NULL", mine)
 
     def save(self, rec: JobRecord) -> None:
         rec.updated = time.time()
@@ -87,35 +116,35 @@ class JobStore:
     def save_row(self, job_id: str, path: str | None, state: str, updated: float, data: str) -> None:
         """Store a record serialised by the caller (so the record is not read from another thread)."""
         with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO jobs (id, path, state, updated, data) VALUES (?, ?, ?, ?, ?)",
-                             (job_id, path, state, updated, data))
+            self._db.execute("INSERT OR REPLACE INTO jobs (id, path, state, updated, data, volume) "
+                             "VALUES (?, ?, ?, ?, ?, ?)", (job_id, path, state, updated, data, self.volume))
             self._db.commit()
 
     def get(self, job_id: str) -> JobRecord | None:
         with self._lock:
-            row = self._db.execute("SELECT data FROM jobs WHERE id = ?", (job_id,)).fetchone()
+            row = self._db.execute("SELECT data FROM jobs WHERE id = ? AND " + _MINE, (job_id, *self._scope)).fetchone()
         return JobRecord.from_json(row[0]) if row else None
 
     def delete(self, job_id: str) -> None:
         with self._lock:
-            self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,))
+            self._db.execute("DELETE FROM jobs WHERE id = ? AND " + _MINE, (job_id, *self._scope))
             self._db.commit()
 
     def latest_for_path(self, path: str, states: tuple[str, ...]) -> JobRecord | None:
         """The most recently updated job for `path` in one of `states`."""
         marks = ",".join("?" * len(states))
         with self._lock:
-            row = self._db.execute(f"SELECT data FROM jobs WHERE path = ? AND state IN ({marks}) "
-                                   "ORDER BY updated DESC LIMIT 1", (path, *states)).fetchone()
+            row = self._db.execute(f"SELECT data FROM jobs WHERE {_MINE} AND path = ? AND state IN ({marks}) "
+                                   "ORDER BY updated DESC LIMIT 1", (*self._scope, path, *states)).fetchone()
         return JobRecord.from_json(row[0]) if row else None
 
     def load(self, *, history: int = _HISTORY) -> list[JobRecord]:
         """Unfinished and paused jobs, plus the most recent `history` finished ones, oldest first."""
         with self._lock:
-            live = self._db.execute("SELECT data FROM jobs WHERE state IN ('queued','running','verifying','paused') "
-                                    "ORDER BY updated").fetchall()
-            old = self._db.execute("SELECT data FROM jobs WHERE state NOT IN ('queued','running','verifying',"
-                                   "'paused') ORDER BY updated DESC LIMIT ?", (history,)).fetchall()
+            live = self._db.execute(f"SELECT data FROM jobs WHERE {_MINE} AND state IN "
+                                    "('queued','running','verifying','paused') ORDER BY updated", self._scope).fetchall()
+            old = self._db.execute(f"SELECT data FROM jobs WHERE {_MINE} AND state NOT IN ('queued','running',"
+                                   "'verifying','paused') ORDER BY updated DESC LIMIT ?", (*self._scope, history)).fetchall()
         recs = [JobRecord.from_json(r[0]) for r in live] + [JobRecord.from_json(r[0]) for r in reversed(old)]
         recs.sort(key=lambda r: r.created)
         return recs
@@ -124,9 +153,9 @@ class JobStore:
         """Forget finished jobs beyond the newest `keep`. Returns how many rows were deleted."""
         with self._lock:
             cur = self._db.execute(
-                "DELETE FROM jobs WHERE state IN ('completed','failed','cancelled') AND id NOT IN "
-                "(SELECT id FROM jobs WHERE state IN ('completed','failed','cancelled') ORDER BY updated DESC LIMIT ?)",
-                (keep,))
+                f"DELETE FROM jobs WHERE {_MINE} AND state IN ('completed','failed','cancelled') AND id NOT IN "
+                f"(SELECT id FROM jobs WHERE {_MINE} AND state IN ('completed','failed','cancelled') "
+                "ORDER BY updated DESC LIMIT ?)", (*self._scope, *self._scope, keep))
             self._db.commit()
             return cur.rowcount
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from comfyui_model_resolver.downloads.volume import volume_id
 from fakes.blobs import make_safetensors
 from support.downloads import sha256_of
 
@@ -115,6 +116,7 @@ class Sandbox:
             p.parent.mkdir(parents=True, exist_ok=True)
             p.write_bytes(data)
         sb.data.mkdir(parents=True, exist_ok=True)
+        volume_id(str(sb.models))  # the volume marker an earlier start left (downloads/volume.py)
         sb.mark()
         return sb
 

@@ -105,3 +105,16 @@ async def test_ui_without_login_is_loopback_only(tmp_path):
     async with running(app) as c:
         assert (await c.get("/gradio/")).status_code == 200
         assert json.loads((await c.get("/")).text)["ui"] == "/gradio/"
+
+
+def test_the_jobs_table_shows_fleet_hosts_and_jobs_waiting_for_a_lease():
+    from sidecar.gradio_ui import JOB_HEADERS, job_rows
+
+    rows = job_rows([{"id": "a", "filename": "x.safetensors", "folder": "loras", "state": "queued", "lease": "waiting"},
+                     {"id": "b", "filename": "y.safetensors", "folder": "vae", "state": "running", "lease": "held",
+                      "host": "gpu-2", "bytes_done": 50, "total": 100, "speed": 10},
+                     {"id": "c", "filename": "z.safetensors", "folder": "vae", "state": "queued"}])
+    col = {h: i for i, h in enumerate(JOB_HEADERS)}
+    assert [r[col["State"]] for r in rows] == ["waiting for lease", "running", "queued"]
+    assert [r[col["Host"]] for r in rows] == ["", "gpu-2", ""]
+    assert rows[1][col["Progress"]].endswith("(50%)") and rows[1][col["Speed"]]

@@ -244,6 +244,16 @@ test("what a job waits for is shown while it is active", () => {
   assert.doesNotMatch(L.progressInfo({ ...job, state: "failed" }).text, /retrying/);
 });
 
+test("fleet jobs say which host runs them, and when they wait for a host to take them", () => {
+  const running = L.normalizeJob({ id: "f", state: "running", filename: "a", folder: "b", bytes_done: 50, total: 100,
+    host: "gpu-3", lease: "held" });
+  assert.match(L.progressInfo(running).text, /^50% · 50 B of 100 B · on gpu-3/);
+  const waiting = L.normalizeJob({ id: "w", state: "queued", filename: "a", folder: "b", lease: "waiting" });
+  assert.match(L.progressInfo(waiting).text, /^Waiting for lease/);
+  assert.doesNotMatch(L.progressInfo({ ...running, state: "completed" }).text, /gpu-3/);
+  assert.equal(L.normalizeJob({ id: "l", state: "queued" }).host, null); // single machine: no host shown
+});
+
 test("pickle formats are marked: the server's flag, else the file name", () => {
   const g = L.groupModels([
     row({ filename: "a.ckpt", node_id: "1" }),

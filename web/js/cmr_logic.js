@@ -184,6 +184,8 @@ export function normalizeJob(j) {
     error: j.error ?? null,
     path: j.path ?? null,
     detail: j.detail ?? null, // what a job waits for ("retrying in 4 s: …"), from job snapshots
+    host: j.host ?? null, // fleet mode: the host that runs the job
+    lease: j.lease ?? null, // fleet mode: "waiting" while queued for a host to take it
   };
 }
 
@@ -210,7 +212,7 @@ export function progressInfo(job) {
   const pct = job.total ? Math.min(100, Math.max(0, (job.bytesDone / job.total) * 100)) : null;
   const done = job.state === "completed";
   const parts = [];
-  if (job.state === "queued") parts.push("Queued");
+  if (job.state === "queued") parts.push(job.lease === "waiting" ? "Waiting for lease" : "Queued");
   else if (job.state === "paused") parts.push("Paused");
   else if (job.state === "verifying") parts.push("Verifying");
   else if (done) parts.push("Done");
@@ -220,6 +222,7 @@ export function progressInfo(job) {
   if (job.total) parts.push(`${formatBytes(job.bytesDone)} of ${formatBytes(job.total)}`);
   else if (job.bytesDone) parts.push(formatBytes(job.bytesDone));
   if (job.detail && ACTIVE_STATES.has(job.state)) parts.push(String(job.detail));
+  if (job.host && job.lease === "held" && ACTIVE_STATES.has(job.state)) parts.push(`on ${job.host}`);
   if (job.state === "running") {
     const speed = formatSpeed(job.speed);
     if (speed) parts.push(speed);

@@ -1,0 +1,43 @@
+"""The Redis client of a fleet host, and telling "Redis is away" from other errors."""
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any
+
+from ..errors import ConfigError
+
+__all__ = ["connect", "is_outage", "default_host_name"]
+
+
+def connect(url: str) -> Any:
+    """A `redis.asyncio` client (decoded strings). Raises ConfigError without the 'redis' package."""
+    try:
+        import redis.asyncio as redis_asyncio
+    except ImportError:
+        raise ConfigError("CMR_REDIS_URL is set but the 'redis' package is not installed.",
+                          hint="pip install 'comfyui-model-resolver[redis]' or unset CMR_REDIS_URL.") from None
+    # Short timeouts: a host must notice within seconds that Redis is gone and carry on locally.
+    # Blocking reads wait at most 2 s, well inside the socket timeout.
+    return redis_asyncio.from_url(url, decode_responses=True, socket_timeout=5, socket_connect_timeout=3,
+                                  health_check_interval=15)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Redis cannot be reached (refused, reset, timed out, loading, read-only replica): the host
+    falls back to local operation. Anything else is a bug or a misconfiguration."""
+    try:
+        from redis import exceptions as rx
+    except ImportError:  # pragma: no cover - connect() refused already
+        return False
+    if isinstance(exc, (rx.ConnectionError, rx.TimeoutError, rx.BusyLoadingError, rx.ReadOnlyError,
+                        ConnectionError, TimeoutError, OSError)):
+        return True
+    # A Redis that restarted empty: the stream's group is gone until someone creates it again.
+    return isinstance(exc, rx.ResponseError) and str(exc).startswith("NOGROUP")
+
+
+def default_host_name() -> str:
+    """This host's name in the fleet: the machine's name and the process id (several servers can
+    run on one machine)."""
+    return f"{socket.gethostname()}-{os.getpid()}"
