@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import WorkflowError, WorkflowTooLarge
+from .a1111 import looks_like_parameters, parameters_workflow
 from .images import is_png, is_webp, png_text_chunks, webp_text_entries
 
 GraphKind = Literal["ui", "api"]
@@ -188,8 +189,11 @@ def decode_workflow(data: bytes, *, max_bytes: int) -> DecodedWorkflow:
                 obj = parse_json_text(text, what=f"{key} embedded in the {container.upper()}")
                 kind, graph = classify_graph(obj)
                 return DecodedWorkflow(container, kind, graph)
+        params = texts.get("parameters")
+        if params and looks_like_parameters(params):
+            return DecodedWorkflow(container, "ui", parameters_workflow(params))
         raise WorkflowError(f"This {container.upper()} has no embedded ComfyUI workflow.",
-                            hint="Only images saved by ComfyUI (with metadata kept) carry a workflow.")
+                            hint="Only images saved by ComfyUI, or with A1111-style generation parameters, name their models.")
     if data[:4] == b"RIFF" or data[:3] == b"\xff\xd8\xff" or data[:6] in (b"GIF87a", b"GIF89a"):
         raise WorkflowError("This image format is not supported; use a PNG or WebP saved by ComfyUI.")
     obj = parse_json_text(data)

@@ -3,9 +3,12 @@
 PNG: `tEXt`, `iTXt` and `zTXt` chunks keyed `workflow` and `prompt` (ComfyUI's SaveImage).
 WebP: an `EXIF` chunk whose IFD0 ASCII/UNDEFINED entries hold "workflow:<json>" and
 "prompt:<json>" (ComfyUI's SaveAnimatedWEBP writes tags 0x010F and 0x0110).
+A1111-style `parameters` text: PNG text chunk `parameters`; WebP EXIF UserComment or XMP.
 """
 from __future__ import annotations
 
+import html
+import re
 import struct
 import zlib
 
@@ -33,8 +36,8 @@ def _inflate(blob: bytes, limit: int, what: str) -> bytes:
     return out
 
 
-#: The text entries ComfyUI writes; the others are never decompressed (see below).
-WORKFLOW_KEYS = ("workflow", "prompt")
+#: The text entries ComfyUI writes, and A1111's `parameters`; the others are never decompressed.
+WORKFLOW_KEYS = ("workflow", "prompt", "parameters")
 
 
 def png_text_chunks(data: bytes, *, limit: int, keys: tuple[str, ...] | None = WORKFLOW_KEYS) -> dict[str, str]:
@@ -141,8 +144,61 @@ def _tiff_strings(tiff: bytes, prefixes: tuple[bytes, ...] | None = None) -> lis
 _EXIF_PREFIXES = (b"workflow:", b"prompt:", b"Workflow:", b"Prompt:")
 
 
+_EXIF_IFD_POINTER = 0x8769
+_USER_COMMENT = 0x9286
+
+
+def _user_comment(tiff: bytes) -> str | None:
+    """EXIF UserComment (A1111/Forge write their `parameters` there): in the Exif sub-IFD that IFD0
+    points to, or in IFD0 itself. 8 bytes name the charset: "UNICODE\0" (UTF-16, big-endian as
+    piexif writes it; little-endian accepted), "ASCII\0\0\0", or none."""
+    if len(tiff) < 8 or tiff[:2] not in (b"II", b"MM"):
+        return None
+    e = "<" if tiff[:2] == b"II" else ">"
+
+    def entries(offset: int):
+        if offset + 2 > len(tiff):
+            return
+        (count,) = struct.unpack(e + "H", tiff[offset:offset + 2])
+        for i in range(min(count, (len(tiff) - offset - 2) // 12)):
+            yield struct.unpack(e + "HHI4s", tiff[offset + 2 + i * 12: offset + 14 + i * 12])
+
+    (ifd0,) = struct.unpack(e + "I", tiff[4:8])
+    ifds = [ifd0]
+    for tag, typ, n, raw in entries(ifd0):
+        if tag == _EXIF_IFD_POINTER and typ == 4:
+            ifds.append(struct.unpack(e + "I", raw)[0])
+    for ifd in ifds[::-1]:
+        for tag, typ, n, raw in entries(ifd):
+            if tag != _USER_COMMENT or n <= 8:
+                continue
+            (voff,) = struct.unpack(e + "I", raw)
+            blob = tiff[voff:voff + n]
+            head, body = blob[:8], blob[8:]
+            if head.startswith(b"UNICODE"):
+                codec = "utf-16-be" if (len(body) > 1 and body[0] == 0 and body[1] != 0) else "utf-16-le"
+                return body.decode(codec, "replace").rstrip("\0")
+            return body.decode("utf-8", "replace").rstrip("\0")
+    return None
+
+
+_XMP_PARAMETERS = re.compile(r"(?s)<(?:exif:UserComment|sd:parameters|[\w-]+:parameters)\b[^>]*>(.*?)</"
+                             r"|\b(?:exif:UserComment|[\w-]+:parameters)=\"([^\"]*)\"")
+
+
+def _xmp_parameters(xmp: bytes) -> str | None:
+    """`parameters` text kept in an XMP packet (exif:UserComment, or a `*:parameters` property)."""
+    m = _XMP_PARAMETERS.search(xmp.decode("utf-8", "replace"))
+    if m is None:
+        return None
+    text = m.group(1) if m.group(1) is not None else m.group(2)
+    inner = re.search(r"(?s)<rdf:li\b[^>]*>(.*?)</rdf:li>", text)
+    return html.unescape(inner.group(1) if inner else re.sub(r"<[^>]+>", "", text)).strip() or None
+
+
 def webp_text_entries(data: bytes) -> dict[str, str]:
-    """{"workflow": json, "prompt": json, …} from a WebP's EXIF chunk (empty if none)."""
+    """{"workflow": json, "prompt": json, "parameters": text…} from a WebP's EXIF and XMP chunks
+    (empty if none)."""
     if not is_webp(data):
         raise WorkflowError("Not a WebP file.")
     (riff_size,) = struct.unpack("<I", data[4:8])
@@ -164,5 +220,12 @@ def webp_text_entries(data: bytes) -> dict[str, str]:
                 key, sep, text = value.partition(":")
                 if sep and key in {"workflow", "prompt", "Workflow", "Prompt"}:
                     out.setdefault(key.lower(), text)
+            comment = _user_comment(body)
+            if comment:
+                out.setdefault("parameters", comment)
+        elif fourcc == b"XMP ":
+            found = _xmp_parameters(body)
+            if found:
+                out.setdefault("parameters", found)
         pos += 8 + size + (size & 1)
     return out

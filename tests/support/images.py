@@ -61,3 +61,34 @@ def make_webp(workflow: str | None = None, prompt: str | None = None, *, little:
         exif = _exif(entries, little)
         chunks += b"EXIF" + struct.pack("<I", len(exif)) + exif + (b"\0" if len(exif) % 2 else b"")
     return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks
+
+
+def _exif_user_comment(text: str, *, little: bool = False, utf16_le: bool = False) -> bytes:
+    """A TIFF block whose IFD0 points (0x8769) to an Exif IFD holding UserComment (0x9286) with the
+    "UNICODE\\0" charset prefix and UTF-16 text, as piexif writes it for A1111/Forge WebP files."""
+    e = "<" if little else ">"
+    comment = b"UNICODE\0" + text.encode("utf-16-le" if utf16_le else "utf-16-be")
+    ifd0_at, exif_at = 8, 8 + 2 + 12 + 4
+    data_at = exif_at + 2 + 12 + 4
+    ifd0 = struct.pack(e + "H", 1) + struct.pack(e + "HHII", 0x8769, 4, 1, exif_at) + struct.pack(e + "I", 0)
+    exif = struct.pack(e + "H", 1) + struct.pack(e + "HHII", 0x9286, 7, len(comment), data_at) + struct.pack(e + "I", 0)
+    return (b"II" if little else b"MM") + struct.pack(e + "HI", 42, ifd0_at) + ifd0 + exif + comment
+
+
+def make_webp_parameters(parameters: str, *, xmp: bool = False, little: bool = False) -> bytes:
+    """A 1x1 WebP carrying A1111-style `parameters`: in an EXIF UserComment, or (xmp=True) in an
+    XMP packet's exif:UserComment."""
+    vp8l = b"\x2f\x00\x00\x00\x00\x88\x88\x08\x00"
+    chunks = b"VP8L" + struct.pack("<I", len(vp8l)) + vp8l + b"\0"
+    if xmp:
+        from html import escape
+
+        body = ('<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF xmlns:rdf="http://www.w3.org/1999/02/22-rdf-syntax-ns#">'
+                '<rdf:Description xmlns:exif="http://ns.adobe.com/exif/1.0/"><exif:UserComment><rdf:Alt>'
+                f'<rdf:li xml:lang="x-default">{escape(parameters)}</rdf:li></rdf:Alt></exif:UserComment>'
+                '</rdf:Description></rdf:RDF></x:xmpmeta>').encode("utf-8")
+        fourcc = b"XMP "
+    else:
+        body, fourcc = b"Exif\0\0" + _exif_user_comment(parameters, little=little), b"EXIF"
+    chunks += fourcc + struct.pack("<I", len(body)) + body + (b"\0" if len(body) % 2 else b"")
+    return b"RIFF" + struct.pack("<I", 4 + len(chunks)) + b"WEBP" + chunks
