@@ -55,6 +55,8 @@ class ModelRef(_Frozen):
     variant: str | None = None  # the model family a preset file serves (sd15, sdxl, flux, …)
     auto_download: bool = False  # the node fetches the file itself on first use
     match: Literal["exact", "fuzzy", "substring"] = "exact"  # how the node finds the file by this name
+    pack: str | None = None  # the custom-node pack of the node (loader table), None for core or unknown
+    implied: bool = False  # not named by a widget: a preset or the node itself implies it (IP-adapter unified, antelopev2)
 
 
 class LocalStatus(str, Enum):
@@ -141,6 +143,7 @@ class Candidate(_Frozen):
     hash_match: bool = False  # the source found it by the model's own hash
     early_access: bool = False
     published: str | None = None  # ISO date the repo / version was created
+    model_name: str | None = None  # Civitai: the name of the model the version belongs to
     likes: int | None = None
     base_model: str | None = None  # what the repo's model card says it derives from (cardData.base_model)
     #: A model that is several files downloaded as one unit (`model-00001-of-00005.safetensors`, the

@@ -2,10 +2,11 @@
 
 Only confident answers are downloaded (`status == "resolved"` with a `chosen` candidate). Skipped,
 with the reason said: inactive nodes (unless asked), optional preset variants, files the node
-downloads itself, repository snapshots (directories), and duplicates of a file already planned.
-The target name is the widget value with `\\` turned into `/`, so the workflow finds the file as
-written. A multi-file model (a sharded checkpoint: `chosen.files`) becomes one request per file,
-saved beside the named one, sharing a `group` id.
+downloads itself, repository folders whose files are not known, and duplicates of a file already
+planned. The target name is the widget value with `\\` turned into `/`, so the workflow finds the file
+as written. A multi-file model becomes one request per file sharing a `group` id: a sharded
+checkpoint's files beside the named one, a folder model's (diffusers, a repo snapshot) under
+`<folder>/<name>/` with their paths in the repo.
 """
 from __future__ import annotations
 
@@ -73,8 +74,16 @@ def plan_downloads(models: Iterable[Any], *, include_inactive: bool = False,
             skip("optional: needed only for another model family")
         elif _get(m, "auto_download", False):
             skip("the node downloads it itself on first use")
-        elif _get(m, "kind", "file") == "directory":
-            skip("a whole repository folder: let the node download it, or use huggingface-cli")
+        elif _get(m, "kind", "file") == "directory" and not (_get(chosen, "files") or ()):
+            skip("a whole repository folder whose files are not known: let the node download it")
+        elif _get(m, "kind", "file") == "directory":  # a folder model: every file under <folder>/<name>/
+            target = filename.replace("\\", "/").strip("/")
+            group = "unit-" + hashlib.sha256(f"{folder}\0{target}/".encode()).hexdigest()[:16]
+            for f in _get(chosen, "files"):
+                name = f"{target}/{str(_get(f, 'path')).lstrip('/')}"
+                if (folder, name) not in planned:
+                    planned.add((folder, name))
+                    requests.append(_request(f, folder, name, _get(chosen, "source"), group))
         else:
             target = filename.replace("\\", "/").lstrip("/")
             if (folder, target) in planned:

@@ -11,6 +11,7 @@ from .civitai import CivitaiSource
 from .embedded import EmbeddedSource
 from .http import Upstream
 from .huggingface import HuggingFaceSource
+from .packs import PackSourcesSource
 from .pipeline import SourceSet
 
 
@@ -23,6 +24,7 @@ def build_sources(settings: Settings, *, data_dir: Path | None = None, cache: Re
     sources = [
         EmbeddedSource(settings),
         CatalogSource(settings),
+        PackSourcesSource(settings),
         HuggingFaceSource(settings, upstream, cache),
         CivitaiSource(settings, upstream),
     ]

@@ -45,6 +45,7 @@ class LookupContext:
     sha256: str | None = None  # full-file sha256 when known (the workflow's hash, or a local file's)
     note_links: tuple[str, ...] = ()  # model links written in the workflow's notes
     family: str | None = None  # the workflow's model family (sd15, sdxl, flux…), when its models agree
+    packs: frozenset[str] = frozenset()  # the custom-node packs of the workflow's loaders
     queries: dict[str, list[str]] = field(default_factory=dict)
     problems: list[tuple[str, SourceError]] = field(default_factory=list)
     requests: dict[str, int] = field(default_factory=dict)

@@ -16,7 +16,7 @@ from ..settings import Settings
 from ..types import Candidate, ModelRef
 from .base import BudgetExhausted, LookupContext, Source
 from .http import CIVITAI_TOKEN_ENV, Upstream
-from .terms import NameInfo, analyse_name, name_similarity, variant_set
+from .terms import NameInfo, analyse_name, model_named, name_similarity, variant_set
 
 NAME = "civitai"
 SEARCH_LIMIT = 20
@@ -135,7 +135,8 @@ class CivitaiSource(Source):
             publisher=((model or {}).get("creator") or {}).get("username"),
             downloads=stats.get("downloadCount"), via=via, hash_match=hash_match, early_access=early,
             requires_auth=early and not self.has_key, token_env=CIVITAI_TOKEN_ENV if early else None,
-            published=version.get("publishedAt"))
+            published=version.get("publishedAt"),
+            model_name=(model or version.get("model") or {}).get("name"))
 
     def _from_hash(self, version: dict, digest: str) -> list[Candidate]:
         files = [f for f in version.get("files") or [] if isinstance(f, dict)]
@@ -165,6 +166,8 @@ class CivitaiSource(Source):
                         sim = name_similarity(info, other)
                         if info.key and (info.key == vkey or info.key == mkey):
                             sim = max(sim, 0.8)  # renamed on download: {model}_{version}
+                        elif f.get("primary") and model_named(info, str(model.get("name", ""))):
+                            sim = max(sim, 0.6)  # renamed locally, the model's name kept
                     if sim < 0.5 or (other.key == info.key and variant_set(other) != variant_set(info)
                                       and sim < 1.0 and not f.get("primary")):
                         continue

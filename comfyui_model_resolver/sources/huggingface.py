@@ -55,6 +55,20 @@ class _Hit:
     repo: dict
     exact: list[str] = field(default_factory=list)  # paths with the exact basename
     near: list[str] = field(default_factory=list)  # same name in another variant / similar name
+    renamed: list[str] = field(default_factory=list)  # the weights of a repo named like the file
+
+
+MAX_RENAMED = 3  # a repo named like the file is read as "the file, renamed" only if it holds this few weights
+
+
+def repo_key(repo_id: str) -> str:
+    """A repo's name with only letters and digits, lower-case: compares with NameInfo.key."""
+    return re.sub(r"[^a-z0-9]", "", repo_id.rsplit("/", 1)[-1].lower())
+
+
+def weight_files(paths: list[str]) -> list[str]:
+    """The model weights of a repo listing (no shards, no configs)."""
+    return [p for p in paths if has_model_extension(p) and not SHARD.match(p.rsplit("/", 1)[-1])]
 
 
 @functools.lru_cache(maxsize=65536)
@@ -227,6 +241,12 @@ class HuggingFaceSource(Source):
             sibs = repo.get("siblings")
             if not sibs:
                 continue
+            if len(info.key) >= 6 and repo_key(repo["id"]) == info.key:
+                # people save a repo's one file under the repo's name (lcm-lora-sdv1-5.safetensors is
+                # latent-consistency/lcm-lora-sdv1-5's pytorch_lora_weights.safetensors)
+                weights = weight_files(list(sibs))
+                if 0 < len(weights) <= MAX_RENAMED and all(w.rsplit("/", 1)[-1] != info.basename for w in weights):
+                    hits.setdefault(repo["id"], _Hit(repo)).renamed = weights
             for path in sibs:
                 base = path.rsplit("/", 1)[-1]
                 if base == info.basename or base.lower() == info.basename.lower():
@@ -247,7 +267,9 @@ class HuggingFaceSource(Source):
 
     async def candidates(self, ref: ModelRef, ctx: LookupContext) -> list[Candidate]:
         if ref.kind == "directory":
-            return []
+            from .units import folder_candidates
+
+            return [] if ref.url else await folder_candidates(self, ref, ctx)
         info = analyse_name(ref.filename)
         hits: dict[str, _Hit] = {}
         no_siblings: list[dict] = []
@@ -280,7 +302,8 @@ class HuggingFaceSource(Source):
                      ctx: LookupContext) -> list[Candidate]:
         def prelim(h: _Hit) -> tuple:
             ns = h.repo["id"].split("/")[0]
-            return (not h.exact, not is_official(ns), -(h.repo.get("downloads") or 0), h.repo["id"])
+            return (not h.exact, not (h.near or h.renamed), not is_official(ns), -(h.repo.get("downloads") or 0),
+                    h.repo["id"])
 
         ordered = sorted(hits.values(), key=prelim)
         if not ordered and no_siblings:  # listings without file names: read the likeliest trees
@@ -307,31 +330,37 @@ class HuggingFaceSource(Source):
                     pass
                 except SourceError as exc:
                     ctx.report(NAME, exc)
-            for path in h.exact + h.near[:3]:
+            for path in h.exact + h.near[:3] + h.renamed:
                 meta = (files or {}).get(path, {})
                 if files is not None and path not in files:
                     continue  # listed but gone from the tree
                 out.append(self._candidate(repo_id, path, h.repo, meta))
         return out
 
-    async def in_repos(self, ref: ModelRef, repos: list[str], ctx: LookupContext) -> list[Candidate]:
-        """Look for the file in given repos (those chosen for the workflow's other models): a model's
-        VAE or text encoder usually sits beside it, whatever its name."""
+    async def in_repos(self, ref: ModelRef, repos: list[str], ctx: LookupContext, *, via: str = "beside",
+                       reason: str | None = None) -> list[Candidate]:
+        """Look for the file in given repos: those chosen for the workflow's other models (a model's
+        VAE or text encoder usually sits beside it, whatever its name), or those its pack documents."""
         info = analyse_name(ref.filename)
         hits: dict[str, _Hit] = {}
         for repo_id in repos:
-            ctx.tried(NAME, f"beside:{repo_id}")
+            ctx.tried(NAME, f"{via}:{repo_id}")
             try:
                 files = await self.tree(repo_id, ctx)
             except (NotFound, AuthRequired, BudgetExhausted):
                 continue
             meta = self._repo_meta.get(repo_id, {})
             self._scan(info, [{**meta, "id": repo_id, "siblings": list(files)}], hits)
+            if via == "pack" and repo_id not in hits:  # the pack's repo for this folder, the file renamed
+                weights = weight_files(list(files))
+                if 0 < len(weights) <= MAX_RENAMED:
+                    hits[repo_id] = _Hit({**meta, "id": repo_id}, renamed=weights)
         out: list[Candidate] = []
         for h in hits.values():
             files = await self.tree(h.repo["id"], ctx)
-            for path in h.exact + h.near[:3]:
-                out.append(self._candidate(h.repo["id"], path, h.repo, files.get(path, {}), via="beside"))
+            for path in h.exact + h.near[:3] + h.renamed:
+                c = self._candidate(h.repo["id"], path, h.repo, files.get(path, {}), via=via)
+                out.append(c.model_copy(update={"reasons": (reason,)}) if reason else c)
         return out
 
     async def with_unit(self, cand: Candidate, ctx: LookupContext) -> Candidate:

@@ -23,12 +23,12 @@ from .base import LookupContext, RequestBudget, Source, StatusBoard, state_of
 from .http import Upstream
 from .preflight import preflight
 from .publishers import is_official
-from .rank import GENERIC_NAME, MIRROR_WORDS, Decision, rank
+from .rank import CONFIDENT, GENERIC_NAME, MIRROR_WORDS, UNDECIDED_CAP, Decision, rank
 from .terms import analyse_name, workflow_family
 
 log = logging.getLogger(__name__)
 
-LOCAL_SOURCES = ("embedded", "catalog")
+LOCAL_SOURCES = ("embedded", "catalog", "pack")
 CIVITAI_FIRST_FOLDERS = frozenset({"loras", "embeddings", "hypernetworks", "checkpoints"})
 MODEL_CONCURRENCY = 4
 PREFLIGHT_BUDGET = 4  # HEADs per chosen candidate (redirect hops, the Civitai JSON reason)
@@ -128,10 +128,31 @@ class SourceSet:
             if s.name in LOCAL_SOURCES:
                 await self._ask(s, w, board)
         w.decision = rank(w.ref, w.candidates)
+        await self._ask_pack_repos(w, board)
         for s in self._remote_order(w.ref):
             if self._settled(w.decision):
                 break
             await self._ask(s, w, board)
+            w.decision = rank(w.ref, w.candidates)
+
+    async def _ask_pack_repos(self, w: _Work, board: StatusBoard) -> None:
+        """The Hub repos the node's pack documents for this folder are asked before any search: a
+        file found there under its exact name is the pack's (via "pack")."""
+        packs, hf = self.by_name("pack"), self.by_name("huggingface")
+        if (self._settled(w.decision) or packs is None or hf is None or hf.disabled_reason
+                or board.is_down(hf.name) or not hasattr(packs, "repos_to_ask")):
+            return
+        repos = packs.repos_to_ask(w.ref, w.ctx.packs)  # type: ignore[attr-defined]
+        if not repos:
+            return
+        try:
+            found = await hf.in_repos(w.ref, repos, w.ctx, via="pack",  # type: ignore[attr-defined]
+                                      reason="in a repo the node's pack documents for this folder")
+        except SourceError as exc:
+            board.record(hf.name, exc)
+            return
+        if found:
+            w.candidates.extend(found)
             w.decision = rank(w.ref, w.candidates)
 
     async def resolve(self, reports: Sequence[ModelReport], *, note_links: tuple[str, ...] = (),
@@ -143,6 +164,7 @@ class SourceSet:
         works: dict[tuple, _Work] = {}
         of_report: list[_Work | None] = []
         family = workflow_family(r.filename for r in reports)
+        packs = frozenset(r.pack for r in reports if r.pack)
         for i, rep in enumerate(reports):
             if rep.status != "missing" and not include_present:
                 of_report.append(None)
@@ -150,7 +172,7 @@ class SourceSet:
             ref = _ref_of(rep, local_sha256.get(i))
             key = _dedupe_key(ref)
             if key not in works:
-                ctx = LookupContext(ref=ref, budget=self._budget(), note_links=note_links, family=family,
+                ctx = LookupContext(ref=ref, budget=self._budget(), note_links=note_links, family=family, packs=packs,
                                     sha256=ref.hash if (ref.hash_type or "") == "sha256" else None)
                 works[key] = _Work(ref, ctx)
             of_report.append(works[key])
@@ -248,7 +270,10 @@ class SourceSet:
         await asyncio.gather(*(one(w, repos) for w, repos in plan if repos))
 
     async def _units(self, works: list[_Work]) -> None:
-        """Sharded models are one unit: the top candidate of each gets its sibling files."""
+        """Sharded models and folder models (diffusers, repo snapshots) are one unit: the top
+        candidate of each gets its sibling files (units.py)."""
+        from .units import with_folder_unit
+
         hf = self.by_name("huggingface")
         if hf is None or hf.disabled_reason or not hasattr(hf, "with_unit"):
             return
@@ -257,9 +282,12 @@ class SourceSet:
             d = w.decision
             if d is None or not d.ranked or d.ranked[0].source not in ("huggingface", "catalog", "pack", "embedded"):
                 return
-            top = await hf.with_unit(d.ranked[0], w.ctx)  # type: ignore[attr-defined]
+            if w.ref.kind == "directory":
+                top = await with_folder_unit(hf, w.ref, d.ranked[0], w.ctx)
+            else:
+                top = await hf.with_unit(d.ranked[0], w.ctx)  # type: ignore[attr-defined]
             if top is not d.ranked[0]:
-                chosen = top if d.chosen is not None and d.chosen.url == top.url else d.chosen
+                chosen = top if d.chosen is not None and d.chosen.url == d.ranked[0].url else d.chosen
                 w.decision = Decision(d.status, (top,) + d.ranked[1:], chosen=chosen, message=d.message)
 
         await asyncio.gather(*(one(w) for w in works))
@@ -345,6 +373,9 @@ class SourceSet:
         elif status == "not_found":
             tried = "; ".join(f"{src}: {', '.join(qs)}" for src, qs in w.ctx.queries.items() if qs)
             message = f"no source has this file (tried {tried})" if tried else "no source could be asked"
+        if status not in ("resolved", "auth_required"):  # `resolved` is the only answer shown as confident
+            candidates = tuple(c if c.confidence < CONFIDENT else c.model_copy(update={"confidence": UNDECIDED_CAP})
+                               for c in candidates)
         base.update(status=status, candidates=candidates, preflight=pf, message=message,
                     chosen=chosen if (d is not None and d.status == "resolved") else None,
                     queries={k: tuple(v) for k, v in w.ctx.queries.items()},

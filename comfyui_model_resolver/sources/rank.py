@@ -16,9 +16,12 @@ from typing import Iterable, Sequence
 from ..types import Candidate, ModelRef
 from ..workflow.folders import FOLDER_ALIASES, canonical_folder
 from .publishers import is_official
-from .terms import NameInfo, analyse_name, name_similarity, variant_set
+from .terms import NameInfo, analyse_name, model_named, name_similarity, variant_set
 
 CONFIDENT = 0.8
+#: The highest confidence a candidate of an undecided (ambiguous) model shows: `resolved` is the
+#: only answer shown at CONFIDENT or above.
+UNDECIDED_CAP = 0.79
 #: A rival within this many score units of the best makes the choice ambiguous.
 MARGIN = 0.9
 _OFFSET = 2.0  # score at which confidence is 0.5 is this many units above zero
@@ -33,7 +36,11 @@ W = {
     "official": 1.0, "named_after": 0.6, "original": 0.5, "unique_name": 0.5, "popularity_max": 0.8, "needs_sign_in": -0.6,
     "via_pack": 2.0, "generic_name": -1.5, "earliest": 0.6, "most_downloaded": 0.4, "derivative": -1.5,
     "named_as_base": 0.5, "mirror_shaped": -0.5, "civitai_home": 0.8,
+    "saved_as_repo": -1.0, "workflow_pack": 0.8, "pack_repo_file": -1.5, "model_named": -1.2,
 }
+#: Reasons that say a candidate under another name is still this file, renamed.
+RENAMED = ("the repo is named like the file", "the only weights of the repo the pack documents",
+           "the file name names this Civitai model")
 
 #: File names that hundreds of repos use for different models: the name alone says nothing.
 GENERIC_NAME = re.compile(r"(?i)^(model|diffusion_pytorch_model|pytorch_model|pytorch_lora_weights|adapter_model|"
@@ -116,6 +123,14 @@ def _repo_name(c: Candidate) -> str:
     return (c.repo or "").split("/", 1)[-1]
 
 
+def _repo_key(c: Candidate) -> str:
+    return re.sub(r"[^a-z0-9]", "", _repo_name(c).lower())
+
+
+def _model_named(info: NameInfo, c: Candidate) -> bool:
+    return bool(c.model_name) and model_named(info, c.model_name or "")
+
+
 def _named_after(info: NameInfo, c: Candidate) -> bool:
     name = re.sub(r"[^a-z0-9]", "", _repo_name(c).lower())
     return len(info.key) >= 5 and len(name) >= 5 and (info.key in name or name in info.key)
@@ -135,7 +150,10 @@ def _score(ref: ModelRef, info: NameInfo, c: Candidate) -> _Scored:
         s.add("via_manager", "in ComfyUI-Manager's model list")
 
     elif via == "pack":
-        s.add("via_pack", "documented by the node pack")
+        said = next((r for r in c.reasons if r.startswith(("documented by", "in a repo"))), "documented by the node pack")
+        s.add("via_pack", said)
+        if said.endswith("a pack this workflow uses"):
+            s.add("workflow_pack", "the workflow loads nodes of that pack")
     elif via == "beside":
         s.reasons.append("beside the workflow's other models")
 
@@ -158,6 +176,12 @@ def _score(ref: ModelRef, info: NameInfo, c: Candidate) -> _Scored:
         elif other.key == info.key:
             s.add("variant_mismatch",
                   f"variant mismatch: {other.variant_label} instead of {info.variant_label} ({served})")
+        elif c.source == "huggingface" and c.repo and len(info.key) >= 6 and _repo_key(c) == info.key:
+            s.add("saved_as_repo", f"{RENAMED[0]} ({served} saved under the repo's name)")
+        elif via == "pack" and c.source == "huggingface" and c.repo:
+            s.add("pack_repo_file", f"{RENAMED[1]} ({served})")
+        elif c.source == "civitai" and via == "search" and _model_named(info, c):
+            s.add("model_named", f"{RENAMED[2]} ({c.model_name})")
         else:
             sim = name_similarity(info, other)
             if sim >= 0.6:
@@ -191,7 +215,7 @@ def _score(ref: ModelRef, info: NameInfo, c: Candidate) -> _Scored:
         s.add("civitai_home", "on Civitai, where such files are first published")
     if c.source == "huggingface" and c.repo and MIRROR_WORDS.search(_repo_name(c)) and not is_official(c.publisher):
         s.add("mirror_shaped", f"{c.repo} looks like a mirror or collection")
-    if c.repo and c.source in ("huggingface",) and _named_after(info, c):
+    if c.repo and c.source in ("huggingface",) and not generic and _named_after(info, c):
         s.add("named_after", f"repo {c.repo} is named after the model")
     if c.downloads:
         w = min(W["popularity_max"], math.log10(c.downloads + 1) / 6 * W["popularity_max"])
@@ -235,6 +259,9 @@ def _originality(scored: list[_Scored]) -> None:
     downloaded, and the one the others' model cards name as their base; a card that names another
     candidate's repo as its base marks a derivative (a re-upload, a fork, a fine-tune)."""
     exact = [s for s in scored if "exact file name" in s.reasons and s.cand.source == "huggingface" and s.cand.repo]
+    if not exact:  # the file saved under its repo's name: which of the repos so named is the original?
+        exact = [s for s in scored if s.cand.source == "huggingface" and s.cand.repo
+                 and any(r.startswith(RENAMED[0]) for r in s.reasons)]
     owners = {s.cand.publisher for s in exact}
     if len(owners) < 2:
         return
@@ -312,6 +339,10 @@ def rank(ref: ModelRef, candidates: Sequence[Candidate]) -> Decision:
     vouched = _vouched(top, corroborated)
     if top_conf >= CONFIDENT and top.ties_to_file and rival is None and vouched:
         return Decision("resolved", ranked, chosen=ranked[0])
+    # Not chosen, so not confident: a rival almost as likely (or missing evidence) means the top
+    # candidate is not >= CONFIDENT likely to be the file, whatever its own evidence scores.
+    ranked = tuple(c if c.confidence < CONFIDENT else c.model_copy(update={"confidence": UNDECIDED_CAP})
+                   for c in ranked)
     if not top.ties_to_file:
         msg = "no candidate has this exact file name or hash"
     elif not vouched:

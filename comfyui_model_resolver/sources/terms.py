@@ -138,6 +138,16 @@ def search_queries(info: NameInfo, *, limit: int = 3) -> list[str]:
         kept.append(p)
     core_written = "".join(kept).strip(" -_")
     add(core_written or stem)
+    # Repo ids spell with dashes what file names spell with underscores or camelCase
+    # (sdxl_lightning_4step_lora.safetensors is in ByteDance/SDXL-Lightning, RealESRGAN_x4.pth in
+    # ai-forever/Real-ESRGAN): the first two words, dash-joined.
+    head = [p for p in re.split(r"[-_\s]+", core_written) if p]
+    if head and re.search(r"[a-z][A-Z]", head[0]):
+        head = re.sub(r"(?<=[a-z])(?=[A-Z])", " ", head[0]).split() + head[1:]
+    if len(head) >= 2 and len(head[0]) >= 3 and not _VERSIONISH.match(head[1].lower()):
+        dashed = f"{head[0]}-{head[1]}"
+        if dashed.lower() not in core_written.lower():
+            add(dashed)
     rare = distinctive_token(info)
     if rare:
         add(rare)
@@ -237,3 +247,19 @@ def workflow_family(filenames) -> str | None:
                 seen.add(fam)
                 break
     return next(iter(seen)) if len(seen) == 1 else None
+
+
+_MODEL_WORDS_IGNORED = frozenset({"lora", "lycoris", "locon", "model", "style", "the", "a", "of", "by", "for",
+                                  "checkpoint", "xl", "sdxl", "sd15", "sd", "v1", "v2", "v3"})
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in re.split(r"[^a-z0-9]+", text.lower()) if w}
+
+
+def model_named(info: NameInfo, model_name: str) -> bool:
+    """A locally renamed Civitai download often keeps the model's name in its words
+    (detail_tweaker_sd15.safetensors is "Detail Tweaker LoRA"): every telling word of the model's
+    name is in the file name, and there are at least two."""
+    want = _words(model_name) - _MODEL_WORDS_IGNORED
+    return len(want) >= 2 and want <= _words(info.stem)

@@ -10,11 +10,22 @@ import re
 from typing import Any, Iterable, Iterator
 
 from ..types import FOLDER_CONFIDENCE, FolderConflict, ModelRef
-from .folders import embedded_folder, guess_folder, is_empty_choice, looks_like_model_value
+from .folders import (embedded_folder, folder_candidates, guess_folder, is_config_or_code, is_empty_choice,
+                      looks_like_model_value)
 from .graph import NodeView
-from .knowledge import DirSpec, FolderSpec, Knowledge, NodeInfo, PresetFile, RepoSpec, Spec
+from .knowledge import UNKNOWN, DirSpec, FolderSpec, Knowledge, NodeInfo, PresetFile, RepoSpec, Spec
 
 _EMBEDDING = re.compile(r"(?i)embedding:([^\s,()\[\]{}<>|:\"']+)")
+#: A1111/LoRA-manager tags in text widgets: <lora:name:weight>, <lyco:name:…>.
+_LORA_TAG = re.compile(r"(?i)<(?:lora|lyco):([^:<>\n]+?)(?::[^<>\n]*)?>")
+#: Input types that never hold a file name: a model name there is a value shifted against its slot.
+#: Node types that load the LoRAs their text or list widgets name (LoRA-manager loaders, stackers,
+#: selectors); a plain prompt's <lora:…> tag loads nothing in ComfyUI.
+_LORA_NODE = re.compile(r"(?i)lora[\w ]*?(load|stack|select)")
+_SCALAR_TYPES = frozenset({"BOOLEAN", "INT", "FLOAT"})
+#: Input names of prompt text: a value there is a prompt, even when it ends in ".pt".
+_TEXT_INPUTS = re.compile(r"(?i)^(text|text_[gl]|prompt|positive|negative|string|caption|wildcard_text|populated_text)"
+                          r"(_\d+)?$")
 _HASH_TYPES = {"sha256", "sha-256", "autov2", "autov1", "autov3", "blake3", "crc32", "md5", "sha1"}
 
 
@@ -25,10 +36,12 @@ def _basename(name: str) -> str:
 class _Emitter:
     """Builds refs for one node, remembering which (input, filename) pairs exist."""
 
-    __slots__ = ("node", "out", "seen")
+    __slots__ = ("node", "out", "seen", "pack", "known")
 
-    def __init__(self, node: NodeView) -> None:
+    def __init__(self, node: NodeView, pack: str | None = None, known: bool = True) -> None:
         self.node = node
+        self.known = known  # the loader table or /object_info describes the node type
+        self.pack = pack if pack and pack.lower() != "comfyui" else None
         self.out: list[ModelRef] = []
         self.seen: set[tuple[str, str]] = set()
 
@@ -37,7 +50,7 @@ class _Emitter:
             conflicts: Iterable[FolderConflict] = (), active: bool = True,
             widget_index: int | None = None, widget_key: str | None = None, **extra: Any) -> None:
         key = (input_name, filename)
-        if key in self.seen:
+        if key in self.seen or (kind == "file" and is_config_or_code(filename)):
             return
         self.seen.add(key)
         n = self.node
@@ -58,6 +71,7 @@ class _Emitter:
             note=note,
             widget_index=widget_index,
             widget_key=widget_key,
+            pack=self.pack,
             **extra,
         ))
 
@@ -100,7 +114,7 @@ def _emit_files(em: _Emitter, files: Iterable[PresetFile], source: str, input_na
     for f in files:
         em.add(f.filename, f.folder, source, input_name, kind=f.kind, url=f.url,
                note=f.note if note is None else (f"{note}; {f.note}" if f.note else note),
-               variant=f.variant, optional=f.optional, auto_download=f.auto_download)
+               variant=f.variant, optional=f.optional, auto_download=f.auto_download, implied=True)
 
 
 def _emit_spec(em: _Emitter, spec: Spec, name: str, value: Any, info: NodeInfo,
@@ -141,10 +155,22 @@ def _emit_spec(em: _Emitter, spec: Spec, name: str, value: Any, info: NodeInfo,
 
 def _emit_generic(em: _Emitter, name: str, value: str, widget_index: int | None, widget_key: str | None,
                   active: bool = True) -> None:
+    """A model-looking value nothing describes. Never is its folder taken from a widget's position
+    or a word of the file name ("VAE" in a checkpoint's name). For a node the loader table or
+    /object_info knows, the input's own name or the node type may say it ("lora_name",
+    "…LoraLoader…"). For a node of a pack nobody described, even those are guesses (IPAdapter-Flux's
+    "ipadapter" input reads models/ipadapter-flux): the folder is unknown, and the candidates are
+    listed (alt_folders, most likely first), not presented as the answer."""
     node = em.node
-    folder = guess_folder(name if not name.startswith("widget_") else None, node.node_type, value)
-    em.add(value, folder, "generic" if folder else None, name, active=active,
-           widget_index=widget_index, widget_key=widget_key)
+    named = name if not name.startswith("widget_") else None
+    folder = guess_folder(named, node.node_type)
+    if folder and em.known:
+        em.add(value, folder, "generic", name, active=active, widget_index=widget_index, widget_key=widget_key)
+        return
+    options = tuple(dict.fromkeys(([folder] if folder else []) + list(folder_candidates(value))))[:4]
+    why = f"folder unknown: nothing describes {node.node_type}" if not em.known else "folder unknown"
+    em.add(value, None, None, name, active=active, widget_index=widget_index, widget_key=widget_key,
+           alt_folders=options, note=why + (f"; one of {', '.join(options)}" if options else ""))
 
 
 def _scan_dict(em: _Emitter, info: NodeInfo, container: dict, base: str, index: int | None) -> None:
@@ -171,10 +197,37 @@ def _scan_text(em: _Emitter, info: NodeInfo, name: str, value: str, index: int |
                 if found:
                     em.add(found, tp.folder, "table", name, note=tp.note and tp.note.split(";")[0],
                            widget_index=index, widget_key=key, match=tp.match)
-    elif "mbedding:" in value:
-        for m in _EMBEDDING.finditer(value):
-            em.add(m.group(1).rstrip(".;"), "embeddings", "table", name, note="embedding in prompt text",
-                   widget_index=index, widget_key=key, match="fuzzy")
+    else:
+        if "mbedding:" in value:
+            for m in _EMBEDDING.finditer(value):
+                em.add(m.group(1).rstrip(".;"), "embeddings", "table", name, note="embedding in prompt text",
+                       widget_index=index, widget_key=key, match="fuzzy")
+        if "<" in value and _LORA_NODE.search(em.node.node_type):  # a LoRA loader's text, not a plain prompt
+            for m in _LORA_TAG.finditer(value):
+                _emit_lora_name(em, m.group(1), name, index, key, "LoRA tag in text")
+
+
+def _emit_lora_name(em: _Emitter, raw: str, input_name: str, index: int | None, key: str | None, note: str,
+                    active: bool = True) -> None:
+    """A LoRA named without its extension (`<lora:name:1.0>`, LoRA-manager lists): the node finds
+    the file by name, so the match is fuzzy; once per file per node."""
+    name = raw.strip()
+    if not name or any(r.filename == name and r.folder == "loras" for r in em.out):
+        return
+    em.add(name, "loras", "table", input_name, note=note, widget_index=index, widget_key=key, match="fuzzy",
+           active=active)
+
+
+def _scan_list(em: _Emitter, name: str, value: list, index: int | None) -> None:
+    """LoRA-manager style list widgets: [{"name": "x", "strength": 0.8, "active": true}, …]."""
+    if not _LORA_NODE.search(em.node.node_type):
+        return
+    for item in value[:256]:
+        if isinstance(item, dict) and isinstance(item.get("name"), str) and ("strength" in item or "active" in item):
+            label = item["name"]
+            if 0 < len(label) <= 255 and "\n" not in label and "://" not in label:
+                _emit_lora_name(em, label, name, index, None, "LoRA in a LoRA list",
+                                active=item.get("active", True) is not False)
 
 
 def _embedded_entries(raw: Any) -> list[dict]:
@@ -232,11 +285,15 @@ def detect_node(node: NodeView, knowledge: Knowledge) -> list[ModelRef]:
     info = knowledge.info(node.node_type)
     if info.non_model_node is not None:
         return []
-    em = _Emitter(node)
+    em = _Emitter(node, info.pack, known=info is not UNKNOWN)
     string_values: list[tuple[str, str, int | None, str | None]] = []
+    slot_types = dict(zip(node.widget_inputs, node.widget_types)) if node.widget_types else {}
     for name, value, index, key in _named_values(node, info):
         if isinstance(value, dict):
             _scan_dict(em, info, value, name, index)
+            continue
+        if isinstance(value, list):
+            _scan_list(em, name, value, index)
             continue
         spec = info.spec_for(name)
         if spec is not None:
@@ -245,8 +302,10 @@ def detect_node(node: NodeView, knowledge: Knowledge) -> list[ModelRef]:
         if not isinstance(value, str):
             continue
         string_values.append((name, value, index, key))
-        if name in info.non_model_inputs:
-            continue
+        if name in info.non_model_inputs or slot_types.get(name) in _SCALAR_TYPES or _TEXT_INPUTS.match(name):
+            continue  # a boolean/number slot (values shifted against the inputs), or prompt text
+        if not node.active and info.models and info.widgets is not None:
+            continue  # a bypassed node of known shape: its model slots were read above; others are shifted values
         if looks_like_model_value(value):
             _emit_generic(em, name, value, index, key)
 
@@ -271,6 +330,6 @@ def detect_node(node: NodeView, knowledge: Knowledge) -> list[ModelRef]:
 
 
 def _generic_ref(node: NodeView, name: str, value: str, index: int | None, key: str | None) -> ModelRef:
-    em = _Emitter(node)
+    em = _Emitter(node, known=False)
     _emit_generic(em, name, value, index, key)
     return em.out[0]

@@ -93,14 +93,26 @@ def embedded_folder(directory: object) -> str | None:
 
 
 def looks_like_model_value(value: object) -> bool:
-    """A widget value that could be a model file name (used by the generic rule)."""
+    """A widget value that could be a model file name (used by the generic rule). Not a sentence
+    that happens to end in ".pt" (a prompt: commas between words, or many words)."""
     return (
         isinstance(value, str)
         and 4 < len(value) <= 512
         and "\n" not in value
         and has_model_extension(value)
         and "://" not in value
+        and ", " not in value
+        and len(value.rsplit("/", 1)[-1].split()) <= 6
     )
+
+
+#: Files that come with a model but are not one: configs, code, docs, tokenizers' text.
+_CONFIG_NAMES = re.compile(r"(?i)(\.(json|ya?ml|txt|md|cfg|ini|toml|py|pyc|js|sh|bat|ps1)|\.cfg\.py)$")
+
+
+def is_config_or_code(name: str) -> bool:
+    """config.json, model.safetensors.index.json, *.cfg.py, *.py, *.yaml…: never listed as a model."""
+    return bool(_CONFIG_NAMES.search(name.strip())) or is_code_file(name)
 
 
 def is_empty_choice(value: object) -> bool:
@@ -137,6 +149,20 @@ _GUESS_RULES: tuple[tuple[re.Pattern[str], str], ...] = tuple(
         (r"ckpt|checkpoint", "checkpoints"),
     )
 )
+
+
+def folder_candidates(filename: str) -> tuple[str, ...]:
+    """Folders a file of unknown purpose might belong to, from the words of its name: offered to
+    the user, never taken as the answer."""
+    out: list[str] = []
+    low = filename.replace("\\", "/").rsplit("/", 1)[-1].lower()
+    for pattern, folder in _GUESS_RULES:
+        if pattern.search(low) and folder not in out:
+            out.append(folder)
+    for folder in ("checkpoints", "diffusion_models", "loras"):
+        if len(out) < 3 and folder not in out and low.endswith((".safetensors", ".ckpt", ".gguf")):
+            out.append(folder)
+    return tuple(out[:4])
 
 
 def guess_folder(*hints: str | None) -> str | None:

@@ -32,6 +32,7 @@ class NodeView:
     overrides: dict[str, Any] = field(default_factory=dict)  # promoted widget values, by widget name
     properties: dict | None = None
     widget_inputs: tuple[str, ...] = ()  # names of the node's widget-backed input slots (UI)
+    widget_types: tuple[str, ...] = ()  # their declared types (BOOLEAN, INT, COMBO…), "" when not given
     title: str | None = None
     subgraph_id: str | None = None  # definition holding the node
 
@@ -86,6 +87,15 @@ def _collect_definitions(root: dict, warnings: list[str]) -> dict[str, dict]:
             defs.setdefault(sg["id"], sg)
             stack.append((sg, depth + 1))
     return defs
+
+
+def _widget_input_types(node: dict) -> tuple[str, ...]:
+    inputs = node.get("inputs")
+    if not isinstance(inputs, list):
+        return ()
+    return tuple(str(inp.get("type") or "") if isinstance(inp.get("type"), str) else ""
+                 for inp in inputs if isinstance(inp, dict) and isinstance(inp.get("widget"), dict)
+                 and isinstance(inp["widget"].get("name"), str))
 
 
 def _widget_input_names(node: dict) -> tuple[str, ...]:
@@ -208,6 +218,7 @@ def _group_node_views(node: dict, definition: dict, path: tuple[str, ...], activ
             values=values if isinstance(values, (list, dict)) else None,
             properties=inner.get("properties") if isinstance(inner.get("properties"), dict) else None,
             widget_inputs=_widget_input_names(inner),
+            widget_types=_widget_input_types(inner),
         )
 
 
@@ -273,6 +284,7 @@ def walk_ui(wf: dict) -> WalkResult:
                 overrides=overrides.get(nid, {}),
                 properties=props if isinstance(props, dict) else None,
                 widget_inputs=_widget_input_names(node),
+                widget_types=_widget_input_types(node),
                 title=title if isinstance(title, str) else None,
                 subgraph_id=chain[-1] if chain else None,
             ))

@@ -98,10 +98,28 @@ def test_hugging_face_repo_widget():
                                                     "https://huggingface.co/microsoft/Florence-2-base")
 
 
-def test_generic_rule_guesses_with_low_confidence():
+def test_unknown_loader_gets_folder_unknown_with_candidates_not_a_guess():
+    # no table entry, no /object_info: the widget's position and the file's words are no answer
     (r,) = refs(ui(node(1, "SomeUnknownPackLoader", ["control_v11p_sd15_canny.pth", 0.5, "cuda"])))
-    assert (r.folder, r.folder_source, r.input) == ("controlnet", "generic", "widget_0")
-    assert r.confidence < 0.5
+    assert (r.folder, r.folder_source, r.input) == (None, None, "widget_0")
+    assert r.alt_folders[0] == "controlnet" and "one of controlnet" in r.note
+    assert r.confidence == 0.0
+
+
+def test_unknown_pack_input_names_rank_the_candidates_but_are_not_the_answer():
+    wf = ui({"id": 1, "type": "FancyPackLoraPicker", "mode": 0, "widgets_values": ["sdxl_vae_style.safetensors"],
+             "inputs": [{"name": "pick", "type": "COMBO", "widget": {"name": "pick"}, "link": None}]},
+            {"id": 2, "type": "MysteryLoader", "mode": 0, "widgets_values": ["realVAEmix_v2.safetensors"],
+             "inputs": [{"name": "ckpt_name", "type": "COMBO", "widget": {"name": "ckpt_name"}, "link": None}]})
+    got = {r.node_id: (r.folder, r.alt_folders[0], r.note.split(";")[0]) for r in refs(wf)}
+    assert got == {"1": (None, "loras", "folder unknown: nothing describes FancyPackLoraPicker"),
+                   "2": (None, "checkpoints", "folder unknown: nothing describes MysteryLoader")}
+
+
+def test_a_known_node_s_undescribed_slot_takes_its_folder_from_the_input_name_not_the_file_name():
+    # CheckpointLoader|pysssss is in the table; its extra "example" combo is not a described slot
+    (r,) = [x for x in refs(ui(node(1, "LoraLoader|pysssss", ["style_vae_xl.safetensors", 1.0, 1.0, "", "[none]"])))]
+    assert (r.folder, r.folder_source) == ("loras", "table")
 
 
 def test_non_model_strings_are_not_reported():
@@ -205,3 +223,49 @@ def test_live_input_folders_override_table():
     k = Knowledge(object_info=info, input_folders={"MyLoader": {"model": ["unet"]}})
     (r,) = refs(ui(node(1, "MyLoader", ["m.safetensors", 1.0])), k)
     assert (r.folder, r.folder_source, r.input) == ("diffusion_models", "schema", "model")
+
+
+def test_lora_manager_text_and_list_widgets_name_loras():
+    wf = ui(node(1, "Lora Loader (LoraManager)", [
+        "<lora:add_detail:0.6> <lora:flux.1_turbo-alpha:1>",
+        [{"name": "add_detail", "strength": 0.6, "active": True, "clipStrength": 0.6},
+         {"name": "flux.1_turbo-alpha", "strength": 1, "active": True},
+         {"name": "old_style", "strength": 0.5, "active": False}]]),
+        node(2, "CLIPTextEncode", ["a cat <lora:copied_from_civitai:0.8>, masterpiece"]))
+    got = {(r.filename, r.folder, r.match, r.active) for r in refs(wf)}
+    assert got == {("add_detail", "loras", "fuzzy", True), ("flux.1_turbo-alpha", "loras", "fuzzy", True),
+                   ("old_style", "loras", "fuzzy", False)}  # a plain prompt's <lora:…> tag loads nothing
+
+
+def test_shifted_values_of_bypassed_nodes_and_boolean_slots_are_not_models():
+    wf = ui({"id": 1, "type": "SomePackSampler", "mode": 4,
+             "widgets_values": [True, "juggernautXL_v9.safetensors", 20],
+             "inputs": [{"name": "enabled", "type": "BOOLEAN", "widget": {"name": "enabled"}, "link": None},
+                        {"name": "add_noise", "type": "BOOLEAN", "widget": {"name": "add_noise"}, "link": None},
+                        {"name": "steps", "type": "INT", "widget": {"name": "steps"}, "link": None}]},
+            {"id": 2, "type": "CheckpointLoaderSimple", "mode": 4,
+             "widgets_values": ["sd_xl_base_1.0.safetensors", "stale_value.safetensors"]})
+    got = [(r.node_id, r.filename, r.active) for r in refs(wf)]
+    assert got == [("2", "sd_xl_base_1.0.safetensors", False)]
+
+
+def test_a_whole_prompt_ending_in_pt_is_not_an_embedding_or_a_model():
+    wf = ui(node(1, "SomeUnknownPromptNode", ["portrait of a woman, studio light, style of embedding.pt"]),
+            node(2, "ShowText|pysssss", ["a b c d e f g h.pt"]))
+    assert refs(wf) == ()
+
+
+def test_config_and_code_files_are_never_models():
+    wf = ui(node(1, "SomeUnknownDownloader", ["config.json"]), node(2, "SomeUnknownDownloader", ["pipeline.cfg.py"]),
+            node(3, "SomeUnknownDownloader", ["model.safetensors.index.json"]))
+    assert refs(wf) == ()
+    from comfyui_model_resolver.workflow.folders import is_config_or_code
+    assert is_config_or_code("inference.cfg.py") and is_config_or_code("config.json") and is_config_or_code("x.py")
+    assert not is_config_or_code("model.safetensors") and not is_config_or_code("inpaint_v26.fooocus.patch")
+
+
+def test_implied_models_of_presets_are_kept_and_marked():
+    out = refs(ui(node(1, "IPAdapterUnifiedLoader", ["PLUS (high strength)"])))
+    assert out and all(r.implied for r in out)
+    assert {r.folder for r in out} >= {"ipadapter", "clip_vision"}
+    assert not any(r.implied for r in refs(ui(node(2, "CheckpointLoaderSimple", ["x.safetensors"]))))

@@ -307,17 +307,23 @@ def build_world(hub, civ) -> CommunityWorld:
 
 
 def _official_copies(b: _Builder) -> None:
-    """Where the shipped catalog names an official repo for a file of the world, the real Hub has
-    that file there too (Comfy-Org repackages one VAE into many repos): add it, same bytes, and
-    count it as a right answer."""
+    """Where the shipped catalog or a pack's docs name an official repo for a (non-generic) file of
+    the world, the real Hub has that file there too (Comfy-Org repackages one VAE into many repos;
+    FLUX.1-schnell ships FLUX.1-dev's ae.safetensors): add it, same bytes, and count it as a right
+    answer."""
     from comfyui_model_resolver.sources.catalog import load_catalog
+    from comfyui_model_resolver.sources.pack_sources import PackSources
     from comfyui_model_resolver.sources.publishers import is_official
     from comfyui_model_resolver.sources.urls import parse_hf_url
 
     by_name = {t.name.rsplit("/", 1)[-1]: t for t in b.world.truths if t.kind == "hf"}
-    for e in load_catalog():
-        t = by_name.get(str(e["name"]).rsplit("/", 1)[-1])
-        hf = parse_hf_url(e["url"], ())
+    places = [(str(e["name"]), parse_hf_url(e["url"], ())) for e in load_catalog()]
+    table = PackSources.load()
+    for name in by_name:
+        if name not in GENERIC:
+            places += [(name, parse_hf_url(e.url, ())) for e in table.files_named(name) if e.url]
+    for name, hf in places:
+        t = by_name.get(name.rsplit("/", 1)[-1])
         if t is None or hf is None or hf.repo == t.repo or not is_official(hf.repo.split("/")[0]):
             continue
         src = b.repos[t.repo].files[t.path]
