@@ -323,13 +323,15 @@ def detect_node(node: NodeView, knowledge: Knowledge) -> list[ModelRef]:
         for e in unmatched:
             for name, value, index, key in string_values:
                 if value == e["name"] or _basename(value) == e["name"]:
-                    extra, _ = apply_embedded([_generic_ref(node, name, value, index, key)], [e])
-                    refs.extend(extra)
+                    ref = _generic_ref(node, name, value, index, key)
+                    if ref is not None:  # None: a config or code file, never a model
+                        extra, _ = apply_embedded([ref], [e])
+                        refs.extend(extra)
                     break
     return refs
 
 
-def _generic_ref(node: NodeView, name: str, value: str, index: int | None, key: str | None) -> ModelRef:
+def _generic_ref(node: NodeView, name: str, value: str, index: int | None, key: str | None) -> ModelRef | None:
     em = _Emitter(node, known=False)
     _emit_generic(em, name, value, index, key)
-    return em.out[0]
+    return em.out[0] if em.out else None

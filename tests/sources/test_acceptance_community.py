@@ -37,12 +37,25 @@ async def test_community_world_resolves_originals_and_stays_humble(tmp_path):
             json.dump({**report, **{f"misses_{k}": [r for r in run["rows"] if not r["right"]] for k, run in runs.items()}},
                       f, indent=1)
     for key, rep in report.items():
-        fig = rep["figures"]["all"]
-        assert fig["wrong_confident"] <= 0.02, (key, fig)
-        assert fig["requests_per_model"] <= 6, (key, fig)
-        assert fig["top1"] >= 0.80, (key, fig)
-        assert fig["same_bytes"] >= fig["top1"] - 0.001, (key, fig)
+        figs = rep["figures"]
+        for split in ("all", "holdout"):
+            fig = figs[split]
+            # the goals, met on this world with the catalog on and off, tuning and held-out
+            assert fig["wrong_confident"] <= 0.02, (key, split, fig)
+            assert fig["requests_per_model"] <= 6, (key, split, fig)
+            assert fig["top1"] >= 0.90, (key, split, fig)
+            assert fig["no_candidate"] <= 0.05, (key, split, fig)
+            assert fig["same_bytes"] >= fig["top1"] - 0.001, (key, split, fig)
+        # same bytes >= 95%: met over the whole world; held out with the catalog off it is lower
+        assert figs["all"]["same_bytes"] >= 0.95, (key, figs["all"])
+        assert figs["holdout"]["same_bytes"] >= 0.92, (key, figs["holdout"])
+        # calibration: at >= 0.8 at least 98% right, and only a chosen answer is shown that sure
         confident = [b for b in rep["reliability"] if b["bucket"] in ("0.8-0.9", "0.9-1.0") and b["n"]]
-        hits = sum(b["n"] * b["same_bytes"] for b in confident)
-        assert hits >= 0.98 * sum(b["n"] for b in confident), (key, rep["reliability"])
+        n = sum(b["n"] for b in confident)
+        assert sum(b["n"] * b["right"] for b in confident) >= 0.98 * n, (key, rep["reliability"])
+        rows = runs[key]["rows"]
+        assert all(r["confidence"] < 0.8 for r in rows if r["status"] not in ("resolved", "auth_required")), key
+        # a sharded model comes as one unit: every shard, the index and the config
+        units = [r for r in rows if r["want_unit"] and r["right"]]
+        assert units and all(r["unit"] == r["want_unit"] for r in units), [r for r in units if r["unit"] != r["want_unit"]]
     assert report["catalog_on"]["figures"]["all"]["top1"] >= report["catalog_off"]["figures"]["all"]["top1"]
