@@ -35,8 +35,9 @@ from .base import BudgetExhausted, LookupContext, Source
 from .cache import NOT_FOUND, ResponseCache, is_not_found
 from .http import HF_TOKEN_ENV, Upstream, error_for_status
 from .publishers import is_official
-from .rank import folder_of_path
-from .terms import NameInfo, analyse_name, name_similarity, preferred_publishers, search_queries
+from .rank import GENERIC_NAME, folder_of_path
+from .terms import (GENERIC_FOLDER_QUERIES, NameInfo, analyse_name, name_similarity, preferred_publishers,
+                    search_queries)
 
 log = logging.getLogger(__name__)
 
@@ -284,7 +285,10 @@ class HuggingFaceSource(Source):
                     continue
                 self._scan(info, repos, hits)
             if not self._has_exact(hits):
-                for q in search_queries(info, limit=MAX_SEARCHES):
+                queries = search_queries(info, limit=MAX_SEARCHES)
+                if GENERIC_NAME.match(info.basename) and ref.folder in GENERIC_FOLDER_QUERIES:
+                    queries = [GENERIC_FOLDER_QUERIES[ref.folder]] + queries[:MAX_SEARCHES - 1]
+                for q in queries:
                     ctx.tried(NAME, q)
                     repos = await self.search_repos(q, ctx)
                     self._scan(info, repos, hits)

@@ -165,6 +165,12 @@ class SourceSet:
         of_report: list[_Work | None] = []
         family = workflow_family(r.filename for r in reports)
         packs = frozenset(r.pack for r in reports if r.pack)
+        # a generic name the workflow uses for two files (instantid/… and xinsir/…): the workflow's
+        # packs do not say which is which; only a node of the pack naming it does
+        names: dict[str, set[str]] = {}
+        for r in reports:
+            names.setdefault(r.filename.replace("\\", "/").rsplit("/", 1)[-1].lower(), set()).add(r.filename)
+        twins = {b for b, n in names.items() if len(n) > 1 and GENERIC_NAME.match(b)}
         for i, rep in enumerate(reports):
             if rep.status != "missing" and not include_present:
                 of_report.append(None)
@@ -172,7 +178,9 @@ class SourceSet:
             ref = _ref_of(rep, local_sha256.get(i))
             key = _dedupe_key(ref)
             if key not in works:
-                ctx = LookupContext(ref=ref, budget=self._budget(), note_links=note_links, family=family, packs=packs,
+                base = ref.filename.replace("\\", "/").rsplit("/", 1)[-1].lower()
+                ctx = LookupContext(ref=ref, budget=self._budget(), note_links=note_links, family=family,
+                                    packs=packs if base not in twins else frozenset({ref.pack} - {None}),
                                     sha256=ref.hash if (ref.hash_type or "") == "sha256" else None)
                 works[key] = _Work(ref, ctx)
             of_report.append(works[key])

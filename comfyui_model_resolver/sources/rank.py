@@ -245,7 +245,7 @@ def _merge(cands: Iterable[Candidate]) -> list[Candidate]:
                 upd[f] = True
         # the most trusted way of finding it wins
         if _VIA_RANK.get(c.via or c.source, 9) < _VIA_RANK.get(old.via or old.source, 9):
-            upd["via"], upd["source"] = c.via, c.source
+            upd["via"], upd["source"], upd["reasons"] = c.via, c.source, c.reasons  # with what it says about itself
         by_url[c.url] = old.model_copy(update=upd) if upd else old
     return [by_url[u] for u in order]
 

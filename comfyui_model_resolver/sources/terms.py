@@ -117,6 +117,14 @@ def variant_set(info: NameInfo) -> frozenset[str]:
     return frozenset(out)
 
 
+#: For a name many models use (`diffusion_pytorch_model.fp16.safetensors`), the Hub search worth a
+#: request is the folder's word: repos holding such files are named after what they are.
+GENERIC_FOLDER_QUERIES: dict[str, str] = {
+    "controlnet": "controlnet", "ipadapter": "ip-adapter", "clip_vision": "clip-vit", "vae": "vae",
+    "loras": "lora", "instantid": "instantid", "photomaker": "photomaker", "animatediff_models": "animatediff",
+}
+
+
 def search_queries(info: NameInfo, *, limit: int = 3) -> list[str]:
     """Hub search terms, most specific first: the core stem as written, shorter prefixes of it,
     then the family name. Search matches substrings of repo ids, so the writer's separators stay."""

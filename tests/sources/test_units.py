@@ -1,82 +1,79 @@
-"""Folder models (diffusers folders, repo snapshots a pack loads by id) resolve to one Hub repo and
-plan as one group of downloads, like sharded checkpoints."""
+"""Sharded models resolve and download as one unit; the ranking's humility about lone uploads."""
 from __future__ import annotations
-
-from datetime import datetime, timezone
 
 from comfyui_model_resolver.downloads.plan import plan_downloads
 from comfyui_model_resolver.service import build_resolver
-from comfyui_model_resolver.sources.units import unit_files
+from comfyui_model_resolver.sources.civitai import search_texts
+from comfyui_model_resolver.sources.rank import folder_of_path, rank
+from comfyui_model_resolver.sources.terms import analyse_name, workflow_family
+from comfyui_model_resolver.types import Candidate, ModelRef
 from fakes.blobs import FakeFile
-from support.sources import make_settings, workflow
+from support.sources import make_settings
 
-DIFFUSERS = ["model_index.json", "README.md", ".gitattributes", "v2-1_768-ema-pruned.safetensors",
-             "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
-             "unet/diffusion_pytorch_model.fp16.safetensors", "unet/diffusion_pytorch_model.bin",
-             "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors", "vae/diffusion_pytorch_model.bin",
-             "text_encoder/config.json", "text_encoder/model-00001-of-00002.safetensors",
-             "text_encoder/model-00002-of-00002.safetensors", "text_encoder/model.safetensors.index.json",
-             "tokenizer/vocab.json", "tokenizer/merges.txt", "tokenizer/tokenizer_config.json",
-             "scheduler/scheduler_config.json", "images/sample.png"]
+SHARDS = [f"text_encoder/model-0000{i}-of-00002.safetensors" for i in (1, 2)]
 
 
-def test_a_diffusers_folder_is_its_index_configs_and_one_weight_set_per_component():
-    assert unit_files(DIFFUSERS) == [
-        "model_index.json", "scheduler/scheduler_config.json",
-        "text_encoder/config.json", "text_encoder/model-00001-of-00002.safetensors",
-        "text_encoder/model-00002-of-00002.safetensors", "text_encoder/model.safetensors.index.json",
-        "tokenizer/merges.txt", "tokenizer/tokenizer_config.json", "tokenizer/vocab.json",
-        "unet/config.json", "unet/diffusion_pytorch_model.safetensors",  # plain safetensors before fp16 and bin
-        "vae/config.json", "vae/diffusion_pytorch_model.fp16.safetensors"]  # fp16 safetensors before bin
-
-
-def test_a_repo_snapshot_keeps_configs_and_the_best_weights():
-    got = unit_files(["config.json", "model.safetensors", "pytorch_model.bin", "tokenizer.json", "README.md",
-                      "processing_florence2.py", "sample.jpg"])
-    assert got == ["config.json", "model.safetensors", "tokenizer.json"]
-
-
-def _files(paths, seed):
-    out = []
-    for i, p in enumerate(paths):
-        if p.endswith((".safetensors", ".bin")):
-            out.append(FakeFile.safetensors(p, 2048 + i, seed=seed + i))
-        else:
-            out.append(FakeFile(p, f'{{"file": "{p}"}}'.encode(), lfs=False))
-    return out
-
-
-async def test_diffusers_loader_folder_resolves_and_plans_as_one_unit(fake_hub, fake_civitai, tmp_path):
-    fake_hub.add_repo("stabilityai/stable-diffusion-2-1", _files(DIFFUSERS, 100), downloads=900_000,
-                      created_at=datetime(2022, 12, 1, tzinfo=timezone.utc))
-    fake_hub.add_repo("mirrorbot/stable-diffusion-2-1-backup", _files(DIFFUSERS, 100), downloads=50)
-    fake_hub.add_repo("someone/stable-diffusion-2-1-unet", _files(["unet/diffusion_pytorch_model.safetensors"], 7))
-    r = await build_resolver(make_settings(tmp_path, hub=fake_hub, civ=fake_civitai))
+async def test_a_sharded_model_is_one_unit_with_its_index(fake_hub, tmp_path):
+    files = [FakeFile.safetensors(p, 2048, seed=i) for i, p in enumerate(SHARDS)]
+    files += [FakeFile("text_encoder/model.safetensors.index.json", b'{"weight_map": {}}', lfs=False),
+              FakeFile("text_encoder/config.json", b"{}", lfs=False),
+              FakeFile.safetensors("text_encoder/other-00001-of-00003.safetensors", 1024, seed=9)]
+    fake_hub.add_repo("org/pixart", files, downloads=5000)
+    url = f"https://huggingface.co/org/pixart/resolve/main/{SHARDS[0]}"
+    node = {"id": 1, "type": "T5v11Loader", "mode": 0, "widgets_values": ["t5/model-00001-of-00002.safetensors", "xxl",
+            "file", "cpu", "default"], "properties": {"models": [{"name": "model-00001-of-00002.safetensors", "url": url,
+                                                                  "directory": "t5"}]}}
+    wf = {"nodes": [node], "links": [], "version": 0.4}
+    r = await build_resolver(make_settings(tmp_path, hub=fake_hub))
     try:
-        res = await r.resolve(workflow(("DiffusersLoader", ["stable-diffusion-2-1"])), "wf")
+        m = (await r.resolve(wf, "pixart.json")).models[0]
     finally:
         await r.close()
-    (m,) = res.models
-    assert m.kind == "directory" and m.folder == "diffusers"
-    assert m.status == "resolved", (m.message, m.candidates)
-    assert m.chosen.repo == "stabilityai/stable-diffusion-2-1"
-    paths = [f.path for f in m.chosen.files]
-    assert paths == unit_files(DIFFUSERS) and all(f.sha256 or not f.path.endswith(".safetensors") for f in m.chosen.files)
-    requests, skipped = plan_downloads([m])
-    assert not skipped
-    assert {q.filename for q in requests} == {f"stable-diffusion-2-1/{p}" for p in paths}
-    assert len({q.group for q in requests}) == 1 and all(q.folder == "diffusers" for q in requests)
+    assert m.status == "resolved"
+    assert [f.path for f in m.chosen.files] == [SHARDS[0], "text_encoder/config.json",
+                                                "text_encoder/model-00002-of-00002.safetensors",
+                                                "text_encoder/model.safetensors.index.json"]
+    assert all(f.size for f in m.chosen.files) and m.chosen.files[2].sha256 == files[1].sha256
+    reqs, skipped = plan_downloads([m])
+    assert not skipped and len(reqs) == 4 and len({q.group for q in reqs}) == 1 and reqs[0].group
+    assert {q.filename for q in reqs} == {"t5/model-00001-of-00002.safetensors", "t5/model-00002-of-00002.safetensors",
+                                          "t5/model.safetensors.index.json", "t5/config.json"}
 
 
-async def test_a_linked_repo_folder_gets_its_files(fake_hub, fake_civitai, tmp_path):
-    fake_hub.add_repo("microsoft/Florence-2-base", _files(["config.json", "model.safetensors", "pytorch_model.bin",
-                                                            "tokenizer.json", "README.md"], 300))
-    r = await build_resolver(make_settings(tmp_path, hub=fake_hub, civ=fake_civitai))
-    try:
-        res = await r.resolve(workflow(("DownloadAndLoadFlorence2Model", ["microsoft/Florence-2-base", "fp16", "sdpa"])),
-                              "wf")
-    finally:
-        await r.close()
-    (m,) = res.models
-    assert m.kind == "directory" and m.status == "resolved", (m.message, m.candidates)
-    assert [f.path for f in m.chosen.files] == ["config.json", "model.safetensors", "tokenizer.json"]
+def _hf(repo, path, sha=None, downloads=1000, **kw) -> Candidate:
+    return Candidate(url=f"https://huggingface.co/{repo}/resolve/main/{path}", source="huggingface", confidence=0,
+                     filename=path.rsplit("/", 1)[-1], repo=repo, path=path, sha256=sha, publisher=repo.split("/")[0],
+                     folder=folder_of_path(path), downloads=downloads, via="search", **kw)
+
+
+def _ref(name, folder):
+    return ModelRef(filename=name, folder=folder, node_id="1", node_type="X", input="x")
+
+
+def test_a_strangers_lone_upload_is_offered_but_not_chosen():
+    d = rank(_ref("control_v11f1p_sd15_depth.pth", "controlnet"),
+             [_hf("nm-testing/control_v11f1p_sd15_depth", "control_v11f1p_sd15_depth.pth", "a" * 64, downloads=90_000)])
+    assert d.status == "ambiguous" and d.chosen is None and "nothing vouches for it" in d.message
+
+
+def test_a_card_naming_another_candidate_as_base_marks_the_derivative():
+    d = rank(_ref("style.safetensors", "loras"), [
+        _hf("copier/style-comfyui", "style.safetensors", "b" * 64, downloads=50_000, published="2024-05-01",
+            base_model="artist/style"),
+        _hf("artist/style", "style.safetensors", "a" * 64, downloads=20_000, published="2024-01-01")])
+    assert d.ranked[0].repo == "artist/style"
+    assert "its model card names artist/style as its base" in d.ranked[1].reasons
+    assert {"the earliest upload of this name", "other uploads name this repo as their base"} <= set(d.ranked[0].reasons)
+
+
+def test_a_generic_name_is_never_confident_on_the_name_alone():
+    d = rank(_ref("diffusion_pytorch_model.safetensors", "controlnet"),
+             [_hf("InstantX/InstantID", "ControlNetModel/diffusion_pytorch_model.safetensors", "a" * 64)])
+    assert d.status == "ambiguous" and "diffusion_pytorch_model.safetensors is a name many models use" in d.ranked[0].reasons
+
+
+def test_civitai_queries_and_workflow_family():
+    assert search_texts(analyse_name("juggernautXL_v8Rundiffusion.safetensors")) == ["juggernautxl v8rundiffusion",
+                                                                                     "juggernaut XL"]
+    assert workflow_family(["ip-adapter_sd15.safetensors", "dreamshaper_8.safetensors"]) == "sd15"
+    assert workflow_family(["ip-adapter_sdxl_vit-h.safetensors", "control_v11p_sd15_canny.pth"]) is None
