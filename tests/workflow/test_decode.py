@@ -94,7 +94,7 @@ def test_truncated_json():
 
 def test_over_size_limit():
     big = b'{"nodes": [], "pad": "' + b"x" * (51 * 1024 * 1024) + b'"}'
-    with pytest.raises(WorkflowTooLarge, match="over the 52,428,800-byte limit") as exc:
+    with pytest.raises(WorkflowTooLarge, match="over the limit of 52,428,800 bytes") as exc:
         dec(big)
     assert "CMR_MAX_WORKFLOW_BYTES" in exc.value.hint
     with pytest.raises(WorkflowTooLarge):
