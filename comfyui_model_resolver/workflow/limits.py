@@ -2,9 +2,9 @@
 
 The byte limit (CMR_MAX_WORKFLOW_BYTES) alone does not bound memory: 16 MB of `[[],[],…]` or of
 200,000 loader nodes parse into objects worth more than a gigabyte. So before JSON is parsed, its
-objects/arrays and values are counted (a byte scan, no parsing: `,` and `{`/`[` outside strings are
-over-counted inside strings, which only makes the check stricter), and after the graph is walked, its
-nodes and model references are counted. Each cap sits far above any workflow ComfyUI saves (the
+objects/arrays and values are counted (a character scan, no parsing: a `,`, `{` or `[` inside a string
+counts too, which only makes the check stricter), and while the graph is walked, its nodes and model
+references are counted. Each cap sits far above any workflow ComfyUI saves (the
 largest of the 660 official templates: 211 nodes, 5,203 objects/arrays, 16,739 values) and low enough
 that the worst accepted input is analyzed within 256 MB over idle (bench/analyze_memory.py).
 Anything over a cap is refused with the one "too large" error (413), in plain words.
@@ -25,18 +25,18 @@ __all__ = ["BIG_INPUT_BYTES", "InputGate", "MAX_CONTAINERS", "MAX_MODELS", "MAX_
            "check_json_text", "check_models", "check_nodes"]
 
 #: Nodes of a workflow, subgraph instances expanded (every copy counts).
-MAX_NODES = 10_000
+MAX_NODES = 5_000
 #: Model references found in one workflow.
-MAX_MODELS = 2_000
+MAX_MODELS = 1_000
 #: JSON objects and arrays in one workflow text.
-MAX_CONTAINERS = 250_000
+MAX_CONTAINERS = 150_000
 #: JSON values (counted as the separators between them) in one workflow text.
-MAX_VALUES = 1_000_000
+MAX_VALUES = 500_000
 
 
 def check_json_text(text: str | bytes, what: str = "workflow") -> None:
     """Refuse JSON text that would parse into more objects than a workflow ever has (before parsing)."""
-    if len(text) < MAX_VALUES:  # fewer characters than the smallest cap: nothing to count
+    if len(text) <= min(MAX_VALUES, MAX_CONTAINERS):  # fewer characters than the smallest cap
         return
     comma, brace, bracket = (",", "{", "[") if isinstance(text, str) else (b",", b"{", b"[")
     containers = text.count(brace) + text.count(bracket)

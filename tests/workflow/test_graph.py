@@ -110,15 +110,15 @@ def test_exponential_subgraph_expansion_is_refused():
         nodes = [{"id": i, "type": inner, "mode": 0} for i in range(10)] if inner else [loader(1, "x.safetensors")]
         defs.append(subgraph(f"L{level}", nodes))
     wf = {"nodes": [{"id": 1, "type": "L0", "mode": 0}], "links": [], "definitions": {"subgraphs": defs}}
-    with pytest.raises(WorkflowTooLarge, match=r"has 10,\d{3} nodes or more, over the limit of 10,000 nodes"):
+    with pytest.raises(WorkflowTooLarge, match=r"has 5,\d{3} nodes or more, over the limit of 5,000 nodes"):
         parse_workflow_object(wf, Knowledge())
 
 
 def test_legacy_group_nodes_count_every_inner_node():
     inner = [loader(i, "x.safetensors") for i in range(200)]
-    wf = {"nodes": [{"id": i, "type": "workflow>big", "mode": 0} for i in range(60)], "links": [],
+    wf = {"nodes": [{"id": i, "type": "workflow>big", "mode": 0} for i in range(30)], "links": [],
           "extra": {"groupNodes": {"big": {"nodes": inner}}}}
-    with pytest.raises(WorkflowTooLarge, match="nodes or more, over the limit of 10,000 nodes"):
+    with pytest.raises(WorkflowTooLarge, match="nodes or more, over the limit of 5,000 nodes"):
         parse_workflow_object(wf, Knowledge())
     wf["nodes"] = wf["nodes"][:2]  # positive control: 400 inner nodes are fine
     assert len(parse_workflow_object(wf, Knowledge()).refs) == 400
