@@ -105,7 +105,8 @@ def test_png_text_bomb_is_bounded():
     bomb = json.dumps({**UI, "pad": "0" * (4 * 1024 * 1024)})
     png = make_png({"workflow": bomb}, itxt=True, compress=True)
     assert len(png) < 64 * 1024  # compresses to almost nothing…
-    with pytest.raises(WorkflowError, match="expands beyond"):
+    with pytest.raises(WorkflowTooLarge, match=r"The workflow text in this PNG is 1,048,577 bytes or more, over "
+                                               r"the limit of 1,048,576 bytes\."):
         dec(png, limit=1024 * 1024)  # …but may not expand past the limit
 
 
