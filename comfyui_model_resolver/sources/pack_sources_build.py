@@ -36,7 +36,7 @@ from typing import Any
 from ..workflow.folders import canonical_folder
 from .manager_list import installed_manager
 from .pack_sources import DEFAULT_PATH
-from .pack_sources_extract import Hit, extract, family_of
+from .pack_sources_extract import Hit, extract, family_of, layout_folder
 
 log = logging.getLogger("cmr.pack_sources_build")
 
@@ -45,6 +45,7 @@ PROVENANCE_PATH = DEFAULT_PATH.parent / "pack_sources_provenance.md"
 DEFAULT_INCLUDE = ("*.md", "*.MD", "*.txt", "*.rst", "*.py")
 SKIP_PARTS = ("test", "tests", ".github", "node_modules", "__pycache__")
 MAX_FILE_BYTES = 1_500_000
+STRICT_DISTANCE = 2  # lines between a link and the folder its text names, for `strict` packs
 _FOLDER_OK = re.compile(r"^[A-Za-z0-9][\w.+-]{0,63}(?:/[A-Za-z0-9][\w.+-]{0,63}){0,5}$")
 TABLE_START, TABLE_END = "<!-- packs table: generated -->", "<!-- end of packs table -->"
 
@@ -76,22 +77,39 @@ def _doc_first(path: str) -> tuple:
     return (not low.split("/")[-1].startswith("readme"), not low.endswith((".md", ".txt", ".rst")), path.count("/"), path)
 
 
+def head_texts(git_dir: Path, wanted) -> dict[str, str]:
+    """path -> text of the files at HEAD for which `wanted(path)` holds (at most MAX_FILE_BYTES each),
+    read in one `git cat-file --batch`."""
+    blobs: list[tuple[str, str]] = []
+    for row in _git(git_dir, "ls-tree", "-r", "-l", "HEAD").splitlines():
+        meta, _, path = row.partition("\t")
+        fields = meta.split()
+        if len(fields) < 4 or fields[1] != "blob" or not fields[3].isdigit() or int(fields[3]) > MAX_FILE_BYTES:
+            continue
+        if wanted(path):
+            blobs.append((fields[2], path))
+    if not blobs:
+        return {}
+    raw = subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "--batch"], check=True, capture_output=True,
+                         input="".join(f"{sha}\n" for sha, _ in blobs).encode()).stdout
+    out, pos = {}, 0
+    for _, path in blobs:
+        end = raw.index(b"\n", pos)
+        size = int(raw[pos:end].split()[2])
+        out[path] = raw[end + 1:end + 1 + size].decode("utf-8", errors="replace")
+        pos = end + 1 + size + 1
+    return out
+
+
 def read_pack(git_dir: Path, review: dict) -> tuple[str, list[tuple[str, list[Hit], list[str]]]]:
     """(commit, [(path, hits, lines)]) of one pack's repository at HEAD, docs first."""
     commit = _git(git_dir, "rev-parse", "HEAD").strip()
-    listing = _git(git_dir, "ls-tree", "-r", "-l", "HEAD").splitlines()
     include = list(review.get("include") or DEFAULT_INCLUDE)
     exclude = list(review.get("exclude") or ())
-    out = []
-    for row in listing:
-        meta, _, path = row.partition("\t")
-        size = meta.split()[-1]
-        if not _wanted(path, include, exclude) or not size.isdigit() or int(size) > MAX_FILE_BYTES:
-            continue
-        out.append(path)
+    texts = head_texts(git_dir, lambda path: _wanted(path, include, exclude))
     files = []
-    for path in sorted(out, key=_doc_first):
-        text = _git(git_dir, "show", f"HEAD:{path}")
+    for path in sorted(texts, key=_doc_first):
+        text = texts[path]
         hits = extract(path, text)
         if hits or any(a.get("file") == path for a in review.get("add") or ()):
             files.append((path, hits, text.splitlines()))
@@ -153,6 +171,11 @@ def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], li
                 spec = default
             if spec is not None:
                 h.folder, h.subdir = split_place(spec.replace("{repo}", str(h.source.get("repo") or "")))
+            elif review.get("strict"):
+                why = doubt(h)
+                if why:
+                    dropped.append((path, h, "uncertain: " + why))
+                    continue
         if not h.folder or not _FOLDER_OK.match(h.folder + ("/" + h.subdir if h.subdir else "")):
             dropped.append((path, h, f"no folder ({h.folder!r})"))
             continue
@@ -186,6 +209,26 @@ def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], li
     return body, dropped
 
 
+def doubt(h: Hit) -> str | None:
+    """Why a hit's folder is not certain enough to ship (for packs reviewed `strict`), or None.
+
+    Shipped: a folder written on the hit's line or up to STRICT_DISTANCE lines above it that the
+    file's directory in its repo does not contradict, or, with no folder in the text, the folder
+    that directory names (`split_files/vae/…`). Held back: a folder written further away (a heading
+    several rows up is often another section's), or text and repo layout disagreeing."""
+    layout = layout_folder(h.source.get("path")) if h.filename else None
+    if h.folder is None:
+        if layout:
+            h.folder, h.subdir = layout, None
+            return None
+        return None  # dropped later for having no folder
+    if layout and layout != h.folder:
+        return f"the text says {h.folder}, the repo's layout says {layout}"
+    if h.distance is None or h.distance > STRICT_DISTANCE:
+        return f"folder {h.folder!r} is written {h.distance} lines away from the link"
+    return None
+
+
 def stars() -> dict[str, int]:
     """GitHub stars per `owner/name` (lower-case) from the pinned comfyui-manager's github-stats.json."""
     found = installed_manager()
@@ -217,6 +260,11 @@ def build(review_doc: dict, mirror: Path, previous: dict, *, only: set[str] | No
         commit, files = read_pack(git_dir, review)
         body, dropped = apply_review(review, commit, files)
         body["popularity"] = popularity.get(review["repo"].lower())
+        held = [_uncertain_row(path, h, why) for path, h, why in dropped if why.startswith("uncertain: ")]
+        if held:
+            review["uncertain"] = held
+        else:
+            review.pop("uncertain", None)
         if show:
             _show(name, body, dropped)
         if body["files"] or body["repos"]:
@@ -228,6 +276,14 @@ def build(review_doc: dict, mirror: Path, previous: dict, *, only: set[str] | No
     return {"version": 1, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "popularity": f"GitHub stars, comfyui-manager=={mgr[1] if mgr else '?'} github-stats.json",
             "packs": ordered}
+
+
+def _uncertain_row(path: str, h: Hit, why: str) -> dict:
+    """A hit held back from the table, as the review file lists it (generated; not shipped)."""
+    row: dict[str, Any] = {"filename": h.filename} if h.filename else {}
+    row.update(source=h.source, folder_guess=h.folder + (f"/{h.subdir}" if h.subdir else ""),
+               why=why.removeprefix("uncertain: "), provenance={"file": path, "line": h.line})
+    return row
 
 
 def _show(name: str, body: dict, dropped: list[tuple[str, Hit, str]]) -> None:
@@ -296,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
     previous = json.loads(args.output.read_text(encoding="utf-8")) if args.output.is_file() else {}
     doc = build(review, args.mirror, previous, only=set(args.pack) if args.pack else None, show=args.show)
     write(doc, args.output)
+    args.review.write_text(json.dumps(review, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     write_provenance(doc, args.provenance)
     n_files = sum(len(x["files"]) for x in doc["packs"].values())
     n_repos = sum(len(x["repos"]) for x in doc["packs"].values())
