@@ -43,7 +43,8 @@ log = logging.getLogger("cmr.pack_sources_build")
 REVIEW_PATH = DEFAULT_PATH.parent / "pack_sources_review.json"
 PROVENANCE_PATH = DEFAULT_PATH.parent / "pack_sources_provenance.md"
 DEFAULT_INCLUDE = ("*.md", "*.MD", "*.txt", "*.rst", "*.py")
-SKIP_PARTS = ("test", "tests", ".github", "node_modules", "__pycache__")
+SKIP_PARTS = ("test", "tests", ".github", "node_modules", "__pycache__", "imports", "vendor", "third_party",
+              "thirdparty", "3rdparty", "external")  # vendored copies of other projects are not the pack's word
 MAX_FILE_BYTES = 1_500_000
 STRICT_DISTANCE = 2  # lines between a link and the folder its text names, for `strict` packs
 _FOLDER_OK = re.compile(r"^[A-Za-z0-9][\w.+-]{0,63}(?:/[A-Za-z0-9][\w.+-]{0,63}){0,5}$")
@@ -172,7 +173,7 @@ def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], li
             if spec is not None:
                 h.folder, h.subdir = split_place(spec.replace("{repo}", str(h.source.get("repo") or "")))
             elif review.get("strict"):
-                why = doubt(h)
+                why = doubt(h, review.get("_reads"))
                 if why:
                     dropped.append((path, h, "uncertain: " + why))
                     continue
@@ -209,24 +210,62 @@ def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], li
     return body, dropped
 
 
-def doubt(h: Hit) -> str | None:
+def doubt(h: Hit, reads: set[str] | None = None) -> str | None:
     """Why a hit's folder is not certain enough to ship (for packs reviewed `strict`), or None.
 
-    Shipped: a folder written on the hit's line or up to STRICT_DISTANCE lines above it that the
-    file's directory in its repo does not contradict, or, with no folder in the text, the folder
-    that directory names (`split_files/vae/…`). Held back: a folder written further away (a heading
-    several rows up is often another section's), or text and repo layout disagreeing."""
+    Shipped: a folder written on the hit's line or up to STRICT_DISTANCE lines above it, that the
+    file's directory in its repo does not contradict and that the repo's layout or the pack's own
+    loaders confirm (`reads`: the folders its loader entries in data/loaders.json read and the
+    folder keys it registers); or, with no folder in the text, the folder the repo's layout names
+    (`split_files/vae/…`). Held back: a folder written further away (a heading several rows up is
+    often another section's), text and layout disagreeing, or a folder no loader of the pack reads."""
     layout = layout_folder(h.source.get("path")) if h.filename else None
     if h.folder is None:
         if layout:
             h.folder, h.subdir = layout, None
-            return None
-        return None  # dropped later for having no folder
+        return None  # without a layout folder it is dropped later for having none
     if layout and layout != h.folder:
         return f"the text says {h.folder}, the repo's layout says {layout}"
     if h.distance is None or h.distance > STRICT_DISTANCE:
         return f"folder {h.folder!r} is written {h.distance} lines away from the link"
+    if layout != h.folder and reads is not None and h.folder.lower() not in reads:
+        return f"no loader of the pack reads {h.folder!r}"
     return None
+
+
+def pack_reads(loaders: dict, pack: str) -> set[str]:
+    """Lower-cased folders (and first parts of literal paths) the pack's loader entries read or it registers."""
+    out: set[str] = set()
+
+    def add(folder: str | None) -> None:
+        if folder:
+            out.add(canonical_folder(folder.strip("/").split("/")[0]).lower())
+
+    def walk(spec) -> None:
+        if isinstance(spec, str):
+            add(spec)
+        elif isinstance(spec, dict):
+            for key in ("folder", "dir"):
+                add(spec.get(key))
+            for f in spec.get("alt_folders") or ():
+                add(f)
+            add((spec.get("repo") or {}).get("folder"))
+            for items in (spec.get("presets") or {}).values():
+                for item in items:
+                    add(item.get("folder"))
+
+    for entry in (loaders.get("nodes") or {}).values():
+        if entry.get("pack") != pack:
+            continue
+        for group in ("models", "dict_widgets", "input_patterns"):
+            for spec in (entry.get(group) or {}).values():
+                walk(spec)
+        for item in entry.get("implicit") or ():
+            add(item.get("folder"))
+    for reg in ((loaders.get("packs") or {}).get(pack) or {}).get("registers") or ():
+        add(reg.get("key"))
+        add(reg.get("path"))
+    return out
 
 
 def stars() -> dict[str, int]:
@@ -244,7 +283,9 @@ def stars() -> dict[str, int]:
 
 
 def build(review_doc: dict, mirror: Path, previous: dict, *, only: set[str] | None = None,
-          show: bool = False) -> dict:
+          show: bool = False, loaders: dict | None = None) -> dict:
+    """The table from the review and the mirrors. `loaders` (data/loaders.json) gives strict packs the
+    folders their own loaders read, which a documented folder must be one of."""
     popularity = stars()
     packs: dict[str, dict] = {}
     for name, review in review_doc["packs"].items():
@@ -258,7 +299,8 @@ def build(review_doc: dict, mirror: Path, previous: dict, *, only: set[str] | No
                 packs[name] = old
             continue
         commit, files = read_pack(git_dir, review)
-        body, dropped = apply_review(review, commit, files)
+        reads = pack_reads(loaders, review["repo"].split("/", 1)[1]) if loaders is not None else None
+        body, dropped = apply_review({**review, "_reads": reads}, commit, files)
         body["popularity"] = popularity.get(review["repo"].lower())
         held = [_uncertain_row(path, h, why) for path, h, why in dropped if why.startswith("uncertain: ")]
         if held:
@@ -344,13 +386,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--review", type=Path, default=REVIEW_PATH)
     p.add_argument("--output", type=Path, default=DEFAULT_PATH)
     p.add_argument("--provenance", type=Path, default=PROVENANCE_PATH, help="markdown file whose packs table is rewritten")
+    p.add_argument("--loaders", type=Path, default=DEFAULT_PATH.parent / "loaders.json",
+                   help="loader table whose folders confirm a strict pack's documented folders")
     p.add_argument("--pack", action="append", help="rebuild only this pack (repeatable); the others are kept")
     p.add_argument("--show", action="store_true", help="print kept and dropped hits for the review")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     review = json.loads(args.review.read_text(encoding="utf-8"))
     previous = json.loads(args.output.read_text(encoding="utf-8")) if args.output.is_file() else {}
-    doc = build(review, args.mirror, previous, only=set(args.pack) if args.pack else None, show=args.show)
+    loaders = json.loads(args.loaders.read_text(encoding="utf-8")) if args.loaders.is_file() else None
+    doc = build(review, args.mirror, previous, only=set(args.pack) if args.pack else None, show=args.show,
+                loaders=loaders)
     write(doc, args.output)
     args.review.write_text(json.dumps(review, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     write_provenance(doc, args.provenance)

@@ -167,3 +167,18 @@ def test_strict_packs_hold_back_far_or_contradicted_folders(tmp_path):
     assert why["vae.safetensors"] == "uncertain: the text says loras, the repo's layout says vae"
     loose, _ = builder.apply_review({"repo": "o/P"}, "1" * 40, files)  # a hand-reviewed pack keeps its old rule
     assert "far.safetensors" in {f["filename"] for f in loose["files"]}
+
+
+def test_strict_folders_must_be_read_by_the_packs_own_loaders():
+    text = "\n".join([
+        "Put [a.safetensors](https://huggingface.co/o/r/resolve/main/a.safetensors) in models/pulid",
+        "Put [b.pth](https://huggingface.co/o/r/resolve/main/b.pth) in models/t5",
+    ])
+    files = [("README.md", extract("README.md", text), text.splitlines())]
+    loaders = {"nodes": {"PulidLoader": {"pack": "P", "widgets": ["f"], "models": {"f": {"folder": "pulid"}}}},
+               "packs": {"P": {"registers": [{"key": "eva", "path": "eva_clip", "file": "x.py", "line": 1}]}}}
+    reads = builder.pack_reads(loaders, "P")
+    assert reads == {"pulid", "eva", "eva_clip"}
+    body, dropped = builder.apply_review({"repo": "o/P", "strict": True, "_reads": reads}, "1" * 40, files)
+    assert [f["filename"] for f in body["files"]] == ["a.safetensors"]
+    assert [w for _, _, w in dropped] == ["uncertain: no loader of the pack reads 't5'"]
