@@ -152,8 +152,8 @@ def split_place(spec: str) -> tuple[str | None, str | None]:
 def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], list[str]]]
                  ) -> tuple[dict, list[tuple[str, Hit, str]]]:
     """The pack's table entry and the dropped hits (path, hit, why)."""
-    folders = [(re.compile(rx, re.I), spec) for rx, spec in (review.get("folders") or {}).items()]
-    drops = [re.compile(rx, re.I) for rx in review.get("drop") or ()]
+    folders = [(re.compile(rx, re.IGNORECASE), spec) for rx, spec in (review.get("folders") or {}).items()]
+    drops = [re.compile(rx, re.IGNORECASE) for rx in review.get("drop") or ()]
     default = review.get("folder")
     entries: list[tuple[str, Hit]] = [(p, h) for p, hits, _ in files for h in hits]
     entries += _added(review, {p: lines for p, _, lines in files})

@@ -24,22 +24,15 @@ import re
 from dataclasses import dataclass, field
 
 from .folders import has_model_extension
+from .pack_ast import Registration, Scope, bindings, call_name, const_str, models_path
+from .pack_ast import mappings as node_mappings
+from .pack_ast import registrations as folder_registrations
 
 WIDGET_TYPES = ("INT", "FLOAT", "STRING", "BOOLEAN", "COMBO")
 V3_TYPES = {"Int": "INT", "Float": "FLOAT", "String": "STRING", "Boolean": "BOOLEAN", "Combo": "COMBO"}
 UPLOAD_FLAGS = ("image_upload", "video_upload", "audio_upload", "upload", "animated_image_upload", "model_upload")
 _FOLDER_KEY = re.compile(r"^[A-Za-z0-9][\w.+-]{0,63}$")
 _MAX_DEPTH = 6
-
-
-@dataclass
-class Registration:
-    """A folder key a pack adds to ComfyUI's registry, and where it points (`models/<dir>`) when literal."""
-
-    folder: str
-    path: str | None
-    file: str
-    line: int
 
 
 @dataclass
@@ -56,70 +49,7 @@ class Loader:
     named: dict[str, list[str]] = field(default_factory=dict)  # combo -> literal model file names it offers
 
 
-def _const_str(node: ast.AST | None) -> str | None:
-    return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
-
-
-def _call_name(node: ast.AST) -> str:
-    """`folder_paths.get_filename_list` -> 'get_filename_list'; `f` -> 'f'."""
-    if isinstance(node, ast.Call):
-        node = node.func
-    if isinstance(node, ast.Attribute):
-        return node.attr
-    if isinstance(node, ast.Name):
-        return node.id
-    return ""
-
-
-def _is_models_dir(node: ast.AST) -> bool:
-    return (isinstance(node, ast.Attribute) and node.attr == "models_dir") or \
-        (isinstance(node, ast.Name) and node.id == "models_dir")
-
-
-class _Scope:
-    """Simple `name = expr` bindings of a module, and of a function on top of it."""
-
-    def __init__(self, module: dict[str, ast.AST], funcs: dict[str, ast.FunctionDef], local: dict | None = None):
-        self.module, self.funcs, self.local = module, funcs, local or {}
-
-    def lookup(self, name: str) -> ast.AST | None:
-        return self.local.get(name) or self.module.get(name)
-
-    def child(self, func: ast.FunctionDef) -> "_Scope":
-        return _Scope(self.module, self.funcs, _bindings(func.body))
-
-
-def _bindings(body: list[ast.stmt]) -> dict[str, ast.AST]:
-    out: dict[str, ast.AST] = {}
-    for stmt in body:
-        for node in ast.walk(stmt) if not isinstance(stmt, (ast.FunctionDef, ast.ClassDef)) else ():
-            if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
-                out.setdefault(node.targets[0].id, node.value)
-            elif isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
-                out.setdefault(node.target.id, node.value)
-    return out
-
-
-def models_path(node: ast.AST, scope: _Scope, depth: int = 0) -> str | None:
-    """'a/b' for `os.path.join(folder_paths.models_dir, "a", "b")` (through variables), else None."""
-    if depth > _MAX_DEPTH:
-        return None
-    if isinstance(node, ast.Name):
-        bound = scope.lookup(node.id)
-        return models_path(bound, scope, depth + 1) if bound is not None else None
-    if isinstance(node, ast.Call) and _call_name(node) == "join" and node.args:
-        head, rest = node.args[0], node.args[1:]
-        parts = [_const_str(a) for a in rest]
-        if not rest or any(p is None for p in parts):
-            return None
-        if _is_models_dir(head):
-            return "/".join(p.strip("/") for p in parts)
-        base = models_path(head, scope, depth + 1)
-        return "/".join([base] + [p.strip("/") for p in parts]) if base else None
-    return None
-
-
-def _folders_in(node: ast.AST, scope: _Scope, depth: int = 0, seen: set | None = None) -> tuple[list[str], list[str]]:
+def _folders_in(node: ast.AST, scope: Scope, depth: int = 0, seen: set | None = None) -> tuple[list[str], list[str]]:
     """(folder keys of get_filename_list calls, models_dir sub-paths of os.listdir calls) in an expression,
     following variables and same-file helper functions."""
     seen = seen if seen is not None else set()
@@ -129,11 +59,11 @@ def _folders_in(node: ast.AST, scope: _Scope, depth: int = 0, seen: set | None =
         return keys, dirs
     for sub in ast.walk(node):
         if isinstance(sub, ast.Call):
-            name = _call_name(sub)
+            name = call_name(sub)
             if name in ("get_filename_list", "get_filename_list_") and sub.args:
-                key = _const_str(sub.args[0])
+                key = const_str(sub.args[0])
                 if key is None and isinstance(sub.args[0], ast.Name):
-                    key = _const_str(scope.lookup(sub.args[0].id))
+                    key = const_str(scope.lookup(sub.args[0].id))
                 if key and _FOLDER_KEY.match(key):
                     keys.append(key)
             elif name in ("listdir", "scandir") and sub.args:
@@ -156,11 +86,11 @@ def _folders_in(node: ast.AST, scope: _Scope, depth: int = 0, seen: set | None =
     return list(dict.fromkeys(keys)), list(dict.fromkeys(dirs))
 
 
-def _input_type(node: ast.AST, scope: _Scope, depth: int = 0) -> tuple[str | None, bool]:
+def _input_type(node: ast.AST, scope: Scope, depth: int = 0) -> tuple[str | None, bool]:
     """(widget type or None for a socket, certain?) of an input spec's first element."""
     if depth > _MAX_DEPTH:
         return None, False
-    s = _const_str(node)
+    s = const_str(node)
     if s is not None:
         return (s if s in WIDGET_TYPES else None), True
     if isinstance(node, (ast.List, ast.ListComp, ast.Tuple, ast.BinOp, ast.IfExp)):
@@ -170,7 +100,7 @@ def _input_type(node: ast.AST, scope: _Scope, depth: int = 0) -> tuple[str | Non
             return node.attr, True
         return None, node.attr.isupper() or node.attr in ("any", "any_type")
     if isinstance(node, ast.Call):
-        name = _call_name(node)
+        name = call_name(node)
         if name in ("get_filename_list", "listdir", "sorted", "list", "keys", "glob", "get_model_list"):
             return "COMBO", True
         if name[:1].isupper():  # AnyType("*"), a type object: a socket
@@ -187,7 +117,7 @@ def _input_type(node: ast.AST, scope: _Scope, depth: int = 0) -> tuple[str | Non
     return None, False
 
 
-def _dict_of(node: ast.AST | None, scope: _Scope, depth: int = 0) -> ast.Dict | None:
+def _dict_of(node: ast.AST | None, scope: Scope, depth: int = 0) -> ast.Dict | None:
     if isinstance(node, ast.Dict):
         return node
     if isinstance(node, ast.Name) and depth < _MAX_DEPTH:
@@ -201,20 +131,20 @@ def _opts(spec: ast.AST) -> dict:
         return {}
     out = {}
     for k, v in zip(spec.elts[1].keys, spec.elts[1].values):
-        key = _const_str(k)
+        key = const_str(k)
         if key and isinstance(v, ast.Constant):
             out[key] = v.value
     return out
 
 
-def _v2_inputs(func: ast.FunctionDef, scope: _Scope, loader: Loader) -> None:
+def _v2_inputs(func: ast.FunctionDef, scope: Scope, loader: Loader) -> None:
     fscope = scope.child(func)
     ret = next((n.value for n in ast.walk(func) if isinstance(n, ast.Return) and n.value is not None), None)
     top = _dict_of(ret, fscope)
     if top is None:
         loader.uncertain.append("INPUT_TYPES does not return a literal dict")
         return
-    sections = {_const_str(k): v for k, v in zip(top.keys, top.values)}
+    sections = {const_str(k): v for k, v in zip(top.keys, top.values)}
     for section in ("required", "optional"):
         if section not in sections:
             continue
@@ -223,7 +153,7 @@ def _v2_inputs(func: ast.FunctionDef, scope: _Scope, loader: Loader) -> None:
             loader.uncertain.append(f"{section} inputs are not a literal dict")
             continue
         for k, spec in zip(body.keys, body.values):
-            name = _const_str(k)
+            name = const_str(k)
             if name is None:
                 loader.uncertain.append(f"{section} inputs spread from another dict")
                 continue
@@ -239,7 +169,7 @@ def _v2_inputs(func: ast.FunctionDef, scope: _Scope, loader: Loader) -> None:
 
 
 def _add_input(loader: Loader, name: str, typ: str | None, force: object, cag: object, upload: bool,
-               options: ast.AST | None, scope: _Scope) -> None:
+               options: ast.AST | None, scope: Scope) -> None:
     if typ is None or force:
         return
     if name in loader.widgets:
@@ -262,7 +192,7 @@ def _add_input(loader: Loader, name: str, typ: str | None, force: object, cag: o
         loader.widgets.append(f"{name}.control_after_generate")
 
 
-def _literal_names(node: ast.AST, scope: _Scope, depth: int = 0) -> list[str]:
+def _literal_names(node: ast.AST, scope: Scope, depth: int = 0) -> list[str]:
     """The model file names of a literal option list (through variables), when most options are such."""
     if isinstance(node, ast.Name) and depth < _MAX_DEPTH:
         bound = scope.lookup(node.id)
@@ -271,21 +201,21 @@ def _literal_names(node: ast.AST, scope: _Scope, depth: int = 0) -> list[str]:
         return _literal_names(node.left, scope, depth + 1) + _literal_names(node.right, scope, depth + 1)
     if not isinstance(node, (ast.List, ast.Tuple)):
         return []
-    values = [_const_str(e) for e in node.elts]
+    values = [const_str(e) for e in node.elts]
     files = [v for v in values if v and has_model_extension(v)]
     return files if files and len(files) * 2 > len(values) else []
 
 
-def class_hints(cdef: ast.ClassDef, scope: _Scope) -> tuple[set[str], set[str]]:
+def class_hints(cdef: ast.ClassDef, scope: Scope) -> tuple[set[str], set[str]]:
     """Folder keys (`get_full_path("<key>", …)`, `get_folder_paths("<key>")`) and literal model
     directories (`os.path.join(models_dir, "<dir>")`, also through module constants) a class's code uses."""
     keys: set[str] = set()
     dirs: set[str] = set()
     for node in ast.walk(cdef):
         if isinstance(node, ast.Call):
-            name = _call_name(node)
+            name = call_name(node)
             if name in ("get_full_path", "get_full_path_or_raise", "get_folder_paths") and node.args:
-                key = _const_str(node.args[0])
+                key = const_str(node.args[0])
                 if key and _FOLDER_KEY.match(key):
                     keys.add(key)
             elif name == "join":
@@ -300,11 +230,11 @@ def class_hints(cdef: ast.ClassDef, scope: _Scope) -> tuple[set[str], set[str]]:
     return keys, dirs
 
 
-def _v3_schema(func: ast.FunctionDef, scope: _Scope) -> tuple[str | None, list[ast.Call]]:
+def _v3_schema(func: ast.FunctionDef, scope: Scope) -> tuple[str | None, list[ast.Call]]:
     for node in ast.walk(func):
-        if isinstance(node, ast.Call) and _call_name(node) == "Schema":
+        if isinstance(node, ast.Call) and call_name(node) == "Schema":
             kw = {k.arg: k.value for k in node.keywords if k.arg}
-            node_id = _const_str(kw.get("node_id"))
+            node_id = const_str(kw.get("node_id"))
             inputs = kw.get("inputs")
             if isinstance(inputs, ast.Name):
                 inputs = scope.child(func).lookup(inputs.id)
@@ -313,13 +243,13 @@ def _v3_schema(func: ast.FunctionDef, scope: _Scope) -> tuple[str | None, list[a
     return None, []
 
 
-def _v3_inputs(func: ast.FunctionDef, scope: _Scope, items: list[ast.Call], loader: Loader) -> None:
+def _v3_inputs(func: ast.FunctionDef, scope: Scope, items: list[ast.Call], loader: Loader) -> None:
     fscope = scope.child(func)
     required, optional = [], []
     for call in items:
         f = call.func
         kind = f.value.attr if isinstance(f, ast.Attribute) and isinstance(f.value, ast.Attribute) else None
-        name = _const_str(call.args[0]) if call.args else _const_str(next((k.value for k in call.keywords if k.arg == "id"), None))
+        name = const_str(call.args[0]) if call.args else const_str(next((k.value for k in call.keywords if k.arg == "id"), None))
         if not name:
             loader.uncertain.append("a V3 input without a literal name")
             continue
@@ -329,53 +259,9 @@ def _v3_inputs(func: ast.FunctionDef, scope: _Scope, items: list[ast.Call], load
         opt = isinstance(kw.get("optional"), ast.Constant) and kw["optional"].value is True
         (optional if opt else required).append((name, kind, kw))
     for name, kind, kw in required + optional:
-        typ = V3_TYPES.get(kind or "")
-        def flag(key):
-            v = kw.get(key)
-            return v.value if isinstance(v, ast.Constant) else None
-        _add_input(loader, name, typ, flag("force_input"), flag("control_after_generate"), bool(flag("upload")),
-                   kw.get("options") or kw.get("_options"), fscope)
-
-
-def _mappings(tree: ast.Module) -> dict[str, str]:
-    """Node type -> class name from `*CLASS_MAPPINGS` dict literals and item assignments."""
-    out: dict[str, str] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Assign) and len(node.targets) == 1:
-            tgt = node.targets[0]
-            tname = tgt.id if isinstance(tgt, ast.Name) else tgt.attr if isinstance(tgt, ast.Attribute) else None
-            if tname and "CLASS_MAPPINGS" in tname.upper() and isinstance(node.value, ast.Dict):
-                for k, v in zip(node.value.keys, node.value.values):
-                    key = _const_str(k)
-                    if key and isinstance(v, (ast.Name, ast.Attribute)):
-                        out.setdefault(key, v.id if isinstance(v, ast.Name) else v.attr)
-            elif isinstance(tgt, ast.Subscript) and isinstance(tgt.value, ast.Name) and \
-                    "CLASS_MAPPINGS" in tgt.value.id.upper():
-                key = _const_str(tgt.slice)
-                if key and isinstance(node.value, (ast.Name, ast.Attribute)):
-                    out.setdefault(key, node.value.id if isinstance(node.value, ast.Name) else node.value.attr)
-    return out
-
-
-def _registrations(path: str, tree: ast.Module, scope: _Scope) -> list[Registration]:
-    out = []
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and _call_name(node) == "add_model_folder_path" and len(node.args) >= 2:
-            key = _const_str(node.args[0])
-            if key:
-                out.append(Registration(key, models_path(node.args[1], scope), path, node.lineno))
-        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Subscript):
-            tgt = node.targets[0]
-            holder = tgt.value.attr if isinstance(tgt.value, ast.Attribute) else getattr(tgt.value, "id", None)
-            if holder == "folder_names_and_paths":
-                key = _const_str(tgt.slice)
-                val = node.value
-                first = val.elts[0] if isinstance(val, ast.Tuple) and val.elts else None
-                if isinstance(first, ast.List) and first.elts:
-                    first = first.elts[0]
-                if key:
-                    out.append(Registration(key, models_path(first, scope) if first is not None else None, path, node.lineno))
-    return out
+        flags = {k: v.value for k, v in kw.items() if isinstance(v, ast.Constant)}
+        _add_input(loader, name, V3_TYPES.get(kind or ""), flags.get("force_input"), flags.get("control_after_generate"),
+                   bool(flags.get("upload")), kw.get("options") or kw.get("_options"), fscope)
 
 
 def extract_pack(files: dict[str, str]) -> tuple[list[Loader], list[Registration], list[str]]:
@@ -388,17 +274,17 @@ def extract_pack(files: dict[str, str]) -> tuple[list[Loader], list[Registration
         except (SyntaxError, ValueError) as exc:
             problems.append(f"{path}: not parsed ({exc.__class__.__name__})")
     mappings: dict[str, str] = {}
-    classes: dict[str, tuple[str, ast.ClassDef, _Scope]] = {}
+    classes: dict[str, tuple[str, ast.ClassDef, Scope]] = {}
     registrations: list[Registration] = []
     for path, tree in parsed.items():
         funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-        scope = _Scope(_bindings(tree.body), funcs)
-        for k, v in _mappings(tree).items():
+        scope = Scope(bindings(tree.body), funcs)
+        for k, v in node_mappings(tree).items():
             mappings.setdefault(k, v)
         for node in ast.walk(tree):
             if isinstance(node, ast.ClassDef):
                 classes.setdefault(node.name, (path, node, scope))
-        registrations += _registrations(path, tree, scope)
+        registrations += folder_registrations(path, tree, scope)
     loaders: list[Loader] = []
     v3_done: set[str] = set()
     for cls_name, (path, cdef, scope) in classes.items():  # V3 nodes name themselves
@@ -427,7 +313,7 @@ def extract_pack(files: dict[str, str]) -> tuple[list[Loader], list[Registration
     return loaders, registrations, problems
 
 
-def _auto_download(loader: Loader, cdef: ast.ClassDef, scope: _Scope, problems: list[str]) -> None:
+def _auto_download(loader: Loader, cdef: ast.ClassDef, scope: Scope, problems: list[str]) -> None:
     """A combo of literal model file names is a file the node downloads itself into the one
     folder its code names; with no folder or several, it is left out (and said so)."""
     if not loader.named:
@@ -441,7 +327,7 @@ def _auto_download(loader: Loader, cdef: ast.ClassDef, scope: _Scope, problems: 
         if keys:
             loader.models[name] = {"folder": sorted(keys), "auto_download": True}
         else:
-            loader.models[name] = {"listdir": sorted(dirs)[0], "auto_download": True}
+            loader.models[name] = {"listdir": min(dirs), "auto_download": True}
 
 
 def _input_types_of(cls_name: str, classes: dict, depth: int = 0):
