@@ -36,7 +36,7 @@ from typing import Any
 from ..workflow.folders import canonical_folder
 from .manager_list import installed_manager
 from .pack_sources import DEFAULT_PATH
-from .pack_sources_extract import Hit, extract, family_of, layout_folder
+from .pack_sources_extract import CODE_FOLDER, Hit, extract, family_of, layout_folder
 
 log = logging.getLogger("cmr.pack_sources_build")
 
@@ -213,12 +213,14 @@ def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], li
 def doubt(h: Hit, reads: set[str] | None = None) -> str | None:
     """Why a hit's folder is not certain enough to ship (for packs reviewed `strict`), or None.
 
-    Shipped: a folder written on the hit's line or up to STRICT_DISTANCE lines above it, that the
+    Shipped: a folder written on the hit's line, up to STRICT_DISTANCE lines above it or in the same
+    paragraph, list or table (code: the same function), that the
     file's directory in its repo does not contradict and that the repo's layout or the pack's own
     loaders confirm (`reads`: the folders its loader entries in data/loaders.json read and the
     folder keys it registers); or, with no folder in the text, the folder the repo's layout names
     (`split_files/vae/…`). Held back: a folder written further away (a heading several rows up is
-    often another section's), text and layout disagreeing, or a folder no loader of the pack reads."""
+    often another section's), text and layout disagreeing, or a folder neither ComfyUI nor the pack's
+    loaders or code read."""
     layout = layout_folder(h.source.get("path")) if h.filename else None
     if h.folder is None:
         if layout:
@@ -226,11 +228,28 @@ def doubt(h: Hit, reads: set[str] | None = None) -> str | None:
         return None  # without a layout folder it is dropped later for having none
     if layout and layout != h.folder:
         return f"the text says {h.folder}, the repo's layout says {layout}"
-    if h.distance is None or h.distance > STRICT_DISTANCE:
-        return f"folder {h.folder!r} is written {h.distance} lines away from the link"
+    if h.distance is None or (h.distance > STRICT_DISTANCE and not h.same_block):
+        return f"folder {h.folder!r} is written {h.distance} lines away from the link, in another block"
     if layout != h.folder and reads is not None and h.folder.lower() not in reads:
-        return f"no loader of the pack reads {h.folder!r}"
+        return f"neither ComfyUI nor the pack's code reads {h.folder!r}"
     return None
+
+
+#: ComfyUI's own folders: a pack documenting a file for a core loader (a checkpoint, a LoRA, a VAE …).
+CORE_FOLDERS = frozenset({"checkpoints", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
+                          "style_models", "embeddings", "controlnet", "upscale_models", "model_patches",
+                          "latent_upscale_models", "audio_encoders", "vae_approx", "gligen", "hypernetworks",
+                          "photomaker"})
+
+
+def code_folders(git_dir: Path) -> set[str]:
+    """Lower-cased folders the pack's Python names: `folder_paths.get_folder_paths("x")` and the like,
+    and `os.path.join(folder_paths.models_dir, "x")`."""
+    out: set[str] = set()
+    for path, text in head_texts(git_dir, lambda p: p.endswith(".py") and _wanted(p, ["*.py"], [])).items():
+        for m in CODE_FOLDER.finditer(text):
+            out.add(canonical_folder(m.group(1) or m.group(2)).lower())
+    return out
 
 
 def pack_reads(loaders: dict, pack: str) -> set[str]:
@@ -299,7 +318,9 @@ def build(review_doc: dict, mirror: Path, previous: dict, *, only: set[str] | No
                 packs[name] = old
             continue
         commit, files = read_pack(git_dir, review)
-        reads = pack_reads(loaders, review["repo"].split("/", 1)[1]) if loaders is not None else None
+        reads = None
+        if loaders is not None:
+            reads = pack_reads(loaders, review["repo"].split("/", 1)[1]) | code_folders(git_dir) | CORE_FOLDERS
         body, dropped = apply_review({**review, "_reads": reads}, commit, files)
         body["popularity"] = popularity.get(review["repo"].lower())
         held = [_uncertain_row(path, h, why) for path, h, why in dropped if why.startswith("uncertain: ")]

