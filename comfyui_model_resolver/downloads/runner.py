@@ -158,7 +158,7 @@ class JobRunner:
         h.release_path(rec)
         await h.save(rec)
         h.publish(entry, force=True)
-        log.info("download %s failed: %s", redact_url(rec.url), err["message"])
+        log.info("download %s failed: %s", redact_url(rec.url), rec.error["message"])
 
     async def _completed(self, entry: JobEntry, placed: Placed) -> None:
         rec = entry.rec
