@@ -29,9 +29,12 @@ from ..index.layout import FolderLayout
 from ..workflow.folders import MODEL_EXTENSIONS
 
 __all__ = ["WEIGHT_EXTENSIONS", "WriteRoots", "write_roots", "check_writes", "pack_model_dir", "check_pack_file",
-           "linked_folders", "PACK_PREFIX"]
+           "linked_folders", "PACK_PREFIX", "PART_SUFFIX", "LOCK_SUFFIX"]
 
 PACK_PREFIX = "custom_nodes/"
+#: The files a download writes beside its target: `<name>.part` (the data), `<name>.lock` (the owner).
+PART_SUFFIX = ".part"
+LOCK_SUFFIX = ".lock"
 #: What a node pack's model folder may receive: weights (ComfyUI's and the packs' formats: GGUF,
 #: ONNX, TensorRT engines, TorchScript, TFLite, Keras/HDF5). Never text a pack or the Manager reads as
 #: configuration (requirements.txt, pyproject.toml, config.ini, .json, .yaml) or a browser renders.
@@ -120,14 +123,23 @@ def pack_model_dir(folder: str) -> str:
     return best
 
 
+def _pack_file_ok(form: str, base: str) -> bool:
+    for suffix in (PART_SUFFIX, LOCK_SUFFIX):  # our own files beside the target
+        base = base.removesuffix(suffix) if base.endswith(suffix) and len(base) > len(suffix) else base
+    return base.lower().endswith(WEIGHT_EXTENSIONS) or base in _pack_forms().get(form, ())
+
+
 def check_pack_file(folder: str, filename: str) -> None:
     """Only model weights (or a file the loader table puts there, e.g. a tagger's tag list) may land in
     a pack's model folder. Raises UnsafeFormat otherwise."""
     form = pack_model_dir(folder)
     base = filename.replace("\\", "/").rsplit("/", 1)[-1]
-    if base.lower().endswith(WEIGHT_EXTENSIONS) or base in _pack_forms().get(form, ()):
-        return
-    raise UnsafeFormat(f"{base!r} is not a model file: only model weights ({', '.join(WEIGHT_EXTENSIONS)}) may be "
+    if not _pack_file_ok(form, base):
+        raise _not_weights(folder, base)
+
+
+def _not_weights(folder: str, base: str) -> UnsafeFormat:
+    return UnsafeFormat(f"{base!r} is not a model file: only model weights ({', '.join(WEIGHT_EXTENSIONS)}) may be "
                        f"written into a node pack's folder ({folder}); a pack or ComfyUI-Manager would read other "
                        "files there as its own code or settings (requirements.txt, config.ini, web files).",
                        hint="Download only model files into node packs' folders.")
@@ -137,23 +149,28 @@ def check_pack_file(folder: str, filename: str) -> None:
 @dataclass(frozen=True)
 class WriteRoots:
     """Real paths: where writes may go (`roots`), ComfyUI's tree that they never enter (`never`) and the
-    node packs' model folders that are the exception (`packs`). `ignored` lists configured roots that
-    were dropped, with why."""
+    node packs' model folders that are the exception (`packs`: real directory, `<pack>/<dir>` form),
+    which take model weights only. `ignored` lists configured roots that were dropped, with why."""
 
     roots: tuple[str, ...]
     never: tuple[str, ...] = ()
-    packs: tuple[str, ...] = ()
+    packs: tuple[tuple[str, str], ...] = ()
     ignored: tuple[tuple[str, str], ...] = field(default=())
 
-    def allows(self, real: str) -> bool:
-        """Whether the real path `real` may be written."""
-        if any(_inside(real, p) for p in self.packs):
+    def _in_roots(self, real: str) -> bool:
+        return any(_inside(real, root) and not any(
+            _inside(real, zone) and not (_inside(root, zone) and root != zone) for zone in self.never)
+            for root in self.roots)
+
+    def _pack_of(self, real: str) -> str | None:
+        return next((form for d, form in self.packs if _inside(real, d)), None)
+
+    def allows(self, real: str, *, is_file: bool = True) -> bool:
+        """Whether the real path `real` may be written (a file: in a pack's model folder, weights only)."""
+        if self._in_roots(real):
             return True
-        for root in self.roots:
-            if _inside(real, root) and not any(
-                    _inside(real, zone) and not (_inside(root, zone) and root != zone) for zone in self.never):
-                return True
-        return False
+        form = self._pack_of(real)
+        return form is not None and (not is_file or _pack_file_ok(form, os.path.basename(real)))
 
     def check(self, path: str | os.PathLike, *, what: str = "A download") -> str:
         """The real path of `path` (links resolved now) if it may be written; UnsafePath otherwise."""
@@ -162,6 +179,9 @@ class WriteRoots:
         if self.allows(real):
             return real
         shown = path if real == os.path.abspath(path) else f"{path} (a link leads to {real})"
+        form = self._pack_of(real)
+        if form is not None:  # reached through a link from elsewhere: the pack rule holds all the same
+            raise _not_weights(PACK_PREFIX + form, os.path.basename(real))
         protected = next((z for z in self.never if _inside(real, z)), None)
         if protected is not None:
             raise UnsafePath(f"{what} would be written to {shown}, inside ComfyUI's own files ({protected}); the "
@@ -191,22 +211,27 @@ def write_roots(layout: FolderLayout) -> WriteRoots:
     models = os.path.realpath(layout.models_root)
     comfy = _comfy_dir(layout.models_root)
     never: list[str] = []
-    packs: list[str] = []
+    packs: list[tuple[str, str]] = []
     if comfy is not None:
         never = list(dict.fromkeys(os.path.realpath(os.path.join(comfy, d)) for d in ("custom_nodes", "user", ".")))
         nodes = os.path.join(comfy, "custom_nodes")
+        real_nodes = os.path.realpath(nodes)
         for form in _pack_forms():
             pack = os.path.join(nodes, form.split("/", 1)[0])
-            if os.path.isdir(pack):
-                real = os.path.realpath(os.path.join(nodes, *form.split("/")))
-                if _inside(real, os.path.realpath(pack)):  # the pack's own folder, not a link out of it
-                    packs.append(real)
+            if not os.path.isdir(pack):
+                continue
+            real_pack = os.path.realpath(pack)  # a pack may be a link to a checkout elsewhere, not into ComfyUI
+            if not _inside(real_pack, real_nodes) and any(_inside(real_pack, z) for z in never):
+                continue
+            real = os.path.realpath(os.path.join(nodes, *form.split("/")))
+            if _inside(real, real_pack):  # the pack's own folder, not a link out of it
+                packs.append((real, form))
     roots, ignored = [models], []
     for d in (*layout.write_roots, *_configured_dirs(layout)):
         real = os.path.realpath(d)
         zone = next((z for z in never if _inside(real, z)), None)
         if zone is not None and not _inside(real, models):
-            if not any(_inside(real, p) for p in packs):  # a pack's model folder is allowed as such
+            if not any(_inside(real, p) for p, _ in packs):  # a pack's model folder is allowed as such
                 ignored.append((d, f"inside ComfyUI's own files ({zone})"))
         elif real not in roots:
             roots.append(real)
@@ -249,7 +274,7 @@ def linked_folders(layout: FolderLayout) -> list[dict]:
     seen: set[str] = set()
     for folder, d in candidates:
         real = os.path.realpath(d)
-        if d in seen or real == os.path.abspath(d) or roots.allows(real):
+        if d in seen or real == os.path.abspath(d) or roots.allows(real, is_file=False):
             continue
         seen.add(d)
         protected = any(_inside(real, z) for z in roots.never)

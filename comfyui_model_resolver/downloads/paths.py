@@ -24,13 +24,11 @@ from urllib.parse import unquote, urlsplit
 from ..errors import ConfigError, UnsafePath
 from ..index.layout import FolderLayout
 from ..workflow.folders import canonical_folder
-from .containment import PACK_PREFIX, check_pack_file, pack_model_dir, write_roots
+from .containment import LOCK_SUFFIX, PACK_PREFIX, PART_SUFFIX, check_pack_file, pack_model_dir, write_roots
 
 __all__ = ["PART_SUFFIX", "LOCK_SUFFIX", "safe_relative_name", "target_path", "content_disposition_filename",
            "filename_from_url", "check_folder_name"]
 
-PART_SUFFIX = ".part"
-LOCK_SUFFIX = ".lock"
 MAX_COMPONENT_BYTES = 255
 _RESERVED = {"con", "prn", "aux", "nul", "conin$", "conout$",
              *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10)),

@@ -161,7 +161,7 @@ def remove_part_quietly(layout: FolderLayout, path: str) -> None:
     failed with UnsafePath because of it)."""
     try:
         check_writes(layout, path, what="Removing a partial download")
-    except UnsafePath:
+    except (UnsafePath, UnsafeFormat):
         return
     try:
         st = os.lstat(path)

@@ -119,6 +119,26 @@ async def test_tagger_files_go_into_the_packs_model_folder(sandbox, fake_hub, ma
         assert (sandbox.base / MODELS / name).read_bytes() == f.read(0, f.size)
 
 
+async def test_a_link_into_a_packs_model_folder_takes_weights_only(sandbox, fake_hub, managers):
+    """`checkpoints/tagger` links to the pack's model folder: reached that way, the pack rule holds too."""
+    import os
+
+    _install_tagger(sandbox)
+    os.symlink(sandbox.base / MODELS, sandbox.models / "checkpoints" / "tagger")
+    sandbox.ALLOWED = (*Sandbox.ALLOWED, f"ComfyUI/{MODELS}")
+    sandbox.mark()
+    m = managers(core_settings(sandbox, fake_hub))
+    for name in ("requirements.txt", "config.ini", "icon.svg"):
+        _, url = _serve(fake_hub, name)
+        with pytest.raises(UnsafeFormat, match="node pack"):
+            await m.submit(DownloadRequest(url=url, folder="checkpoints", filename=f"tagger/{name}"))
+    f, url = _serve(fake_hub, MODEL)  # positive control: a weight file goes through the same link
+    job = await m.wait((await m.submit(DownloadRequest(url=url, folder="checkpoints", filename=f"tagger/{MODEL}"))).id,
+                       timeout=30)
+    assert job.state == "completed", job.error
+    assert (sandbox.base / MODELS / MODEL).read_bytes() == f.read(0, f.size)
+
+
 @pytest.mark.parametrize("door_name", sorted(DOORS))
 async def test_pack_folders_through_the_routes(sandbox, fake_hub, door_name):
     _install_tagger(sandbox)

@@ -78,6 +78,10 @@ def _plant(sandbox: Sandbox, kind: str) -> tuple[str, str]:
         (pack / "__init__.py").write_bytes(b"NODE_CLASS_MAPPINGS = {}\n")
         os.symlink(base / "user" / "default", pack / "models")
         return "custom_nodes/ComfyUI-WD14-Tagger/models", "tagger.onnx"
+    if kind == "pack-itself-linked-to-user":
+        os.symlink(base / "user", base / "custom_nodes" / "ComfyUI-WD14-Tagger")
+        (base / "user" / "models").mkdir()
+        return "custom_nodes/ComfyUI-WD14-Tagger/models", "tagger.onnx"
     if kind == "sub-folder-link-relative-up":
         os.symlink("../../../outside", models / "checkpoints" / "rel")
         return "checkpoints/rel", NAME
@@ -86,7 +90,7 @@ def _plant(sandbox: Sandbox, kind: str) -> tuple[str, str]:
 
 KINDS = ["sub-folder-link-outside", "models-link-to-user", "plain-folder-link-to-user", "models-link-to-custom-nodes",
          "models-link-to-comfyui", "folder-itself-linked-out", "pack-model-folder-linked-to-user",
-         "sub-folder-link-relative-up"]
+         "pack-itself-linked-to-user", "sub-folder-link-relative-up"]
 
 
 @pytest.mark.parametrize("kind", KINDS)
@@ -148,6 +152,26 @@ async def test_a_folder_linked_out_while_the_job_waits_is_refused_at_write_time(
     job = await m.wait(second.id, timeout=30)
     assert job.state == "failed" and job.error["type"] == "UnsafePath", job
     assert not (sandbox.outside / NAME).exists() and not (sandbox.outside / (NAME + ".part")).exists()
+
+
+async def test_an_extra_model_paths_folder_inside_comfyui_is_no_write_root(sandbox, fake_hub):
+    """extra_model_paths.yaml is trusted for where models are, but it cannot open ComfyUI's user/ to writes."""
+    from .conftest import sidecar_door
+
+    _, url = _hub_file(fake_hub)
+    (sandbox.base / "user" / "loras").mkdir()
+    extra = sandbox.parent / "extra_model_paths.yaml"
+    extra.write_text(f"mine:\n  is_default: true\n  loras: {sandbox.base / 'user' / 'loras'}\n")
+    sandbox.mark()
+    env = door_environ(sandbox, fake_hub, CMR_EXTRA_MODEL_PATHS=str(extra))
+    async with sidecar_door(sandbox, env) as door:
+        status, body, _ = await door.request("POST", "/downloads", json_body={"url": url, "folder": "loras",
+                                                                              "filename": NAME})
+        err = assert_error_shape(status, body, statuses=(400,))
+        assert "inside ComfyUI's own files" in err["message"], err
+        status, body, _ = await door.request("GET", "/health", raw_path=True)
+    ignored = [i for i in body["write_roots"]["refused_links"] if i["path"] == str(sandbox.base / "user" / "loras")]
+    assert ignored and ignored[0]["allow"] is None and "inside ComfyUI's own files" in ignored[0]["message"], body
 
 
 # ---- through the HTTP doors ----------------------------------------------------------------------
