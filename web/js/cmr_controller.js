@@ -3,10 +3,12 @@
 // file that registers the extension.
 import {
   ACTIVE_STATES, API_PREFIX, PROGRESS_EVENT, TAB_ID, TERMINAL_STATES,
-  applyEmbed, applyRelink, badgeText, debounce, describeError, downloadAllBody, downloadBody, downloadProblems,
-  downloadableItems, graphSignature,
-  groupModels, itemKey, jobForItem, localStatus, mergeJob, normalizeJob, refKey, sourceFor, widgetValue,
+  badgeText, debounce, describeError, describePlace, downloadAllBody, downloadBody, downloadProblems,
+  downloadableItems, graphSignature, groupModels, itemKey, jobForItem, localStatus, mergeJob,
+  normalizeJob, refKey,
 } from "./cmr_logic.js";
+import { nodeMenuHooks, openTab, watchMissingModelsDialog } from "./cmr_comfy.js";
+import { createEditActions } from "./cmr_actions.js";
 import { renderPanel, updateJobInPlace } from "./cmr_view.js";
 
 const WORKFLOW_POLL_MS = 1000;
@@ -25,6 +27,10 @@ export function createModelResolver({ app, api, win = globalThis }) {
     resolving: false,
     resolveError: null,
     resolvePending: false,
+    pendingSignature: null, // the analysis in flight: an identical request is not sent twice
+    providers: [], // resolve's provider states (offline, rate limited): the panel banner
+    disk: new Map(), // folder -> directory new downloads land in (from resolve)
+    focusKey: null, // an item to scroll to and highlight (node menu "Find this model")
     jobs: new Map(), // job id -> normalized job
     itemJobs: new Map(), // item key -> job id
     itemErrors: new Map(), // item key -> {message, hint}
@@ -51,8 +57,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
     try {
       resp = await api.fetchApi(API_PREFIX + path, options);
     } catch (e) {
-      const err = new Error(`Cannot reach the ComfyUI server: ${e?.message || e}`);
-      err.info = { message: err.message, hint: "Is ComfyUI still running?" };
+      const err = new Error("Can't reach the ComfyUI server.");
+      err.info = { message: err.message, hint: "Is ComfyUI still running? Reload the page once it is." };
       throw err;
     }
     let data = null;
@@ -116,7 +122,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
   // ---- view ----------------------------------------------------------------------------------------
   function allItems() {
     const g = state.groups;
-    return g ? [...g.missing, ...g.relocated, ...g.present] : [];
+    return g ? [...g.missing, ...g.relocated, ...g.misplaced, ...g.present] : [];
   }
 
   function jobOf(item) {
@@ -143,7 +149,17 @@ export function createModelResolver({ app, api, win = globalThis }) {
       resolving: state.resolving, resolveError: state.resolveError, jobsByItem, busyKeys, otherJobs,
       expanded: state.expanded, itemErrors: state.itemErrors, settingsOpen: state.settingsOpen, config: state.config,
       settingsMessage: state.settingsMessage, notice: state.notice, sources: state.sources,
+      providers: state.providers, disk: state.disk, focusKey: state.focusKey, places: places(),
     };
+  }
+
+  /** refKey -> where the node sits, named as ComfyUI names it (node and subgraph titles). */
+  function places() {
+    const out = new Map();
+    for (const row of state.analysis?.models || []) {
+      try { out.set(refKey(row), describePlace(app.graph, row)); } catch { /* a graph mid-change */ }
+    }
+    return out;
   }
 
   function render() {
@@ -171,7 +187,10 @@ export function createModelResolver({ app, api, win = globalThis }) {
     const graph = serializeGraph();
     if (!graph) return;
     const signature = `${state.workflowKey}|${graphSignature(graph)}`;
+    // one request per change: the same graph is not analyzed again, nor while its analysis is in flight
+    if (signature === state.pendingSignature) return;
     if (!force && signature === state.signature && state.analysis) return;
+    state.pendingSignature = signature;
     const seq = ++state.seq;
     state.phase = "analyzing";
     if (!state.analysis) render();
@@ -183,8 +202,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
       state.error = null;
       state.phase = "ready";
       regroup();
-      const g = state.groups;
-      state.notice = `${g.missing.length} missing, ${g.relocated.length} relocated, ${g.present.length} present.`;
+      const b = badgeText(state.groups);
+      state.notice = b ? `${b} model${b === "1" ? "" : "s"} to fix.` : "Every model is here.";
       render();
       if (state.container) resolveMissing(graph);
     } catch (e) {
@@ -192,6 +211,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
       state.phase = "error";
       state.error = infoOf(e);
       render();
+    } finally {
+      if (state.pendingSignature === signature) state.pendingSignature = null;
     }
   }
 
@@ -210,6 +231,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
     try {
       const resolution = await call("POST", `/resolve?name=${encodeURIComponent(workflowName())}`, graph);
       for (const row of resolution?.models || []) state.resolved.set(refKey(row), row);
+      state.providers = resolution?.providers || [];
+      state.disk = new Map((resolution?.disk || []).map((d) => [d.folder, d.directory]));
       regroup();
     } catch (e) {
       state.resolveError = infoOf(e);
@@ -338,84 +361,18 @@ export function createModelResolver({ app, api, win = globalThis }) {
     if (active && Date.now() - state.lastEventAt > PROGRESS_STALE_MS) loadJobs();
   }
 
-  // ---- relink / embed ----------------------------------------------------------------------------------
-  function relinkItems(items) {
-    let changed = 0;
-    for (const item of items) {
-      for (const ref of item.refs) {
-        if (ref.relink_value) changed += applyRelink(app.graph, ref, ref.relink_value);
-      }
-    }
-    if (changed) {
-      markDirty();
-      toast("success", "Relinked", `${changed} widget value${changed === 1 ? "" : "s"} updated`);
-      state.notice = `Relinked ${changed} widget value${changed === 1 ? "" : "s"}`;
-    } else {
-      toast("warn", "Nothing relinked", "The nodes no longer hold the old value.");
-    }
-    analyze({ force: true });
-  }
-
-  function embed() {
-    const { nodes } = applyEmbed(app.graph, allItems(), (ref) => widgetValue(app.graph, ref) ?? ref.filename,
-      (item) => state.sources.get(item.key) ?? sourceFor(item));
-    if (nodes) {
-      markDirty();
-      toast("success", "Sources embedded", `properties.models written on ${nodes} loader node${nodes === 1 ? "" : "s"}. Save the workflow to keep them.`);
-      state.notice = `Embedded sources on ${nodes} nodes`;
-    } else {
-      toast("warn", "Nothing to embed", "No download source is known for these models yet.");
-    }
-    render();
-  }
-
-  // ---- settings -------------------------------------------------------------------------------------------
-  async function toggleSettings(open = !state.settingsOpen) {
-    state.settingsOpen = open;
-    state.settingsMessage = null;
-    render();
-    if (open) {
-      try {
-        state.config = await call("GET", "/config");
-      } catch (e) {
-        state.settingsMessage = { error: true, text: infoOf(e).message };
-      }
-      render();
-      state.container?.querySelector?.("#cmr-set-hf_token")?.focus?.();
-    }
-  }
-
-  async function saveSettings(data) {
-    if (!Object.keys(data).length) {
-      state.settingsMessage = { error: true, text: "Nothing to save: paste a token first." };
-      render();
-      return;
-    }
-    try {
-      state.config = await call("PATCH", "/config", data);
-      state.settingsMessage = { error: false, text: "Saved. Tokens are stored in ComfyUI's user folder and never shown again." };
-      // models that needed a login are looked up again
-      for (const [key, row] of state.resolved) {
-        if (row.status === "auth_required" || row.candidates?.[0]?.requires_auth) state.resolved.delete(key);
-      }
-      state.resolveError = null;
-      render();
-      resolveMissing();
-    } catch (e) {
-      state.settingsMessage = { error: true, text: infoOf(e).message };
-      render();
-    }
-  }
+  const edits = createEditActions({ app, state, call, infoOf, render, toast, markDirty, analyze, resolveMissing,
+    refreshCombos, allItems });
 
   const actions = {
     reanalyze: () => { state.resolved.clear(); state.resolveError = null; analyze({ force: true }); },
-    download, downloadAll, cancel,
-    relink: (item) => relinkItems([item]),
-    relinkAll: () => relinkItems(state.groups?.relocated || []),
-    embed,
+    download, downloadAll, cancel, move: edits.move,
+    relink: (item) => edits.relinkItems([item]),
+    relinkAll: () => edits.relinkItems(state.groups?.relocated || []),
+    embed: edits.embed,
     toggleAlternatives: (key) => { state.expanded.has(key) ? state.expanded.delete(key) : state.expanded.add(key); render(); },
-    toggleSettings, saveSettings,
-    openSettings: () => toggleSettings(true),
+    toggleSettings: edits.toggleSettings, saveSettings: edits.saveSettings,
+    openSettings: () => edits.toggleSettings(true),
   };
 
   // ---- the sidebar tab and the extension -------------------------------------------------------------------
@@ -424,14 +381,15 @@ export function createModelResolver({ app, api, win = globalThis }) {
     icon: "pi pi-box",
     title: "Model Resolver",
     tooltip: "Model Resolver: find and download the models this workflow needs",
-    label: "Models",
+    label: "Model Resolver", // ComfyUI's own Model Library is "Models"
     type: "custom",
     iconBadge: "",
     render(el) {
       state.container = el;
       render();
       loadJobs().then(render);
-      if (!state.analysis) analyze({ force: true });
+      // one analysis per change: an analysis already in flight (workflow load) is not sent again
+      if (!state.analysis) analyze();
       else analyze().then(() => resolveMissing());
     },
     destroy() {
@@ -460,10 +418,14 @@ export function createModelResolver({ app, api, win = globalThis }) {
     else manager.registerSidebarTab(tabDef);
   }
 
+  const menu = nodeMenuHooks(app, edits.menuItemsFor);
   const extension = {
     name: "comfyui-model-resolver.sidebar",
+    getNodeMenuItems: menu.getNodeMenuItems,
+    beforeRegisterNodeDef: menu.beforeRegisterNodeDef,
     async setup() {
       registerTab();
+      if (win.document?.body) watchMissingModelsDialog(win.document, () => { openTab(app); analyze(); });
       api.addEventListener(PROGRESS_EVENT, onProgress);
       api.addEventListener("graphChanged", onGraphChanged);
       api.addEventListener("reconnected", () => loadJobs().then(render));
@@ -483,5 +445,5 @@ export function createModelResolver({ app, api, win = globalThis }) {
     },
   };
 
-  return { extension, tab: tabDef, state, actions, analyze, resolveMissing, onProgress, refreshCombos, itemKey };
+  return { extension, tab: tabDef, state, actions, analyze, resolveMissing, onProgress, refreshCombos, itemKey, menuItemsFor: edits.menuItemsFor };
 }
