@@ -2,17 +2,18 @@
 // runs on import (ComfyUI imports every .js under WEB_DIRECTORY). `model_resolver.js` is the one
 // file that registers the extension.
 import {
-  ACTIVE_STATES, API_PREFIX, PROGRESS_EVENT, TAB_ID, TERMINAL_STATES,
-  badgeText, debounce, describeError, describePlace, downloadAllBody, downloadBody, downloadProblems,
-  downloadableItems, graphSignature, groupModels, itemKey, jobForItem, localStatus, mergeJob,
-  normalizeJob, refKey,
+  ACTIVE_STATES, API_PREFIX, PROGRESS_EVENT, TAB_ID, badgeText, debounce, describeError, describePlace, downloadAllBody,
+  downloadBody, downloadProblems, downloadableItems, graphSignature, groupModels, itemKey, jobForItem, localStatus,
+  mergeJob, normalizeJob, refKey,
 } from "./cmr_logic.js";
 import { nodeMenuHooks, openTab, watchMissingModelsDialog } from "./cmr_comfy.js";
 import { createEditActions } from "./cmr_actions.js";
 import { renderPanel, updateJobInPlace } from "./cmr_view.js";
 
 const WORKFLOW_POLL_MS = 1000;
-const GRAPH_CHANGE_DEBOUNCE_MS = 800;
+// Loading a workflow fires several events within a few hundred ms (graph cleared, configured, the
+// workflow tab switched): every trigger asks through one debounced call, so a change costs one analysis.
+const SETTLE_MS = 500;
 const PROGRESS_STALE_MS = 3000;
 
 export function createModelResolver({ app, api, win = globalThis }) {
@@ -78,6 +79,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
   // ---- ComfyUI helpers ---------------------------------------------------------------------------
   const em = () => app.extensionManager;
   const activeWorkflow = () => em()?.workflow?.activeWorkflow ?? null;
+  const keyOf = (wf) => (wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : null);
   const workflowName = () => {
     const wf = activeWorkflow();
     return wf?.filename || wf?.path || "workflow";
@@ -186,7 +188,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
   async function analyze({ force = false } = {}) {
     const graph = serializeGraph();
     if (!graph) return;
-    const signature = `${state.workflowKey}|${graphSignature(graph)}`;
+    const signature = `${keyOf(activeWorkflow())}|${workflowName()}|${graphSignature(graph)}`;
     // one request per change: the same graph is not analyzed again, nor while its analysis is in flight
     if (signature === state.pendingSignature) return;
     if (!force && signature === state.signature && state.analysis) return;
@@ -388,7 +390,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
       state.container = el;
       render();
       loadJobs().then(render);
-      // one analysis per change: an analysis already in flight (workflow load) is not sent again
+      // one analysis per change: a load still settling (scheduled) or in flight is not analyzed twice
+      if (scheduleAnalyze.pending()) return;
       if (!state.analysis) analyze();
       else analyze().then(() => resolveMissing());
     },
@@ -398,17 +401,16 @@ export function createModelResolver({ app, api, win = globalThis }) {
   };
 
   function checkWorkflowSwitch() {
-    const wf = activeWorkflow();
-    const key = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : null;
+    const key = keyOf(activeWorkflow());
     if (key !== state.workflowKey) {
       state.workflowKey = key;
       state.expanded.clear();
       state.itemErrors.clear();
-      analyze(); // the key is part of the signature: this analyzes once, even if afterConfigureGraph also fires
+      scheduleAnalyze(); // the key is part of the signature: one analysis, even with afterConfigureGraph
     }
   }
 
-  const onGraphChanged = debounce(() => analyze(), GRAPH_CHANGE_DEBOUNCE_MS);
+  const scheduleAnalyze = debounce(() => analyze(), SETTLE_MS);
 
   function registerTab() {
     const manager = em();
@@ -425,23 +427,22 @@ export function createModelResolver({ app, api, win = globalThis }) {
     beforeRegisterNodeDef: menu.beforeRegisterNodeDef,
     async setup() {
       registerTab();
-      if (win.document?.body) watchMissingModelsDialog(win.document, () => { openTab(app); analyze(); });
+      if (win.document?.body) watchMissingModelsDialog(win.document, () => openTab(app));
       api.addEventListener(PROGRESS_EVENT, onProgress);
-      api.addEventListener("graphChanged", onGraphChanged);
+      api.addEventListener("graphChanged", () => scheduleAnalyze());
       api.addEventListener("reconnected", () => loadJobs().then(render));
-      const wf = activeWorkflow();
-      state.workflowKey = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : null;
+      state.workflowKey = keyOf(activeWorkflow());
       state.timers.push(win.setInterval(checkWorkflowSwitch, WORKFLOW_POLL_MS));
       state.timers.push(win.setInterval(watchProgress, PROGRESS_STALE_MS));
-      state.timers.push(win.setTimeout(() => { analyze(); loadJobs(); }, 300));
+      scheduleAnalyze();
+      loadJobs();
     },
     async afterConfigureGraph() {
       // a workflow was loaded or a workflow tab was switched to
-      const wf = activeWorkflow();
-      state.workflowKey = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : state.workflowKey;
+      state.workflowKey = keyOf(activeWorkflow()) ?? state.workflowKey;
       state.expanded.clear();
       state.itemErrors.clear();
-      analyze();
+      scheduleAnalyze();
     },
   };
 

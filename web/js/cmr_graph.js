@@ -52,9 +52,11 @@ function setWidgetValue(widget, value) {
 }
 
 /** A node whose type ComfyUI does not know (its node pack is not installed): LiteGraph keeps the saved
- * data (`last_serialization`) and shows it without widgets, so nothing can be changed on it here. */
+ * data (`last_serialization`, `has_errors`) and saves that back unchanged; the frontend shows it with
+ * placeholder "UNKNOWN" widgets (1.27) or none, so a value set on those would be lost silently. */
 export function isMissingNodeType(node) {
-  return Boolean(node && (node.has_errors || node.last_serialization) && !(node.widgets || []).length);
+  return Boolean(node?.last_serialization && (node.has_errors || !(node.widgets || []).length
+    || node.widgets.every((w) => w.name === "UNKNOWN")));
 }
 
 function nodeLabel(node, ref) {

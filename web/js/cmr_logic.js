@@ -347,6 +347,7 @@ export function debounce(fn, wait) {
     timer = setTimeout(() => { timer = null; fn(...args); }, wait);
   };
   wrapped.cancel = () => { if (timer) clearTimeout(timer); timer = null; };
+  wrapped.pending = () => timer !== null;
   return wrapped;
 }
 

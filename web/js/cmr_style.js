@@ -19,6 +19,7 @@ export const CSS = `
   background: var(--p-content-background, var(--comfy-menu-bg, #202020)); display: flex; flex-direction: column; gap: 0.3rem; }
 .cmr-item.cmr-inactive { opacity: 0.7; }
 .cmr-name { font-weight: 600; overflow-wrap: anywhere; line-height: 1.3; }
+.cmr-wfname { overflow-wrap: anywhere; }
 .cmr-path { font-family: var(--font-mono, ui-monospace, monospace); font-size: 0.75rem; overflow-wrap: anywhere; word-break: normal; }
 .cmr-banner { border: 1px solid var(--p-orange-500, #c2410c); border-radius: 6px; padding: 0.5rem 0.6rem; display: flex; gap: 0.5rem;
   align-items: flex-start; background: color-mix(in srgb, var(--p-orange-500, #c2410c) 12%, transparent); }

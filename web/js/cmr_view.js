@@ -140,6 +140,9 @@ function missingItem(doc, item, vm, actions) {
     parts.push(h(doc, "div", { class: "cmr-muted", text: vm.resolving ? "Looking for download sources…" : (vm.resolveError ? "Sources unavailable." : "") }));
   } else if (st === "unavailable") {
     parts.push(h(doc, "div", { class: "cmr-muted", text: "Not looked up: no source could be asked (see the note at the top)." }));
+  } else if (!best && st === "not_found") {
+    // what was tried is long (every query of every source): on hover, not in the list
+    parts.push(h(doc, "div", { class: "cmr-warn", title: plainMessage(item.message) || null, text: "Not found on any source." }));
   } else if (!best) {
     parts.push(h(doc, "div", { class: "cmr-warn" }, plainMessage(item.message) || "No download source found."));
     if (item.resolution === "auth_required" && auth) parts.push(tokenHint(doc, auth, actions));
@@ -291,7 +294,7 @@ export function renderPanel(root, vm, actions) {
   if (vm.groups) {
     const line = countLine(s);
     body.push(h(doc, "div", { class: "cmr-summary", "data-summary": "", "data-count": String(s.count) },
-      h(doc, "div", {}, vm.workflowName ? h(doc, "strong", { class: "cmr-path", text: `${vm.workflowName}: ` }) : null, line.headline),
+      h(doc, "div", {}, vm.workflowName ? h(doc, "strong", { class: "cmr-wfname", title: vm.workflowName, text: `${vm.workflowName}: ` }) : null, line.headline),
       h(doc, "div", { class: "cmr-meta", "data-summary-detail": "" }, line.detail)));
     if (vm.resolveError) {
       const e = vm.resolveError;
