@@ -75,7 +75,6 @@ export function createModelResolver({ app, api, win = globalThis }) {
   }
 
   const infoOf = (e) => e?.info || { message: String(e?.message || e), hint: null };
-
   // ---- ComfyUI helpers ---------------------------------------------------------------------------
   const em = () => app.extensionManager;
   const activeWorkflow = () => em()?.workflow?.activeWorkflow ?? null;
@@ -410,7 +409,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
     }
   }
 
-  const scheduleAnalyze = debounce(() => analyze(), SETTLE_MS);
+  // (with the tab open, missing models are looked up after it: resolveMissing asks only for new ones)
+  const scheduleAnalyze = debounce(() => analyze().then(() => { if (state.container) resolveMissing(); }), SETTLE_MS);
 
   function registerTab() {
     const manager = em();
