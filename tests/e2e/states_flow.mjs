@@ -69,17 +69,19 @@ try {
     await window.comfyAPI.app.app.loadGraphData(wf, true, true, "states", { showMissingModelsDialog: true, showMissingNodesDialog: false });
   }, workflow);
 
-  // ComfyUI's own missing-models dialog (workflow links) gets our offer; it opens the tab
-  const offer = await page.waitForSelector("[data-cmr=resolve-from-dialog]", { timeout: 15000 }).then(() => true, () => false);
+  // ComfyUI's own missing-models dialog (1.27: workflow links) or issues overlay (1.58) gets our offer; it opens the tab
+  const offer = await page.waitForSelector("[data-cmr=resolve-from-dialog]", { timeout: 20000 }).then(() => true, () => false);
   out.dialogSeen = await page.$$eval(".comfy-missing-models", (l) => l.length);
-  if (out.dialogSeen) {
-    check("Resolve with Model Resolver offered in ComfyUI's missing-models dialog", offer);
+  out.overlaySeen = await page.$$eval("[data-testid=error-overlay]", (l) => l.length);
+  if (out.dialogSeen || out.overlaySeen) {
+    out.offerText = await page.$eval("[data-cmr-dialog]", (e) => e.innerText.replace(/\s+/g, " ")).catch(() => null);
+    check("Resolve with Model Resolver offered in ComfyUI's missing-models dialog", offer, { offerText: out.offerText });
     if (offer) {
       await shot("dialog");
       await page.click("[data-cmr=resolve-from-dialog]");
     }
   } else {
-    out.notes = [...(out.notes || []), "this frontend showed no .comfy-missing-models dialog"];
+    out.notes = [...(out.notes || []), "this frontend showed neither a missing-models dialog nor an issues overlay"];
   }
   if (!(await page.$(".cmr-panel"))) await page.locator(buttonSel).first().click();
   await page.waitForSelector(".cmr-panel [data-group=missing]", { timeout: 30000 });

@@ -181,6 +181,10 @@ async def test_sidebar_session_in_headless_chromium():
     assert "Model Resolver finds a source for every missing model" in dialog["offer"]
     assert dialog["closed"] == 1 and dialog["opened"] == ["model-resolver", "model-resolver"]
 
+    overlay = steps["overlay"]
+    assert overlay["text"].startswith(f"Model Resolver: {overlay['badge']} models to fix") and overlay["badge"] == "3"
+    assert overlay["text"].endswith("Resolve with Model Resolver")
+
     offline = steps["offline"]
     assert offline["banners"] == ["can't reach huggingface.co or civitai.com — check the network or proxy"]
     assert offline["panel"].count("can't reach") == 1, "one banner, not one line per model"

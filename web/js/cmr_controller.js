@@ -6,7 +6,7 @@ import {
   downloadBody, downloadProblems, downloadableItems, graphSignature, groupModels, itemKey, jobForItem, localStatus,
   mergeJob, normalizeJob, refKey,
 } from "./cmr_logic.js";
-import { nodeMenuHooks, openTab, watchMissingModelsDialog } from "./cmr_comfy.js";
+import { markGraphDirty, nodeMenuHooks, openTab, refreshModelLists, showToast, watchMissingModelsDialog } from "./cmr_comfy.js";
 import { createEditActions } from "./cmr_actions.js";
 import { renderPanel, updateJobInPlace } from "./cmr_view.js";
 
@@ -84,29 +84,9 @@ export function createModelResolver({ app, api, win = globalThis }) {
     return wf?.filename || wf?.path || "workflow";
   };
 
-  function toast(severity, summary, detail) {
-    try { em()?.toast?.add?.({ severity, summary, detail, life: 5000 }); } catch { /* no toast service */ }
-  }
-
-  function markDirty() {
-    try { app.graph?.setDirtyCanvas?.(true, true); } catch { /* ignore */ }
-    try { app.canvas?.setDirty?.(true, true); } catch { /* ignore */ }
-    try { activeWorkflow()?.changeTracker?.checkState?.(); } catch { /* ignore */ }
-  }
-
-  async function refreshCombos() {
-    try {
-      if (typeof app.refreshComboInNodes === "function") return await app.refreshComboInNodes();
-    } catch (e) {
-      console.warn("[Model Resolver] refreshComboInNodes failed", e);
-    }
-    try {
-      return await em()?.command?.execute?.("Comfy.RefreshNodeDefinitions");
-    } catch (e) {
-      console.warn("[Model Resolver] could not refresh node definitions", e);
-    }
-    return undefined;
-  }
+  const toast = (severity, summary, detail) => showToast(app, severity, summary, detail);
+  const markDirty = () => markGraphDirty(app);
+  const refreshCombos = () => refreshModelLists(app);
 
   function ourTab() {
     const tabs = em()?.getSidebarTabs?.() ?? em()?.sidebarTab?.sidebarTabs ?? [];
@@ -172,9 +152,11 @@ export function createModelResolver({ app, api, win = globalThis }) {
     }
   }
 
+  let offers = null; // ComfyUI's missing-models dialog / issues overlay: our offer in it
   function regroup() {
     state.groups = state.analysis ? groupModels(state.analysis.models, state.resolved) : null;
     updateBadge();
+    offers?.rescan();
   }
 
   // ---- analyze / resolve ---------------------------------------------------------------------------
@@ -427,7 +409,11 @@ export function createModelResolver({ app, api, win = globalThis }) {
     beforeRegisterNodeDef: menu.beforeRegisterNodeDef,
     async setup() {
       registerTab();
-      if (win.document?.body) watchMissingModelsDialog(win.document, () => openTab(app));
+      if (win.document?.body) {
+        offers = watchMissingModelsDialog(win.document, () => openTab(app),
+          () => (scheduleAnalyze.pending() || state.phase === "analyzing" || !badgeText(state.groups) ? ""
+            : `Model Resolver: ${badgeText(state.groups)} model${badgeText(state.groups) === "1" ? "" : "s"} to fix`));
+      }
       api.addEventListener(PROGRESS_EVENT, onProgress);
       api.addEventListener("graphChanged", () => scheduleAnalyze());
       api.addEventListener("reconnected", () => loadJobs().then(render));

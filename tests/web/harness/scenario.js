@@ -220,6 +220,15 @@ try {
   dialog.querySelector("[data-cmr=resolve-from-dialog]").click();
   out.steps.push({ step: "dialog", offer, closed, opened: app.extensionManager.sidebarTab.toggled.slice() });
 
+  // 8c'. newer frontends show an "issues found" overlay instead of the dialog: the offer goes under it
+  const overlay = document.createElement("div");
+  overlay.dataset.testid = "error-overlay";
+  overlay.textContent = "3 issues found";
+  document.body.append(overlay);
+  await until(() => overlay.querySelector("[data-cmr=resolve-from-dialog]"), "overlay offer");
+  out.steps.push({ step: "overlay", text: text(overlay.querySelector("[data-cmr-dialog]")), badge: tab.iconBadge });
+  overlay.remove();
+
   // 8d. offline: one banner for the panel, items 'unavailable', Download all (0) says why
   offline = true;
   $("[data-key=reanalyze]").click();
