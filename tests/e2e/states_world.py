@@ -33,7 +33,9 @@ def prepare_models(models: Path) -> None:
         (models / rel).mkdir(parents=True, exist_ok=True)
     (models / "vae/present_vae.safetensors").write_bytes(b"present")
     (models / "checkpoints/SD1.5/dream.safetensors").write_bytes(b"relocated")
-    for stale in (models / "text_encoders" / T5, models / "unet" / UNET, models / "upscale_models" / UPSCALE):
+    # what an earlier run downloaded or moved
+    for stale in (models / "text_encoders" / T5, models / "upscale_models" / UPSCALE,
+                  *(models / "unet").glob("e2e_*"), *(models / "diffusion_models").glob("e2e_*")):
         stale.unlink(missing_ok=True)
     (models / "loras" / T5).write_bytes(b"t5 encoder bytes" * 64)
 

@@ -59,6 +59,8 @@ test("a disabled Download all (0) says why", () => {
   const mixed = { ...L.summarize({}), missing: 3, count: 3, auth_required: 1, not_found: 1, looking: 1 };
   assert.equal(L.downloadAllState(mixed).why, "Nothing to download yet: 1 needs a token, 1 not found on any source, 1 being looked up.");
   assert.equal(L.downloadAllState(L.summarize({})).why, "Nothing is missing.");
+  const busy = { ...L.summarize({}), missing: 2, count: 2, downloading: 2 };
+  assert.deepEqual(L.downloadAllState(busy), { count: 0, disabled: true, why: "All 2 missing models are downloading." });
   assert.equal(L.countLine(L.summarize({})).headline, "Nothing to fix: every model the workflow uses is here.");
 });
 

@@ -75,9 +75,11 @@ export function downloadAllState(s, { resolving = false } = {}) {
   if (!left) return { count, disabled: !count, why: null };
   const parts = missingParts({ ...s, ready: 0 });
   if (resolving && !parts.length) parts.push("still looking for sources");
+  const onlyDownloading = s.downloading === left;
   const why = count
     ? `Downloads ${count} of ${s.missing} missing; the others: ${parts.join(", ")}.`
-    : `Nothing to download yet: ${parts.join(", ")}.`;
+    : onlyDownloading ? `All ${plural(left, "missing model")} ${left === 1 ? "is" : "are"} downloading.`
+      : `Nothing to download yet: ${parts.join(", ")}.`;
   return { count, disabled: !count, why };
 }
 
