@@ -70,7 +70,7 @@ try {
   }, workflow);
 
   // ComfyUI's own missing-models dialog (1.27: workflow links) or issues overlay (1.58) gets our offer; it opens the tab
-  const offer = await page.waitForSelector("[data-cmr=resolve-from-dialog]", { timeout: 20000 }).then(() => true, () => false);
+  const offer = await page.waitForSelector("[data-cmr=resolve-from-dialog]", { timeout: 30000 }).then(() => true, () => false);
   out.dialogSeen = await page.$$eval(".comfy-missing-models", (l) => l.length);
   out.overlaySeen = await page.$$eval("[data-testid=error-overlay]", (l) => l.length);
   if (out.dialogSeen || out.overlaySeen) {

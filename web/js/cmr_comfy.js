@@ -96,7 +96,7 @@ export function offerInOverlay(doc, overlay, onResolve, summary) {
   const text = summary();
   const box = overlay.querySelector(`[${DIALOG_BUTTON_ATTR}]`);
   if (box && !text) box.remove();
-  if (box && text) box.firstChild.textContent = text;
+  if (box && text && box.firstChild.textContent !== text) box.firstChild.textContent = text; // (no mutation when unchanged)
   if (box || !text) return null;
   const added = offerBox(doc, text, onResolve, true);
   overlay.append(added);
@@ -117,7 +117,12 @@ export function watchMissingModelsDialog(doc, onResolve, summary = () => "") {
   const view = doc.defaultView;
   if (!view?.MutationObserver) return { stop() {}, rescan() {} };
   const observer = new view.MutationObserver((records) => {
-    for (const r of records) for (const n of r.addedNodes) if (n.nodeType === 1) scan(n);
+    for (const r of records) {
+      for (const n of r.addedNodes) if (n.nodeType === 1) scan(n);
+      // the frontend re-renders inside its overlay (the issue count changes) and may drop our offer
+      const host = r.target?.closest?.(`${ERROR_OVERLAY}, ${DIALOG_LIST}`);
+      if (host && r.removedNodes.length) scan(host);
+    }
   });
   observer.observe(doc.body, { childList: true, subtree: true });
   scan(doc.body);

@@ -392,7 +392,11 @@ export function createModelResolver({ app, api, win = globalThis }) {
   }
 
   // (with the tab open, missing models are looked up after it: resolveMissing asks only for new ones)
-  const scheduleAnalyze = debounce(() => analyze().then(() => { if (state.container) resolveMissing(); }), SETTLE_MS);
+  // (and the offer in ComfyUI's overlay is brought up to date, also when nothing changed)
+  const scheduleAnalyze = debounce(() => analyze().then(() => {
+    offers?.rescan();
+    if (state.container) resolveMissing();
+  }), SETTLE_MS);
 
   function registerTab() {
     const manager = em();
