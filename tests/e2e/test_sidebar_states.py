@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from support.comfyui_run import PACK, free_port, frontend_root, python_shim, start_comfyui, stop_comfyui
+from support.comfyui_run import PACK, free_port, frontend_root, start_comfyui, stop_comfyui
 from support.paths import REPO
 
 pytestmark = [
@@ -65,14 +65,13 @@ def test_every_state_at_1280x800(installed, frontend, mode, tmp_path):
     shots = Path(os.environ.get("E2E_SHOT_DIR") or tmp_path)
     shots.mkdir(parents=True, exist_ok=True)
     args = "" if frontend == "1.27.10" else f"--front-end-root {frontend_root(frontend)}"
-    shim = python_shim(installed["venv_copy"], tmp_path / "shim")
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     with FakeHub.running_in_thread() as hub, FakeCivitai.running_in_thread() as civitai:
         files = populate_hub(hub)
         workflow = tmp_path / "states.json"
         workflow.write_text(json.dumps(states_workflow(hub.url)))
-        env = {"COMFYUI_VENV": str(shim), "COMFYUI_ARGS": args, "CMR_DISABLE_CATALOG": "1"}
+        env = {"COMFYUI_ARGS": args, "CMR_DISABLE_CATALOG": "1"}
         if mode == "online":
             hosts = ",".join(u.split("://", 1)[1] for u in (hub.url, hub.cdn_url, civitai.url))
             env.update(CMR_HF_ENDPOINT=hub.url, CMR_CIVITAI_BASE_URL=civitai.url, CMR_ALLOWED_HOSTS=hosts)

@@ -90,16 +90,6 @@ def frontend_root(version: str) -> Path:
     return static
 
 
-def python_shim(venv: Path, where: Path) -> Path:
-    """A "venv" whose python runs `venv`'s without HF_HUB_OFFLINE: the harness's start.sh sets it for its
-    no-network sandbox, and the huggingface_hub client would then refuse even our loopback fake Hub."""
-    (where / "bin").mkdir(parents=True, exist_ok=True)
-    shim = where / "bin" / "python"
-    shim.write_text(f'#!/bin/sh\nunset HF_HUB_OFFLINE\nexec {venv}/bin/python "$@"\n')
-    shim.chmod(0o755)
-    return where
-
-
 def start_comfyui(installed: dict, port: int, env: dict) -> subprocess.CompletedProcess:
     """start.sh with the Manager-installed pack; `env` adds CMR_* settings, COMFYUI_ARGS, COMFYUI_VENV."""
     full = {**os.environ, "PORT": str(port), "COMFYUI_BASE": str(installed["base"]), "KEEP_BASE": "1",
