@@ -9,7 +9,7 @@ FORBIDDEN_IN_CORE = {"fastapi", "gradio", "server", "folder_paths", "starlette",
 # Layer order (lower may not import higher).
 LAYERS = {"types": 0, "errors": 0, "settings": 0, "events": 0, "hosts": 0, "retry_after": 0, "workflow": 1, "index": 1, "sources": 1,
           "fleet": 1,
-          "downloads": 1, "service": 2, "adapters": 3}
+          "downloads": 1, "service": 2, "ensure": 2, "adapters": 3}
 
 
 def _imports(path: Path):

@@ -196,7 +196,7 @@ def _load_command_modules() -> None:
     """Import modules that register further commands (resolve, download, serve)."""
     import importlib
 
-    for mod in ("cli_resolve", "cli_download", "cli_serve"):
+    for mod in ("cli_resolve", "cli_download", "cli_ensure", "cli_serve"):
         try:
             importlib.import_module(f"{__package__}.{mod}")
         except ModuleNotFoundError as exc:
