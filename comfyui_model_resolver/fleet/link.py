@@ -231,7 +231,7 @@ class FleetLink:
     def published(self, job: Job, rec: JobRecord, force: bool) -> None:
         """The manager published progress of a job it runs: tell the other hosts (at most once a
         second per job; changes of state at once)."""
-        if not self.online or job.id not in self.owned:
+        if not self.online or not (job.id in self.owned or self.m.runs_here(job.id)):
             return
         now = time.monotonic()
         if not force and now - self._published.get(job.id, 0.0) < PUBLISH_SECONDS:
@@ -290,6 +290,11 @@ class FleetLink:
         for job in self.view.load(await self.queue.snapshot()):
             if not self.m.runs_here(job.id):
                 self._notify(job)
+        for entry in self.m.entries():  # this host's copies follow the fleet: a restart must not revive them
+            job = self.view.jobs.get(entry.rec.id)
+            if job is not None and entry.rec.state != job.state.value and not self.m.runs_here(entry.rec.id):
+                entry.rec.state = job.state.value
+                await self.m.save(entry.rec)
         self._changed.set()
 
     async def control(self, job_id: str, action: str) -> Job:
