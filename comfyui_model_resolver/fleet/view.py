@@ -81,6 +81,9 @@ class FleetView:
                          speed=float(message.get("speed") or 0.0), connections=int(message.get("conn") or 0))
         except (KeyError, ValueError, TypeError, json.JSONDecodeError):
             return None
+        known = self.jobs.get(job.id)
+        if known is not None and known.updated > job.updated:
+            return None  # sent before a change the view already shows (messages may arrive late)
         self._live[job.id] = (time.monotonic(), job)
         self.jobs[job.id] = job
         return job

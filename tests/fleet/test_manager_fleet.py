@@ -79,9 +79,10 @@ async def test_the_same_download_on_three_hosts_is_one_job_and_one_transfer(flee
     assert len([r for r in body_gets(env.hub) if (r.get("range") or "bytes=0-").startswith("bytes=0-")]) == 1
     runner = done[0].host
     assert runner in {"h0", "h1", "h2"} and all(j.host == runner for j in done)
-    for m in hosts:  # every host lists it, with the host that ran it
-        listed = [j for j in m.jobs() if j.id == jobs[0].id]
-        assert len(listed) == 1 and listed[0].state.value == "completed" and listed[0].host == runner
+    for m in hosts:  # every host lists it (once), completed, with the host that ran it
+        listed = await until(lambda m=m: [j for j in m.jobs() if j.id == jobs[0].id and j.state.value == "completed"],
+                             "every host to list the job completed")
+        assert len(listed) == 1 and listed[0].host == runner
 
 
 async def test_a_host_that_stops_hands_its_job_to_another_which_resumes_from_the_part_file(fleet):

@@ -245,8 +245,16 @@ async def test_four_sidecars_one_volume_one_redis_one_nginx(fleet):
     await _until(running_some, "the download to be under way")
     redis.stop()
     late = await _submit(c, second, nginx, "during.safetensors", sha_late)  # Redis is away: runs on `second`
+
+    async def fleet_health(online: bool) -> dict | None:
+        body = await _get(c, f"http://127.0.0.1:{second.port}/health")
+        return body if body and body.get("fleet", {}).get("online") is online else None
+
+    away = await _until(lambda: fleet_health(False), "/health to say Redis is away")
+    assert "cannot be reached" in away["fleet"]["warning"] and away["ready"] is True
     await asyncio.sleep(LEASE)  # longer than a lease: leases in Redis would all have run out
     redis.start()
+    await _until(lambda: fleet_health(True), "/health to say the host is back in the fleet")
     outcome = {}
     for jid, name, want in ((job["id"], "outage.safetensors", sha), (late["id"], "during.safetensors", sha_late)):
         for h in alive.values():  # every host shows both jobs completed once the fleet is reconciled
