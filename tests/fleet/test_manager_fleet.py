@@ -151,3 +151,30 @@ async def test_redis_away_mid_run_then_back_empty_loses_no_job(fleet):
                        if len([j for j in b.jobs() if j.id in (job.id, late.id)]) == 2 else None,
                        "both jobs in the fleet again")
     assert {j.state.value for j in seen.values()} == {"completed"}
+
+
+async def test_another_hosts_progress_reaches_this_hosts_event_stream(fleet):
+    """What SSE, the sidebar and Gradio show: host b's event bus carries host a's download, with
+    its host, its lease and growing byte counts."""
+    env, server = fleet
+    f = env.add(size=6 * MiB)
+    env.hub.switch(on="cdn", throttle_bps=MiB)
+    a = host(env, server, "a", segments=1)  # one connection: a few seconds of progress
+    await a.start()
+    job = await a.submit(DownloadRequest(url=env.url(), folder="checkpoints"))
+    await until(lambda: a.runs_here(job.id), "host a to run the job")
+    b = host(env, server, "b")
+    await b.start()
+    sub = b.events.subscribe()
+    try:
+        seen = []
+        while not (seen and seen[-1].state.value == "completed"):
+            event = await asyncio.wait_for(sub.get(), 30)
+            if event.job_id == job.id:
+                seen.append(event)
+    finally:
+        sub.close()
+    running = [e for e in seen if e.state.value == "running"]
+    assert len(running) >= 2 and all(e.host == "a" and e.lease == "held" for e in running)
+    assert running[-1].bytes_done > running[0].bytes_done  # progress, not just states
+    assert seen[-1].host == "a" and seen[-1].bytes_done == f.size
