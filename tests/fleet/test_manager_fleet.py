@@ -115,7 +115,8 @@ async def test_pause_resume_and_cancel_from_another_host(fleet):
                 "b to list a's job with its lease")
     await b.pause(job.id)
     paused = await b.wait(job.id, timeout=30)
-    assert paused.state.value == "paused" and not a.runs_here(job.id)
+    assert paused.state.value == "paused"
+    await until(lambda: not a.runs_here(job.id), "host a to stop the paused job")
     await b.resume(job.id)
     await until(lambda: a.runs_here(job.id) or b.runs_here(job.id), "a host to take the resumed job")
     out = await b.cancel(job.id)
