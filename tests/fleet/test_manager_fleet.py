@@ -159,14 +159,14 @@ async def test_another_hosts_progress_reaches_this_hosts_event_stream(fleet):
     its host, its lease and growing byte counts."""
     env, server = fleet
     f = env.add(size=6 * MiB)
-    env.hub.switch(on="cdn", throttle_bps=MiB)
-    a = host(env, server, "a", segments=1)  # one connection: a few seconds of progress
+    env.hub.switch(on="cdn", throttle_bps=MiB // 2)
+    a = host(env, server, "a", segments=1)  # one connection: seconds of progress
     await a.start()
     job = await a.submit(DownloadRequest(url=env.url(), folder="checkpoints"))
     await until(lambda: a.runs_here(job.id), "host a to run the job")
     b = host(env, server, "b")
+    sub = b.events.subscribe()  # before b starts: its first snapshot of the fleet is on the stream too
     await b.start()
-    sub = b.events.subscribe()
     try:
         seen = []
         while not (seen and seen[-1].state.value == "completed"):
