@@ -35,7 +35,7 @@ from support.redis_server import RedisServer, free_port
 MiB = 1 << 20
 SIZE = 16 * MiB
 RATE = MiB  # bytes/s per connection: a 16 MiB file takes ~16 s on one connection (a checkpoint every 2 s)
-LEASE = 3  # seconds (CMR_FLEET_LEASE_SECONDS): how long a dead host's job waits for another host
+LEASE = 6  # seconds (CMR_FLEET_LEASE_SECONDS): how long a dead host's job waits for another host
 HOSTS = ("h1", "h2", "h3", "h4")
 
 
@@ -198,12 +198,13 @@ async def test_four_sidecars_one_volume_one_redis_one_nginx(fleet):
     takeover = time.monotonic() - killed_at
     done = await _until(lambda: _done(c, watcher, job["id"]), "the taken-over download to complete")
     finished = time.monotonic() - killed_at
-    assert done["state"] == "completed" and done["host"] == took["host"] != victim.name
+    # another host finished it (on a loaded machine a slow host may lose its short lease and hand it on once more)
+    assert done["state"] == "completed" and done["host"] != victim.name and took["host"] != victim.name
     assert _sha256(models / "checkpoints" / "killed.safetensors") == sha
     served = nginx.bytes_served("killed.safetensors")
     figures["kill_9_at_30_percent"] = {
         "bytes_served_ratio": round(served / SIZE, 3), "killed_at_fraction": round(at["bytes_done"] / SIZE, 3),
-        "lease_seconds": LEASE, "takeover_seconds": round(takeover, 2), "finished_seconds_after_kill": round(finished, 2),
+        "lease_seconds": LEASE, "takeover_seconds": round(takeover, 2), "taken_by": took["host"], "finished_by": done["host"], "finished_seconds_after_kill": round(finished, 2),
         "ranges": [rng for _, _, rng in nginx.served("killed.safetensors")]}
     assert served <= 1.5 * SIZE, nginx.served("killed.safetensors")
     assert any(rng.startswith("bytes=") and not rng.startswith("bytes=0-")
