@@ -343,6 +343,20 @@ class Resolver:
         report.errors[:0] = unread
         return report
 
+    async def move_model(self, path: str, folder: str, filename: str) -> dict[str, Any]:
+        """Move a model file found in the wrong folder into `folder` under `filename` (the name its
+        loader's widget holds): atomic, never overwriting, never from or to outside the model folders
+        (downloads/move.py). Returns {"from", "to", "folder", "filename", "size"}."""
+        from .downloads.move import move_model_file
+
+        self.check_download_folder(folder)  # a folder ComfyUI reads; never a path
+        await self.refresh_index(force=True)
+        path = os.path.abspath(path)
+        moved = await asyncio.to_thread(move_model_file, self.layout, self.index.locate(path), path, folder, filename)
+        log.info("moved %s to %s", moved.source, moved.target)
+        self.invalidate_index()
+        return moved.to_dict()
+
     async def start_downloads(self) -> None:
         """Open the job database and resume unfinished downloads (servers call this at startup;
         otherwise the first `downloads.submit` starts the manager)."""
@@ -390,7 +404,8 @@ async def build_resolver(
             object_info = await load_object_info(source)
     knowledge = Knowledge(object_info=object_info, input_folders=input_folders)
     layout = build_layout(settings.effective_models_root, settings.effective_extra_model_paths,
-                          environ if environ is not None else {}, explicit=folder_dirs)
+                          environ if environ is not None else {}, explicit=folder_dirs,
+                          write_roots=settings.write_roots)
     data_dir = settings.effective_data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from comfyui_model_resolver.text import json_bytes
 from comfyui_model_resolver.adapters.routes import (
     ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_request, dispatch, download_event_stream,
     error_response,
@@ -41,15 +42,27 @@ ERROR_SCHEMA = {
 }
 
 
+class JsonAnswer(JSONResponse):
+    """Every JSON answer of the sidecar: text that cannot be encoded is normalised, never a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)
+
+
 def as_response(resp: ApiResponse) -> Response:
-    return JSONResponse(resp.body, resp.status, headers=resp.headers or None)
+    return JsonAnswer(resp.body, resp.status, headers=resp.headers or None)
 
 
 # ---- request decoding ------------------------------------------------------------------------
 async def _read_request(route: Route, request: Request) -> ApiRequest:
-    """The body (counted against its limit by GuardMiddleware), decoded by the shared decoder."""
+    """The body (counted against its limit by GuardMiddleware), decoded by the shared decoder. Read into
+    one buffer this call owns (starlette's `body()` would join a second copy and keep it on the request
+    until the answer is sent, while the next big upload is already being read)."""
     settings = request.app.state.settings
-    raw = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
+    raw = bytearray()
+    if request.method in ("POST", "PATCH", "PUT"):
+        async for chunk in request.stream():
+            raw += chunk
     args = (route, request.method, request.headers.get("content-type"), raw, dict(request.query_params),
             dict(request.path_params))
     if len(raw) > _THREAD_PARSE_BYTES:

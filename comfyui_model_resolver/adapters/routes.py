@@ -22,6 +22,7 @@ from ..errors import (
     SourceUnavailable, TargetExists, UnsafeFormat, UnsafePath, WorkflowError, WorkflowTooLarge, too_large,
 )
 from ..hosts import secret_values
+from ..text import json_bytes
 from ..types import DownloadRequest
 from ..workflow.decode import parse_json_text
 from ..workflow.relink import RelinkChange, apply_relinks
@@ -111,6 +112,15 @@ class DownloadFromResolution(_Strict):
 class RelinkRequest(_Strict):
     workflow: Any
     changes: list[RelinkChange] = Field(..., min_length=1, max_length=10_000)
+
+
+class MoveRequest(_Strict):
+    """Move a model found in another folder (`path`, as analyze reported it) into `folder` under
+    `filename`, the name its loader's widget holds."""
+
+    path: str = Field(..., min_length=1, max_length=4096)
+    folder: str = Field(..., min_length=1, max_length=255)
+    filename: str = Field(..., min_length=1, max_length=1024)
 
 
 class ConfigPatch(_Strict):
@@ -276,6 +286,11 @@ async def relink(resolver, req: ApiRequest) -> ApiResponse:
     return ApiResponse({"workflow": workflow, "applied": applied})
 
 
+async def move_model(resolver, req: ApiRequest) -> ApiResponse:
+    request = MoveRequest.model_validate(req.body if req.body is not None else {})
+    return ApiResponse(await resolver.move_model(request.path, request.folder, request.filename))
+
+
 async def get_config(resolver, req: ApiRequest) -> ApiResponse:
     return ApiResponse(resolver.public_config())
 
@@ -352,6 +367,8 @@ ROUTES: tuple[Route, ...] = (
           guard=RouteGuard(body="json", limit="workflow", auth="key"), body=EnsureBody),
     Route("POST", "/relink", "relink", "Rewrite widget values to point at relocated files; returns the workflow.",
           relink, guard=RouteGuard(body="json"), body=RelinkRequest),
+    Route("POST", "/move", "move_model", "Move a model file found in the wrong folder into the folder its loader reads.",
+          move_model, guard=API_CHANGE, body=MoveRequest),
     Route("GET", "/config", "get_config", "Current settings; secrets are shown only as set/unset.", get_config),
     Route("PATCH", "/config", "patch_config", "Change run-time settings (tokens are write-only).", patch_config,
           guard=API_CHANGE, body=ConfigPatch),
@@ -371,7 +388,7 @@ def event_payload(event: Any) -> Any:
 
 
 def format_sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+    return b"event: " + event.encode() + b"\ndata: " + json_bytes(data, separators=(",", ":")) + b"\n\n"
 
 
 async def download_event_stream(resolver, *, heartbeat: float = SSE_HEARTBEAT) -> AsyncIterator[bytes]:
@@ -419,7 +436,7 @@ async def dispatch(route: Route, resolver, req: ApiRequest) -> ApiResponse:
 
 
 #: Routes whose success bodies hold only local data (a workflow, settings already reduced to set/unset).
-_LOCAL_ONLY = frozenset({"analyze", "relink", "get_config", "patch_config", "list_models"})
+_LOCAL_ONLY = frozenset({"analyze", "relink", "move_model", "get_config", "patch_config", "list_models"})
 
 
 def _without(value: Any, secrets: tuple[str, ...]) -> Any:

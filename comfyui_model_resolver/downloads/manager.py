@@ -46,8 +46,9 @@ from ..workflow.folders import has_model_extension
 from . import intervals as iv
 from .http import TokenPolicy
 from .job import TERMINAL_STATES, Job
+from .containment import check_writes
 from .locks import PathLock, file_lock
-from .paths import PART_SUFFIX, check_folder_name, filename_from_url, safe_relative_name, target_path
+from .paths import LOCK_SUFFIX, PART_SUFFIX, check_folder_name, filename_from_url, safe_relative_name, target_path
 from .placement import check_format, pickle_warning, remove_part_quietly
 from .runner import ACTIVE_STATES, JobEntry, JobRunner
 from .slots import PrioritySlots
@@ -337,7 +338,7 @@ class DownloadManager:
             return self._snapshot(entry)
         await self.stop_task(entry, "cancel")
         if not keep_partial and rec.path:
-            await asyncio.to_thread(remove_part_quietly, rec.path + PART_SUFFIX)
+            await asyncio.to_thread(remove_part_quietly, self.layout, rec.path + PART_SUFFIX)
             rec.done = []
         rec.state, rec.detail = "cancelled", None
         rec.error = DownloadCancelled("Cancelled" + (" (partial file kept)." if keep_partial else "."),
@@ -381,8 +382,9 @@ class DownloadManager:
             del self._by_path[rec.path]
 
     async def make_lock(self, rec: JobRecord) -> PathLock:
-        assert rec.path is not None
-        return await file_lock(rec.path, rec.id)
+        """The lock, the part file and the sub-folders are written from here on: links resolved now."""
+        await asyncio.to_thread(check_writes, self.layout, rec.path, rec.path + LOCK_SUFFIX, rec.path + PART_SUFFIX)
+        return await file_lock(rec.path, rec.id)  # type: ignore[arg-type]
 
     async def completed(self, entry: JobEntry) -> None:
         """Tell the `on_complete` listener (the Resolver refreshes its index)."""
