@@ -20,7 +20,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from ..errors import (AuthRequired, DownloadError, NotFound, RateLimited, ResolverError, SourceError,
-                      SourceUnavailable)
+                      SourceUnavailable, cannot_resolve, is_name_resolution_failure)
 from ..hosts import TOKEN_ENV, check_url, redact_secrets, redact_url, token_for, token_kind
 from ..retry_after import parse_retry_after
 
@@ -38,12 +38,20 @@ TokenPolicy = Literal["auto", "none"]
 
 
 class Retryable(Exception):
-    """A failure worth retrying; `error` is what to report once retries are exhausted."""
+    """A failure worth retrying; `error` is what to report once retries are exhausted.
 
-    def __init__(self, error: ResolverError, retry_after: float | None = None) -> None:
+    `max_retries` caps the retries of this kind of failure below the configured budget (a host name
+    that does not resolve is retried once: offline fails in seconds, not after the whole backoff)."""
+
+    def __init__(self, error: ResolverError, retry_after: float | None = None, max_retries: int | None = None) -> None:
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
+        self.max_retries = max_retries
+
+    def budget(self, configured: int) -> int:
+        """How many retries this failure gets, given the configured download_retries."""
+        return configured if self.max_retries is None else min(configured, self.max_retries)
 
 
 @dataclass
@@ -175,6 +183,8 @@ async def open_url(session: aiohttp.ClientSession, url: str, settings: "Settings
             raise Retryable(SourceUnavailable(f"Timed out connecting to {_host_of(current)}.",
                                               hint="Check the network; CMR_DOWNLOAD_TIMEOUT sets the limit.")) from None
         except aiohttp.ClientConnectorError as exc:
+            if is_name_resolution_failure(exc):
+                raise Retryable(cannot_resolve(_host_of(current)), max_retries=1) from None
             raise Retryable(SourceUnavailable(f"Cannot connect to {_host_of(current)}: {exc.os_error or exc}.",
                                               hint="Check the network connection.")) from None
         except aiohttp.ClientError as exc:

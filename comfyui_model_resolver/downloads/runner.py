@@ -209,10 +209,11 @@ class JobRunner:
                 return await call()
             except Retryable as e:
                 failures += 1
-                if failures > self.host.settings.download_retries or (
+                if failures > e.budget(self.host.settings.download_retries) or (
                         e.retry_after is not None and e.retry_after > self.host.retry.max_retry_after):
                     raise e.error from None
                 delay = self.host.retry.delay(failures, e.retry_after)
+                log.info("%s: %s — retry %d in %.1f s", entry.rec.filename, e.error.message, failures, delay)
                 entry.rec.detail = f"{e.error.message} — retry {failures} in {delay:.1f} s"
                 self.host.publish(entry, force=True)
                 await asyncio.sleep(delay)
@@ -247,5 +248,7 @@ class JobRunner:
         if detail == "verifying":
             entry.rec.state = "verifying"
             detail = None
+        if detail:
+            log.info("%s: %s", entry.rec.filename or redact_url(entry.rec.url), detail)
         entry.rec.detail = detail
         self.host.publish(entry, force=True)

@@ -386,7 +386,7 @@ class Transfer:
         return r.opened
 
     async def _backoff(self, e: Retryable, failures: int) -> None:
-        retries = self.settings.download_retries
+        retries = e.budget(self.settings.download_retries)
         if failures > retries:
             raise e.error
         if e.retry_after is not None and e.retry_after > self.retry.max_retry_after:

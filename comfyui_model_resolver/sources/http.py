@@ -25,10 +25,12 @@ import json
 import logging
 from dataclasses import dataclass, field
 from typing import Any, Mapping
+from urllib.parse import urlsplit
 
 import aiohttp
 
-from ..errors import AuthRequired, NotFound, RateLimited, SourceError, SourceUnavailable
+from ..errors import (AuthRequired, NotFound, RateLimited, SourceError, SourceUnavailable, cannot_resolve,
+                      is_name_resolution_failure)
 from ..hosts import redact_error
 from ..retry_after import parse_retry_after
 from ..settings import Settings
@@ -209,11 +211,14 @@ class Upstream:
                     continue
                 raise err from None
             except aiohttp.ClientError as exc:
+                if is_name_resolution_failure(exc) and attempt >= 1:  # retried once: offline, or a typo
+                    raise cannot_resolve(urlsplit(url).hostname or url, source=source) from None
                 if attempt < 1:
                     attempt += 1
+                    log.info("%s: cannot reach %s, retry 1", source, origin_of(url))
                     await self.sleep(min(self.retry_base, 0.25))
                     continue
-                raise SourceUnavailable(f"{source}: cannot reach {origin_of(url)} ({type(exc).__name__})",
+                raise SourceUnavailable(f"{source}: cannot reach {origin_of(url)} (the connection failed)",
                                         source=source, hint="Check the network or the endpoint setting.") from None
             if status < 300 or status in allow_statuses:
                 return status, headers, body, final

@@ -26,7 +26,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import AuthRequired, NotFound, SourceError, SourceUnavailable
+from ..errors import AuthRequired, NotFound, SourceError, SourceUnavailable, cannot_resolve, is_name_resolution_failure
 from ..hosts import redact_error
 from ..settings import Settings
 from ..types import Candidate, CandidateFile, ModelRef
@@ -127,8 +127,11 @@ class HuggingFaceSource(Source):
                 _reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port),
                                                          timeout=min(5.0, self.settings.http_timeout))
             except (OSError, asyncio.TimeoutError) as exc:
+                if is_name_resolution_failure(exc):
+                    raise cannot_resolve(parts.hostname or self.endpoint, source=NAME) from None
+                why = "no answer" if isinstance(exc, asyncio.TimeoutError) else (exc.strerror or "no connection")
                 raise SourceUnavailable(f"huggingface: {what}: cannot reach the Hub at {parts.hostname}:{port} "
-                                        f"({type(exc).__name__})", source=NAME,
+                                        f"({why.lower()})", source=NAME,
                                         hint="Check the network or CMR_HF_ENDPOINT.") from None
             writer.close()
             self._reach_checked = time.monotonic()
