@@ -32,17 +32,16 @@ from .ui_actions import NO_SELECTION, ResolverUI
 
 log = logging.getLogger("cmr.ui")
 
-# Keep header words whole (a squeezed column showed its header one letter per line) and let the
-# tables scroll sideways rather than cut a column.
+# Header words stay whole (a squeezed column showed its header one letter per line); long cell
+# values (paths, URLs) may break anywhere. Few columns, so every table fits from 800 px on.
 CSS = """
-.cmr-table th, .cmr-table th * { word-break: normal !important; overflow-wrap: normal !important;
-  white-space: nowrap !important; hyphens: none !important; }
-.cmr-table td, .cmr-table td * { overflow-wrap: anywhere; }
-.cmr-table .table-wrap, .cmr-table .table-container { overflow-x: auto !important; }
+.cmr-table th, .cmr-table th * { word-break: keep-all !important; overflow-wrap: normal !important;
+  hyphens: none !important; }
+.cmr-table [role=gridcell], .cmr-table [role=gridcell] * { overflow-wrap: break-word; }
 """
-#: Relative widths of the model table's columns (Status, Folder, File, Used by, Source, Where, Confidence).
-MODEL_WIDTHS = ["13%", "11%", "20%", "14%", "16%", "19%", "7%"]
-JOB_WIDTHS = ["9%", "27%", "10%", "17%", "9%", "6%", "7%", "15%"]
+#: Relative widths of the columns (Status, File, Used by, Source, Where) and (Job, File, State, Progress, Message).
+MODEL_WIDTHS = ["16%", "24%", "15%", "21%", "24%"]
+JOB_WIDTHS = ["12%", "31%", "14%", "22%", "21%"]
 
 
 def gradio_available() -> bool:
@@ -67,7 +66,7 @@ def _table(headers: list[str], label: str, widths: list[str] | None = None, **kw
     import gradio as gr
 
     return gr.Dataframe(value=t.table(headers, []), headers=headers, label=label, interactive=False, wrap=True,
-                        column_widths=widths, elem_classes=["cmr-table"], **kw)
+                        column_widths=widths, elem_classes=["cmr-table"], max_height=900, **kw)
 
 
 def build_ui(backend: Backend, *, poll_seconds: float = 1.0,

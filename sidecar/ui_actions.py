@@ -180,11 +180,10 @@ class ResolverUI:
         for j in jobs:
             jid, state = t.job_id(j), t.job_state(j)
             if jid and seen.get(jid) != state:
-                if jid in seen or state in t.FINISHED:
-                    word = _FINISHED_WORDS.get(state)
+                if state in t.FINISHED:  # pauses and resumes are logged by whoever asked for them
                     error = j.get("error") if isinstance(j.get("error"), dict) else {}
-                    text = f"{word} {t.job_name(j)}" if word else f"{t.job_name(j)}: {state}"
-                    lines = self.log(lines, text + (f": {error.get('message')}" if error.get("message") else ""))
+                    lines = self.log(lines, f"{_FINISHED_WORDS[state]} {t.job_name(j)}"
+                                            + (f": {error.get('message')}" if error.get("message") else ""))
                 if state == "completed" and seen.get(jid) != state:
                     finished.append(j)
                 seen[jid] = state
@@ -222,7 +221,7 @@ class ResolverUI:
             return "", NO_SELECTION
         data = table.get("data") if isinstance(table, dict) else getattr(table, "values", None)
         cells = list(data[row]) if data is not None and row < len(data) else []
-        what = f"{cells[1]} ({cells[2]})" if len(cells) > 2 else ids[row][:8]
+        what = cells[1] if len(cells) > 1 else ids[row][:8]
         return ids[row], f"Selected: **{what}**"
 
     async def _control(self, route: str, wanted, lines):

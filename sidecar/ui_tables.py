@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any, Iterable
 
-MODEL_HEADERS = ["Status", "Folder", "File", "Used by", "Source", "Where", "Confidence"]
-WORKFLOW_HEADERS = ["Workflow", "Models", "On disk", "To download", "No source", "Offline", "Other"]
-JOB_HEADERS = ["Job", "File", "State", "Progress", "Speed", "ETA", "Host", "Message"]
+MODEL_HEADERS = ["Status", "File", "Used by", "Source", "Where"]
+#: Per workflow: Models = On disk + Missing; after Find sources, Missing = Source found + No source + Offline.
+WORKFLOW_HEADERS = ["Workflow", "Models", "On disk", "Missing", "Source found", "No source", "Offline"]
+JOB_HEADERS = ["Job", "File", "State", "Progress", "Message"]
 
 #: Status codes of the shared JSON, in the words the table shows.
 STATUS_WORDS = {
@@ -25,8 +26,7 @@ STATUS_WORDS = {
     "error": "error",
 }
 ON_DISK = {"present", "relocated", "downloaded"}
-_COUNT_COLUMN = {"present": "On disk", "relocated": "On disk", "downloaded": "On disk", "resolved": "To download",
-                 "ambiguous": "To download", "not_found": "No source", "unavailable": "Offline"}
+_FOUND = {"resolved", "ambiguous"}
 FINISHED = ("completed", "failed", "cancelled")
 
 
@@ -70,37 +70,42 @@ def _used_by(m: dict, batch_size: int) -> str:
     return text + (f" (+{more} more node{'s' if more > 1 else ''})" if more > 0 else "")
 
 
+def _short_path(path: str | None) -> str:
+    """A local path from its models folder on ("…/models/vae/x.safetensors"): the part a user tells apart."""
+    if not path:
+        return ""
+    head, sep, tail = path.replace("\\", "/").rpartition("/models/")
+    return f"…/models/{tail}" if sep else path
+
+
 def model_rows(models: list[dict], batch_size: int = 1) -> list[list]:
     rows = []
     for m in models:
         pick = chosen(m)
         source = ""
         if pick:
-            source = pick.get("source", "")
-            if pick.get("repo"):
-                source += f": {pick['repo']}"
-        where = m.get("local_path") or (pick or {}).get("url") or m.get("url") or m.get("message") or ""
-        confidence = (pick or {}).get("confidence", m.get("confidence"))
+            source = pick.get("source", "") + (f": {pick['repo']}" if pick.get("repo") else "")
+            if pick.get("confidence") is not None:  # of the chosen source (not of the node's detection)
+                source += f" (confidence {pick['confidence']:.2f})"
+        where = _short_path(m.get("local_path")) or (pick or {}).get("url") or m.get("url") or m.get("message") or ""
         status = status_words(m.get("status", ""))
         if not m.get("active", True):
             status += " (bypassed node)"
-        rows.append([status, m.get("folder") or "?", m.get("filename", ""), _used_by(m, batch_size), source, where,
-                     "" if confidence is None else f"{confidence:.2f}"])
+        rows.append([status, model_key(m), _used_by(m, batch_size), source, where])
     return rows
 
 
 def workflow_rows(batch: Iterable[tuple[str, dict]]) -> list[list]:
-    """Counts per workflow: how many models, and how many of them are on disk, to download, etc."""
+    """Counts per workflow (see WORKFLOW_HEADERS); a workflow that could not be read says why."""
     rows = []
     for name, result in batch:
         if "error" in (result or {}):
-            rows.append([name, 0, 0, 0, 0, 0, "could not read: " + str(result["error"].get("message", ""))])
+            rows.append([f"{name}: could not read it ({result['error'].get('message', '')})", 0, 0, 0, 0, 0, 0])
             continue
-        counts = dict.fromkeys(WORKFLOW_HEADERS[2:], 0)
-        models = (result or {}).get("models", [])
-        for m in models:
-            counts[_COUNT_COLUMN.get(m.get("status", ""), "Other")] += 1
-        rows.append([name, len(models), *counts.values()])
+        statuses = [m.get("status", "") for m in (result or {}).get("models", [])]
+        on_disk = sum(s in ON_DISK for s in statuses)
+        rows.append([name, len(statuses), on_disk, len(statuses) - on_disk, sum(s in _FOUND for s in statuses),
+                     statuses.count("not_found"), statuses.count("unavailable")])
     return rows
 
 
@@ -162,13 +167,17 @@ def job_rows(jobs: list[dict]) -> list[list]:
     for j in jobs:
         done, total = j.get("bytes_done") or 0, j.get("total") or j.get("size")
         progress = f"{_bytes(done)} / {_bytes(total)}" + (f" ({100 * done / total:.0f}%)" if total else "")
-        eta = j.get("eta")
+        state = job_state(j)
+        if state == "running":
+            progress += f", {_bytes(j.get('speed') or 0)}/s"
+            eta = j.get("eta")
+            if isinstance(eta, (int, float)):
+                progress += f", {eta:.0f} s left"
+        if j.get("host"):
+            state += f" on {j['host']}"
         error = j.get("error") or {}
         message = error.get("message", "") if isinstance(error, dict) else str(error)
-        rows.append([job_id(j)[:8], job_name(j), job_state(j), progress,
-                     f"{_bytes(j.get('speed') or 0)}/s" if job_state(j) == "running" else "",
-                     f"{eta:.0f} s" if isinstance(eta, (int, float)) else "", j.get("host") or "",
-                     message or j.get("detail") or ""])
+        rows.append([job_id(j)[:8], job_name(j), state, progress, message or j.get("detail") or ""])
     return rows
 
 

@@ -108,9 +108,9 @@ def test_gradio_resolve_and_download_all(server, tmp_path):
     client = gradio_client.Client(f"{server.url}/gradio/", verbose=False)  # the default: downloads files
     table, per_workflow, choices, details, log = client.predict(gradio_client.handle_file(str(path)),
                                                                 api_name="/resolve")
-    assert table["data"][0][0] == "source found" and REPO_ID in table["data"][0][4]
+    assert table["data"][0][0] == "source found" and REPO_ID in table["data"][0][3]
     assert table["data"][1][0] == "source offline"  # Civitai (a closed port) could not be asked
-    assert per_workflow["data"] == [["wf.json", 2, 0, 1, 0, 1, 0]]
+    assert per_workflow["data"] == [["wf.json", 2, 0, 2, 1, 0, 1]]
     assert choices["value"] == ["vae/wan_2.1_vae.safetensors"]  # missing + resolved: offered, ticked
     jobs, details, log = client.predict(api_name="/download_all")
     assert "not queued checkpoints/nowhere_to_be_found.safetensors: no source could be asked (offline?)" in log
@@ -142,9 +142,9 @@ async def test_gradio_state_follows_finished_downloads(server, tmp_path):
     ui = ResolverUI(backend, 1 << 20)
     try:
         models, per_workflow, ticks, _, log, batch, lines = await ui.resolve([str(a), str(b)], [])
-        assert per_workflow["data"] == [["a.json", 1, 0, 1, 0, 0, 0], ["b.json", 2, 0, 2, 0, 0, 0]]
+        assert per_workflow["data"] == [["a.json", 1, 0, 1, 1, 0, 0], ["b.json", 2, 0, 2, 2, 0, 0]]
         assert sorted(ticks["value"]) == ["loras/extra.safetensors", "vae/wan_2.1_vae.safetensors"]
-        assert [row[3] for row in models["data"]] == ["a.json, b.json", "b.json"]  # one row per file
+        assert [row[2] for row in models["data"]] == ["a.json, b.json", "b.json"]  # one row per file
         await ui.download_all(batch, lines)
         seen: dict = {}
         deadline = time.monotonic() + 30
@@ -157,7 +157,8 @@ async def test_gradio_state_follows_finished_downloads(server, tmp_path):
         assert ticks["value"] == [] and ticks["choices"] == []
         assert [row[0] for row in models["data"]] == ["downloaded", "downloaded"]
         assert per_workflow["data"] == [["a.json", 1, 1, 0, 0, 0, 0], ["b.json", 2, 2, 0, 0, 0, 0]]
-        assert all(row[5].startswith(str(tmp_path)) for row in models["data"])  # where it landed
+        assert [row[4] for row in models["data"]] == ["…/models/vae/wan_2.1_vae.safetensors",
+                                                      "…/models/loras/extra.safetensors"]  # where it landed
         assert "Finished vae/wan_2.1_vae.safetensors" in log and "Finished loras/extra.safetensors" in log
     finally:
         await backend.close()

@@ -48,7 +48,7 @@ def test_mounted_ui_is_a_headless_api(ui_live):
     assert table["headers"] == MODEL_HEADERS and per_workflow["headers"] == WORKFLOW_HEADERS
     # two nodes load the same file: one row, both nodes counted
     [row] = table["data"]
-    assert row[0] == "on disk (other folder)" and row[3].endswith("(+1 more node)")
+    assert row[0] == "on disk (other folder)" and row[2].endswith("(+1 more node)")
     assert per_workflow["data"] == [[WF_PATH.name, 2, 2, 0, 0, 0, 0]]
     # the same JSON as the HTTP route (as text): one core, no logic of the UI's own
     direct = httpx.post(f"{ui_live.url}{SIDECAR_PREFIX}/analyze",
@@ -67,7 +67,7 @@ def test_ui_reports_errors_in_its_log_in_plain_words(ui_live):
     table, per_workflow, _, details, log = client.predict(gradio_client.handle_file(str(bad)), api_name="/analyze")
     assert not any(any(cell for cell in row) for row in table["data"])
     assert json.loads(details)["error"]["type"] == "WorkflowError"
-    assert per_workflow["data"][0][0] == "bad.json" and per_workflow["data"][0][-1].startswith("could not read")
+    assert per_workflow["data"][0][0].startswith("bad.json: could not read it (The workflow is not valid JSON")
     assert "Could not read bad.json: The workflow is not valid JSON" in log
     _, _, log = client.predict([], api_name="/download_selected")
     assert "Nothing selected" in log
@@ -120,12 +120,11 @@ async def test_ui_without_login_is_loopback_only(tmp_path):
 
 
 def test_the_jobs_table_shows_fleet_hosts_and_jobs_waiting_for_a_lease():
-    rows = job_rows([{"id": "a", "filename": "x.safetensors", "folder": "loras", "state": "queued", "lease": "waiting"},
+    rows = job_rows([{"id": "a" * 32, "filename": "x.safetensors", "folder": "loras", "state": "queued", "lease": "waiting"},
                      {"id": "b", "filename": "y.safetensors", "folder": "vae", "state": "running", "lease": "held",
-                      "host": "gpu-2", "bytes_done": 50, "total": 100, "speed": 10},
+                      "host": "gpu-2", "bytes_done": 50, "total": 100, "speed": 10, "eta": 5},
                      {"id": "c", "filename": "z.safetensors", "folder": "vae", "state": "queued"}])
     col = {h: i for i, h in enumerate(JOB_HEADERS)}
-    assert [r[col["State"]] for r in rows] == ["waiting for lease", "running", "queued"]
-    assert [r[col["Host"]] for r in rows] == ["", "gpu-2", ""]
-    assert [r[col["Job"]] for r in rows] == ["a", "b", "c"] and rows[0][col["File"]] == "loras/x.safetensors"
-    assert rows[1][col["Progress"]].endswith("(50%)") and rows[1][col["Speed"]]
+    assert [r[col["State"]] for r in rows] == ["waiting for lease", "running on gpu-2", "queued"]
+    assert rows[1][col["Progress"]] == "50 B / 100 B (50%), 10 B/s, 5 s left"
+    assert [r[col["Job"]] for r in rows] == ["a" * 8, "b", "c"] and rows[0][col["File"]] == "loras/x.safetensors"

@@ -59,10 +59,10 @@ def test_readme_gradio_client_example_runs_as_written(tmp_path):
     out = json.loads(run.stdout.strip().splitlines()[-1])
     # the block's own variables after it ran: the batch of a.json and shared.png, one merged list
     models, workflows = out["models"], out["workflows"]
-    assert [row[2] for row in models["data"]] == ["wan_2.1_vae.safetensors", "extra.safetensors"]
-    assert models["data"][0][3] == "a.json, shared.png" and models["data"][1][3] == "a.json"
+    assert [row[1] for row in models["data"]] == ["vae/wan_2.1_vae.safetensors", "loras/extra.safetensors"]
+    assert models["data"][0][2] == "a.json, shared.png" and models["data"][1][2] == "a.json"
     assert all(row[0] == "source found" for row in models["data"])
-    assert workflows["data"] == [["a.json", 2, 0, 2, 0, 0, 0], ["shared.png", 1, 0, 1, 0, 0, 0]]
+    assert workflows["data"] == [["a.json", 2, 0, 2, 2, 0, 0], ["shared.png", 1, 0, 1, 1, 0, 0]]
     details = json.loads(out["details"])  # the routes' JSON, with its `path` keys, as text
     assert [d["workflow"] for d in details] == ["a.json", "shared.png"]
     assert details[0]["models"][0]["candidates"][0]["path"] == "split_files/vae/wan_2.1_vae.safetensors"
