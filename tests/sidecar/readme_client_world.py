@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import runpy
 import subprocess
 import sys
 import time
@@ -66,8 +67,7 @@ def main(work: Path, code_file: Path) -> dict:
             _wait_up(f"http://127.0.0.1:{API}/health", server)
             _wait_up(f"http://127.0.0.1:{UI}/", server)
             os.chdir(work)
-            scope: dict = {"__name__": "__readme__"}
-            exec(compile(code_file.read_text(), "README.md", "exec"), scope)  # the block, as written
+            scope = runpy.run_path(str(code_file), run_name="__readme__")  # the block, as written
             c = scope["c"]
             deadline = time.monotonic() + 60
             jobs = scope.get("jobs")

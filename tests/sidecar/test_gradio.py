@@ -3,6 +3,7 @@ and standalone over the sidecar's HTTP API. Skips cleanly where gradio is not in
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -128,3 +129,35 @@ def test_the_jobs_table_shows_fleet_hosts_and_jobs_waiting_for_a_lease():
     assert [r[col["State"]] for r in rows] == ["waiting for lease", "running on gpu-2", "queued"]
     assert rows[1][col["Progress"]] == "50 B / 100 B (50%), 10 B/s, 5 s left"
     assert [r[col["Job"]] for r in rows] == ["a" * 8, "b", "c"] and rows[0][col["File"]] == "loras/x.safetensors"
+
+
+def _file_like(value) -> list:
+    """Every dict in `value` that gradio_client would take for a file (a string `path` key)."""
+    if isinstance(value, dict):
+        own = [value] if isinstance(value.get("path"), str) else []
+        return own + [d for v in value.values() for d in _file_like(v)]
+    if isinstance(value, (list, tuple)):
+        return [d for v in value for d in _file_like(v)]
+    return []
+
+
+def test_every_named_endpoint_returns_plain_data_to_the_default_client(ui_live, tmp_path):
+    """The default Client(url) fetches every dict with a `path` key as a file (a 403 on resolve results
+    before); each endpoint is called the way a user would and answers without one."""
+    client = gradio_client.Client(f"{ui_live.url}/gradio/", verbose=False, analytics_enabled=False)
+    wf = gradio_client.handle_file(str(WF_PATH))
+    url = "https://huggingface.co/org/repo/resolve/main/lora_for_test.safetensors"
+    calls = {"/analyze": (wf,), "/resolve": (wf,), "/analyze_batch": ([wf, wf],), "/resolve_batch": ([wf],),
+             "/download_selected": ([],), "/download_all": (), "/download_url": (url, "loras", "", ""), "/jobs": ()}
+    answers = {name: client.predict(*args, api_name=name) for name, args in calls.items()}
+    job = json.loads(answers["/download_url"][1])  # the job JSON, as text: it has a `path`
+    assert job["path"].endswith("lora_for_test.safetensors")
+    short = answers["/jobs"][0]["data"][0][0]
+    assert len(short) == 8 and job["id"].startswith(short)  # the Job column's id works for the controls
+    for name in ("/pause", "/resume", "/cancel"):
+        answers[name] = client.predict(short, api_name=name)
+    assert set(answers) == _named_endpoints(client)  # a new endpoint must be added here
+    for name, answer in answers.items():
+        assert not _file_like(answer), (name, _file_like(answer))
+    # in words, whatever state the job reached (it may have failed already: no network here)
+    assert re.search(r"(Cancelled|Cancel) loras/lora_for_test\.safetensors", answers["/cancel"][2])
