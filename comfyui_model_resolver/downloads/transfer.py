@@ -32,7 +32,6 @@ from __future__ import annotations
 import asyncio
 import time
 import os
-import random
 import shutil
 from collections import deque
 from dataclasses import dataclass
@@ -44,6 +43,7 @@ from ..errors import (DownloadError, HostNotAllowed, InsufficientSpace, Integrit
                       ResolverError, SourceError, SourceUnavailable)
 from ..hosts import redact_url
 from . import intervals as iv
+from ..upstream import RetryPolicy
 from .http import Opened, Retryable, TokenPolicy, open_url, parse_content_range
 from .job import SpeedMeter
 from .partfile import FrontierHasher, PartFile, format_bytes
@@ -64,20 +64,6 @@ MIN_STEAL = 1024 * 1024  # a piece is split for an idle connection only if twice
 #: One stream at least this fast (bytes/s) is not split over more connections.
 FAST_SINGLE_STREAM = 300 * 1024 * 1024
 MIN_HASH_LAG = 512 * 1024 * 1024  # connections may run this far ahead of the hash frontier
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: ``base * 2**(n-1)``, capped, times a factor in [0.5, 1.5)."""
-
-    base: float = 1.0
-    cap: float = 30.0
-    max_retry_after: float = 600.0  # a longer Retry-After fails the job (RateLimited) instead
-
-    def delay(self, attempt: int, retry_after: float | None = None, rand: Callable[[], float] = random.random) -> float:
-        if retry_after is not None:
-            return retry_after + rand() * min(1.0, self.base)
-        return min(self.cap, self.base * (2 ** max(0, attempt - 1))) * (0.5 + rand())
 
 
 @dataclass
@@ -387,11 +373,9 @@ class Transfer:
 
     async def _backoff(self, e: Retryable, failures: int) -> None:
         retries = e.budget(self.settings.download_retries)
-        if failures > retries:
+        delay = self.retry.next_delay(failures, retries, e.retry_after)
+        if delay is None:
             raise e.error
-        if e.retry_after is not None and e.retry_after > self.retry.max_retry_after:
-            raise e.error
-        delay = self.retry.delay(failures, e.retry_after)
         self._on_detail(f"{e.error.message} — retry {failures}/{retries} in {delay:.1f} s")
         await asyncio.sleep(delay)
         self._on_detail(None)
@@ -570,11 +554,11 @@ class Transfer:
                             failures = 0
                         failures += 1
                         piece.pos = piece.written
-                        if failures > s.download_retries or (
-                                e.retry_after is not None and e.retry_after > self.retry.max_retry_after):
+                        retries = e.budget(s.download_retries)
+                        delay = self.retry.next_delay(failures, retries, e.retry_after)
+                        if delay is None:
                             raise e.error from None
-                        delay = self.retry.delay(failures, e.retry_after)
-                        self._on_detail(f"{e.error.message} — retry {failures}/{s.download_retries} in {delay:.1f} s")
+                        self._on_detail(f"{e.error.message} — retry {failures}/{retries} in {delay:.1f} s")
                         await asyncio.sleep(delay)
                         self._on_detail(None)
             finally:
