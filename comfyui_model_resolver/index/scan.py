@@ -24,6 +24,7 @@ log = logging.getLogger(__name__)
 _CACHE_VERSION = 3
 _RACY_NS = 2_000_000_000  # a directory modified this recently may change again within its mtime tick
 _SEP = "\0"
+_MAP_AFTER = 32  # name lookups answered by searching the listings before a name map is built
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +50,43 @@ class _Dir:
         return self.subdirs.split(_SEP) if self.subdirs else []
 
 
+class _NameText:
+    """Every file name of the index as one text, "\0"-separated, lower-cased, for substring search.
+
+    Built from the per-directory name strings with one join and one lower() (no per-file work);
+    `find` is a C substring search plus a bisect per hit."""
+
+    def __init__(self, dirs: dict[str, _Dir]) -> None:
+        self.dirs: list[str] = []
+        self.starts: list[int] = []
+        parts: list[str] = []
+        pos = 1
+        for d, entry in dirs.items():
+            if entry.files:
+                self.dirs.append(d)
+                self.starts.append(pos)
+                parts.append(entry.files)
+                pos += len(entry.files) + 1
+        raw = _SEP + _SEP.join(parts) + _SEP
+        self.ascii = raw.isascii()
+        self.text = raw.lower() if self.ascii else ""
+        self.raw = raw
+
+    def find(self, needle: str) -> list[str] | None:
+        if not self.ascii:
+            return None
+        import bisect
+
+        key = _SEP + needle + _SEP
+        out: list[str] = []
+        i = self.text.find(key)
+        while i != -1:
+            k = bisect.bisect_right(self.starts, i + 1) - 1
+            out.append(os.path.join(self.dirs[k], self.raw[i + 1:i + 1 + len(needle)]))
+            i = self.text.find(key, i + len(key) - 1)
+        return out
+
+
 class ModelIndex:
     """Directory listings of every model folder, refreshed incrementally."""
 
@@ -57,6 +95,8 @@ class ModelIndex:
         self._dirs: dict[str, _Dir] = {}
         self._lock = threading.RLock()
         self._by_name: dict[str, list[str]] | None = None
+        self._names: _NameText | None = None
+        self._lookups = 0
         self._loaded = False
         self._cache_file: Path | None = None
         if cache_dir is not None:
@@ -131,6 +171,7 @@ class ModelIndex:
                     stack.extend(entry.children)
             if changed or len(new) != len(old):
                 self._by_name = None
+                self._names = None
             self._dirs = new
             if rescanned or len(new) != len(old):
                 self._save_cache()
@@ -181,16 +222,36 @@ class ModelIndex:
         return (entry.file_names(), entry.subdir_names()) if entry else None
 
     def find_by_basename(self, name: str) -> list[str]:
-        """Absolute paths of files whose base name equals `name`, case-insensitively."""
+        """Absolute paths of files whose base name equals `name`, case-insensitively.
+
+        No name map over every file is built for the first lookups (a new process usually makes a
+        few): the names of all directories are searched as one lower-cased text, in C. A process
+        that keeps looking names up gets the map after `_MAP_AFTER` lookups."""
+        needle = name.lower()
+        if not needle or _SEP in needle or "/" in needle:
+            return []
         with self._lock:
-            if self._by_name is None:
-                by: dict[str, list[str]] = {}
-                for d, entry in self._dirs.items():
-                    if entry.files:
-                        for f in entry.files.split(_SEP):
-                            by.setdefault(f.lower(), []).append(os.path.join(d, f))
-                self._by_name = by
-            return list(self._by_name.get(name.lower(), ()))
+            if self._by_name is not None:
+                return list(self._by_name.get(needle, ()))
+            self._lookups += 1
+            if self._lookups > _MAP_AFTER or not needle.isascii():
+                self._by_name = self._name_map()
+                return list(self._by_name.get(needle, ()))
+            if self._names is None:
+                self._names = _NameText(self._dirs)
+            found = self._names.find(needle)
+            if found is None:  # names that are not ASCII: lower-casing may change their length
+                self._by_name = self._name_map()
+                return list(self._by_name.get(needle, ()))
+            return found
+
+    def _name_map(self) -> dict[str, list[str]]:
+        by: dict[str, list[str]] = {}
+        for d, entry in self._dirs.items():
+            if entry.files:
+                for f in entry.files.split(_SEP):
+                    by.setdefault(f.lower(), []).append(os.path.join(d, f))
+        return by
 
     def iter_files(self):
         """(folder, base directory, relative path with "/") for every indexed file."""
