@@ -9,7 +9,6 @@ Files are never stat()ed during a scan; sizes are read lazily when a file is use
 from __future__ import annotations
 
 import hashlib
-import logging
 import marshal
 import os
 import threading
@@ -18,8 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .layout import FolderLayout
-
-log = logging.getLogger(__name__)
 
 _CACHE_VERSION = 3
 _RACY_NS = 2_000_000_000  # a directory modified this recently may change again within its mtime tick
@@ -35,13 +32,18 @@ class ScanStats:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
 class _Dir:
-    mtime_ns: int  # -1: do not trust, list again next time
-    files: str  # "\0"-joined names
-    subdirs: str
-    nfiles: int = 0
-    children: tuple[str, ...] = ()  # absolute paths of the sub-directories (saves joins on rescans)
+    """One directory's listing (a plain slotted class: a warm start builds one per directory)."""
+
+    __slots__ = ("mtime_ns", "files", "subdirs", "nfiles", "children")
+
+    def __init__(self, mtime_ns: int, files: str, subdirs: str, nfiles: int = 0,
+                 children: tuple[str, ...] = ()) -> None:
+        self.mtime_ns = mtime_ns  # -1: do not trust, list again next time
+        self.files = files  # "\0"-joined names
+        self.subdirs = subdirs
+        self.nfiles = nfiles
+        self.children = children  # absolute paths of the sub-directories (saves joins on rescans)
 
     def file_names(self) -> list[str]:
         return self.files.split(_SEP) if self.files else []
@@ -129,7 +131,9 @@ class ModelIndex:
             tmp.write_bytes(blob)
             os.replace(tmp, self._cache_file)
         except OSError as exc:  # a cache that cannot be written is not fatal
-            log.warning("index cache not written to %s: %s", self._cache_file, exc.strerror)
+            import logging
+
+            logging.getLogger(__name__).warning("index cache not written to %s: %s", self._cache_file, exc.strerror)
 
     # ---- scanning ----------------------------------------------------------------------
     def refresh(self) -> ScanStats:
