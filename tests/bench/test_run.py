@@ -32,7 +32,7 @@ def test_the_bench_runs_in_tiny_mode_and_prints_one_json_object(work):
     assert out["tiny"] is True and out["load_start"]["cpus"] and "load average" in out["load_end"]["uptime"]
     figures = {"startup": ["help", "analyze", "download_1k"], "download": ["in_process", "cmr_download_end_to_end"],
                "capped": ["cmr_download_vs_aria2c_x4"], "sidecar": ["startup_api_only", "analyze_50_vs_1_client"],
-               "index": ["warm_fresh_process"]}
+               "index": ["warm_fresh_process", "warm_fresh_process_with_lookup"]}
     for section, names in figures.items():
         got = out[section]
         if "skipped" in got:  # a tool is missing (nginx, curl, aria2c): said in words
@@ -40,7 +40,8 @@ def test_the_bench_runs_in_tiny_mode_and_prints_one_json_object(work):
             continue
         for name in names:
             fig = got[name]
-            assert fig["ours"]["best"] > 0 and fig["ours"]["median"] > 0, (section, name)
+            # a figure can be 0 (a time with a start-up subtracted), never negative or missing
+            assert fig["ours"]["best"] >= 0 and fig["ours"]["median"] >= 0 and fig["ours"]["runs"], (section, name)
             assert isinstance(fig["met_by_median"], bool) and fig["goal"]
             if "ratio" in fig:
-                assert fig["ratio"]["best"] > 0 and fig["ratio"]["median"] > 0 and fig["base"]["median"] > 0
+                assert fig["base"]["median"] > 0 and fig["ratio"]["best"] >= 0 and fig["ratio"]["median"] >= 0

@@ -95,6 +95,7 @@ def _name_tree(tmp_path):
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_bytes(b"x")
     (root / "empty").mkdir()
+    age(root)
     return root
 
 
@@ -133,3 +134,38 @@ def test_many_lookups_and_non_ascii_names_give_the_same_answers_as_a_name_map(tm
     os.utime(root / "loras", (past + 1, past + 1))
     idx.refresh()
     assert idx.find_by_basename("NEW.safetensors") == [str(root / "loras" / "new.safetensors")]
+
+
+def test_a_warm_start_reads_no_file_names_until_a_query_needs_them(tmp_path):
+    root = _name_tree(tmp_path)
+    layout = build_layout(root, [], {})
+    ModelIndex(layout, tmp_path / "cache").refresh()
+    names_files = list((tmp_path / "cache").glob("*.names"))
+    assert len(names_files) == 1
+    idx = ModelIndex(layout, tmp_path / "cache")
+    stats = idx.refresh()
+    assert stats.rescanned == 0 and stats.files == 7
+    assert all(e._files is None for e in idx._dirs.values())  # names still on disk
+    assert idx.has_file(str(root / "loras"), "model.safetensors")
+    assert all(e._files is not None for e in idx._dirs.values())
+
+
+def test_names_from_another_writer_are_never_paired_with_this_structure(tmp_path):
+    root = _name_tree(tmp_path)
+    layout = build_layout(root, [], {})
+    ModelIndex(layout, tmp_path / "cache").refresh()
+    names = next((tmp_path / "cache").glob("*.names"))
+    # 1. the names file was replaced before this process loaded the structure: the cache is not used
+    good = names.read_bytes()
+    names.write_bytes(b"X" * 16 + good[16:])
+    idx = ModelIndex(layout, tmp_path / "cache")
+    assert idx.refresh().rescanned == idx.last_stats.directories  # listed again, cold
+    # 2. replaced after the structure was loaded: the names are listed from the directories
+    ModelIndex(layout, tmp_path / "cache").refresh()
+    idx = ModelIndex(layout, tmp_path / "cache")
+    assert idx.refresh().rescanned == 0
+    names.write_bytes(b"Y" * 16 + names.read_bytes()[16:])
+    assert sorted(idx.find_by_basename("model.safetensors")) == sorted(
+        str(root / r) for r in ["loras/model.safetensors", "vae/deep/er/model.safetensors", "checkpoints/a/Model.safetensors",
+                                "checkpoints/b/model.SAFETENSORS"])
+    assert idx.has_file(str(root / "vae"), "other.pt") and not idx.has_file(str(root / "vae"), "nope.pt")
