@@ -1,10 +1,10 @@
 """Which bytes each connection of a segmented download fetches next.
 
 Pieces are handed out lowest offset first, so the written prefix of the file (and with it the
-in-order SHA-256) keeps up with the download; a connection may not start a piece more than
-`max_lag` bytes ahead of the hash frontier. When no piece is left, an idle connection takes the
-upper half of the biggest piece still in flight (work stealing), so one slow connection does not
-hold up the finish.
+in-order SHA-256) keeps up with the download; a connection may not take a piece that ends more
+than `max_lag` bytes ahead of the hash frontier (the bytes the hasher can keep in memory). When
+no piece is left, an idle connection takes the upper half of the biggest piece still in flight
+(work stealing), so one slow connection does not hold up the finish.
 """
 from __future__ import annotations
 
@@ -46,11 +46,11 @@ class Scheduler:
         self.open_end = open_end
 
     def claim(self, frontier: int) -> Piece | None | str:
-        """The next piece, None when there is nothing left, or "wait" when the next piece lies too
-        far ahead of the hash `frontier`."""
+        """The next piece, None when there is nothing left, or "wait" when the next piece ends too
+        far ahead of the hash `frontier` (never for a piece that starts at or before it)."""
         if self.unclaimed:
             a, b = self.unclaimed[0]
-            if self.segmented and a - frontier > self.max_lag:
+            if self.segmented and b - frontier > self.max_lag and a > frontier:
                 return "wait"
             self.unclaimed.popleft()
             piece = Piece(a, None if self.open_end else b)

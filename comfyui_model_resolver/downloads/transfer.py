@@ -66,8 +66,8 @@ CHECKPOINT_SECONDS = 2.0
 MAX_RESTARTS = 3  # "start over from byte 0" at most this often per run
 #: One stream at least this fast (bytes/s) is not split over more connections.
 FAST_SINGLE_STREAM = 300 * 1024 * 1024
-#: Connections may start a piece this far ahead of the hash frontier: the out-of-order bytes the
-#: hasher keeps in memory, so that a segmented download is hashed without reading anything back.
+#: Connections may take a piece that ends this far ahead of the hash frontier: the out-of-order
+#: bytes the hasher keeps in memory, so that a segmented download is hashed without reading back.
 MAX_HASH_LAG = HOLD_BUDGET
 
 
@@ -336,7 +336,7 @@ class Transfer:
             else:
                 pieces = gaps
                 workers = 1
-            lag = max(MAX_HASH_LAG, 2 * iv.piece_size(total, s.segments))
+            lag = max(MAX_HASH_LAG, 2 * iv.piece_size(total, s.segments))  # piece_size <= MAX_PIECE
             self._sched = Scheduler(done, pieces, segmented=segmented, max_lag=lag)
         self._advance_hash()
         loop = asyncio.get_running_loop()
