@@ -31,7 +31,7 @@ def test_the_bench_runs_in_tiny_mode_and_prints_one_json_object(work):
     out = json.loads(res.stdout)  # the whole of stdout is one JSON object
     assert out["tiny"] is True and out["load_start"]["cpus"] and "load average" in out["load_end"]["uptime"]
     figures = {"startup": ["help", "analyze", "download_1k"], "download": ["in_process", "cmr_download_end_to_end"],
-               "capped": ["cmr_download_vs_aria2c_x4"], "sidecar": ["startup_api_only", "analyze_50_vs_1_client"],
+               "capped": ["cmr_download_vs_aria2c_x4", "cmr_download_vs_aria2c_x4_checksum"], "sidecar": ["startup_api_only", "analyze_50_vs_1_client"],
                "index": ["warm_fresh_process", "warm_fresh_process_with_lookup"]}
     for section, names in figures.items():
         got = out[section]
