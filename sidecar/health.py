@@ -44,27 +44,25 @@ class UpstreamProbe:
         self._checked = 0.0
         self._task: asyncio.Task | None = None
 
-    async def _check_one(self, session, name: str, url: str) -> None:
+    async def _check_one(self, name: str, url: str) -> None:
         import aiohttp
+
+        from comfyui_model_resolver.upstream import fetch_configured
 
         started = time.monotonic()
         result: dict[str, Any] = {"url": url, "checked_at": time.time()}
         try:
-            async with session.head(url, allow_redirects=False,
-                                    timeout=aiohttp.ClientTimeout(total=UPSTREAM_TIMEOUT)) as resp:
-                result.update(reachable=True, status=resp.status)
+            status, _ = await fetch_configured(url, method="HEAD", timeout=UPSTREAM_TIMEOUT)
+            result.update(reachable=True, status=status)
         except asyncio.TimeoutError:
             result.update(reachable=False, status=None, error="timed out")
-        except Exception as exc:  # noqa: BLE001 - information only
+        except (aiohttp.ClientError, OSError, ValueError) as exc:  # information only
             result.update(reachable=False, status=None, error=type(exc).__name__)
         result["latency_ms"] = round((time.monotonic() - started) * 1000, 1)
         self.results[name] = result
 
     async def _check_all(self) -> None:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as session:
-            await asyncio.gather(*(self._check_one(session, n, u) for n, u in self.endpoints.items()))
+        await asyncio.gather(*(self._check_one(n, u) for n, u in self.endpoints.items()))
         self._checked = time.monotonic()
 
     def refresh(self) -> asyncio.Task | None:

@@ -18,6 +18,6 @@ Public API: `DownloadManager` (manager.py), its `Job` snapshots (job.py), `Retry
 """
 from .job import Job
 from .manager import DownloadManager
-from .transfer import RetryPolicy
+from ..upstream import RetryPolicy
 
 __all__ = ["DownloadManager", "Job", "RetryPolicy"]

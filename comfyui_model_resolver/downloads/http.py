@@ -1,49 +1,37 @@
-"""The network seam of the downloader: one GET, redirects followed by hand, statuses mapped to errors.
+"""The downloader's view of one GET: `open_url` over the upstream transport, statuses read by its policy.
 
-`open_url` follows up to `MAX_REDIRECTS` redirects itself so that *every* hop is checked against
-the host allowlist (`hosts.check_url`) and gets only its own host's token (`hosts.token_for`): the
-Hub sees the HF token, its CDN sees none, and no token is ever put in a URL. Along the way it
-collects what the Hub says about the file on its 302 (`X-Linked-Etag` = the LFS sha256,
-`X-Linked-Size`), which the CDN response does not repeat (contract A.5.1).
+`open_url` sends through `upstream.send`, so every redirect hop is checked against the host
+allowlist and gets only its own host's token: the Hub sees the HF token, its CDN sees none, and
+no token is ever put in a URL. Along the way it collects what the Hub says about the file on its
+302 (`X-Linked-Etag` = the LFS sha256, `X-Linked-Size`), which the CDN response does not repeat
+(contract A.5.1).
 
-Statuses become typed errors here and nowhere else: `Retryable` wraps the ones worth another try
-(network errors, timeouts, 408/425/429/5xx) with the server's Retry-After when it sent one.
+Statuses become typed errors through `upstream.error_for_status` (the one table); `Retryable`
+wraps those worth another try (network errors, timeouts, `RETRY_STATUSES`) with the server's
+Retry-After when it sent one.
 """
 from __future__ import annotations
 
 import asyncio
 import re
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
-from urllib.parse import urljoin
+from typing import TYPE_CHECKING
 
 import aiohttp
 
-from ..errors import (AuthRequired, DownloadError, NotFound, RateLimited, ResolverError, SourceError,
-                      SourceUnavailable)
-from ..hosts import TOKEN_ENV, check_url, redact_secrets, redact_url, token_for, token_kind
-from ..retry_after import parse_retry_after
+from ..errors import ResolverError
+from ..hosts import TOKEN_ENV, redact_error, token_for, token_kind
+from ..upstream import (RETRY_STATUSES, USER_AGENT, Retryable, TokenPolicy, error_for_status, host_of,
+                        parse_retry_after, send)
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
 
-__all__ = ["Opened", "Retryable", "open_url", "parse_content_range", "USER_AGENT"]
+__all__ = ["Opened", "Retryable", "TokenPolicy", "open_url", "parse_content_range", "USER_AGENT"]
 
-MAX_REDIRECTS = 10
-USER_AGENT = "comfyui-model-resolver/0.1 (+downloads)"
-_RETRY_STATUSES = {408, 425, 429, 500, 502, 503, 504}
 _SHA256_RE = re.compile(r'^(?:W/)?"?([0-9a-fA-F]{64})"?$')
 _CONTENT_RANGE_RE = re.compile(r"^\s*bytes\s+(?:(\d+)-(\d+)|\*)/(\d+|\*)\s*$", re.I)
-TokenPolicy = Literal["auto", "none"]
-
-
-class Retryable(Exception):
-    """A failure worth retrying; `error` is what to report once retries are exhausted."""
-
-    def __init__(self, error: ResolverError, retry_after: float | None = None) -> None:
-        super().__init__(error.message)
-        self.error = error
-        self.retry_after = retry_after
+_ERROR_BODY = 2048  # bytes of an error answer read for its message
 
 
 @dataclass
@@ -85,62 +73,26 @@ def parse_content_range(value: str | None) -> tuple[int | None, int | None, int 
     return (int(a) if a else None, int(b) if b else None, int(total) if total and total != "*" else None)
 
 
-def _linked_sha(value: str | None) -> str | None:
-    m = _SHA256_RE.match((value or "").strip())
-    return m.group(1).lower() if m else None
-
-
-def _host_of(url: str) -> str:
-    return redact_url(url).split("/")[2] if "://" in url else url
+def _linked(headers) -> tuple[str | None, int | None]:
+    m = _SHA256_RE.match((headers.get("X-Linked-Etag") or "").strip())
+    size = headers.get("X-Linked-Size")
+    return (m.group(1).lower() if m else None), (int(size) if size and size.isdigit() else None)
 
 
 async def _error_for(resp: aiohttp.ClientResponse, url: str, settings: "Settings") -> ResolverError | Retryable:
-    status = resp.status
-    shown = redact_url(url)
-    code = resp.headers.get("X-Error-Code")
-    server_msg = resp.headers.get("X-Error-Message")
-    if not server_msg:
+    body = None
+    if not resp.headers.get("X-Error-Message"):
         try:
-            text = (await resp.content.read(2048)).decode("utf-8", "replace").strip()
+            body = (await resp.content.read(_ERROR_BODY)).decode("utf-8", "replace")
         except (aiohttp.ClientError, asyncio.TimeoutError):
-            text = ""
-        if text.startswith("{"):
-            import json
-
-            try:
-                body = json.loads(text)
-                if isinstance(body, dict):
-                    server_msg = str(body.get("message") or body.get("error") or "")[:300] or None
-            except ValueError:
-                pass
-    detail = f": {redact_secrets(server_msg, settings)}" if server_msg else ""
+            body = None
     kind = token_kind(url, settings)
-    env = TOKEN_ENV.get(kind or "")
-    if status in (401, 403) and (code in ("GatedRepo", "RepoNotFound") or kind):
-        has_token = token_for(url, settings) is not None
-        gated = code == "GatedRepo"
-        if gated and has_token:
-            hint = "Your token is not approved for this gated repository: request access on its page."
-        elif has_token:
-            hint = f"The server refused the token in {env}; check that it is valid and has read access."
-        else:
-            hint = f"Set {env} to a token with access." if env else "This file needs authentication."
-        return AuthRequired(f"{status} from {_host_of(url)}{detail} ({shown})", hint=hint, source=kind,
-                            token_env=env, gated=gated)
-    if status in (404, 410):
-        return NotFound(f"{status}: the file is not there{detail} ({shown})",
-                        hint="Check the URL; the file may have been moved or deleted.", source=kind)
-    if status in _RETRY_STATUSES:
-        retry_after = parse_retry_after(resp.headers.get("Retry-After"))
-        if status == 429:
-            err: ResolverError = RateLimited(f"429 rate limited by {_host_of(url)}{detail}", source=kind,
-                                             retry_after=retry_after,
-                                             hint="Wait and resume the download; a token may raise the limit.")
-        else:
-            err = SourceUnavailable(f"{status} from {_host_of(url)}{detail}", source=kind,
-                                    hint="The server has a problem; resume the download later.")
-        return Retryable(err, retry_after)
-    return SourceError(f"Unexpected HTTP {status} from {_host_of(url)}{detail} ({shown})", source=kind)
+    err = error_for_status(resp.status, resp.headers, body, source=kind, token_env=TOKEN_ENV.get(kind or ""),
+                           authed=token_for(url, settings) is not None, what="download", label=host_of(url))
+    err = redact_error(err, settings)  # the upstream may quote the token it was sent
+    if resp.status in RETRY_STATUSES:
+        return Retryable(err, parse_retry_after(resp.headers.get("Retry-After")))
+    return err
 
 
 async def open_url(session: aiohttp.ClientSession, url: str, settings: "Settings", *,
@@ -152,55 +104,28 @@ async def open_url(session: aiohttp.ClientSession, url: str, settings: "Settings
     Returns 200/206/416 responses (body unread). Raises HostNotAllowed for a refused hop,
     Retryable for transient failures, or a typed SourceError/DownloadError otherwise.
     With `stop_at_linked`, stops at a redirect that carries the Hub's sha256 and size
-    (metadata only; the returned response is that redirect, closed).
+    (metadata only; the returned response is that redirect, released).
     """
-    hops: list[str] = []
-    linked_sha = None
-    linked_size = None
-    current = url
-    for _ in range(MAX_REDIRECTS + 1):
-        check_url(current, settings)  # raises HostNotAllowed, also for the first URL
-        headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
-        if start is not None:
-            headers["Range"] = f"bytes={start}-" + (str(end) if end is not None else "")
-            if if_range:
-                headers["If-Range"] = if_range
-        token = token_for(current, settings) if tokens == "auto" else None
-        if token:
-            headers["Authorization"] = f"Bearer {token}"
-        hops.append(redact_url(current))
-        try:
-            resp = await session.get(current, headers=headers, allow_redirects=False, timeout=timeout)
-        except asyncio.TimeoutError:
-            raise Retryable(SourceUnavailable(f"Timed out connecting to {_host_of(current)}.",
-                                              hint="Check the network; CMR_DOWNLOAD_TIMEOUT sets the limit.")) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise Retryable(SourceUnavailable(f"Cannot connect to {_host_of(current)}: {exc.os_error or exc}.",
-                                              hint="Check the network connection.")) from None
-        except aiohttp.ClientError as exc:
-            raise Retryable(SourceUnavailable(f"Network error talking to {_host_of(current)}: "
-                                              f"{type(exc).__name__}.")) from None
-        sha = _linked_sha(resp.headers.get("X-Linked-Etag"))
-        if sha:
-            linked_sha = sha
-        size = resp.headers.get("X-Linked-Size")
-        if size and size.isdigit():
-            linked_size = int(size)
-        if resp.status in (301, 302, 303, 307, 308):
-            location = resp.headers.get("Location")
-            resp.release()
-            if not location:
-                raise SourceError(f"{resp.status} redirect without a Location from {_host_of(current)}.")
-            if stop_at_linked and linked_sha and linked_size is not None:
-                return Opened(resp, current, hops, linked_sha, linked_size)
-            current = urljoin(current, location)
-            continue
-        if resp.status in (200, 206, 416):
-            return Opened(resp, current, hops, linked_sha, linked_size)
-        try:
-            err = await _error_for(resp, current, settings)
-        finally:
-            resp.release()
-        raise err
-    raise DownloadError(f"More than {MAX_REDIRECTS} redirects starting at {redact_url(url)}.",
-                        hint="The server is misconfigured; try again later.")
+    headers = {"User-Agent": USER_AGENT, "Accept-Encoding": "identity"}
+    if start is not None:
+        headers["Range"] = f"bytes={start}-" + (str(end) if end is not None else "")
+        if if_range:
+            headers["If-Range"] = if_range
+
+    def stop(resp: aiohttp.ClientResponse) -> bool:
+        sha, size = _linked(resp.headers)
+        return stop_at_linked and sha is not None and size is not None
+
+    sent = await send(session, "GET", url, settings, headers=headers, tokens=tokens, timeout=timeout, stop=stop)
+    linked_sha = linked_size = None
+    for h in [*sent.redirects, sent.resp.headers]:
+        sha, size = _linked(h)
+        linked_sha, linked_size = sha or linked_sha, size if size is not None else linked_size
+    resp = sent.resp
+    if resp.status in (200, 206, 416) or (stop_at_linked and resp.status in (301, 302, 303, 307, 308)):
+        return Opened(resp, sent.url, sent.hops, linked_sha, linked_size)
+    try:
+        err = await _error_for(resp, sent.url, settings)
+    finally:
+        resp.release()
+    raise err

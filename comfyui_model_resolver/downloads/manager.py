@@ -51,7 +51,7 @@ from .placement import check_format, pickle_warning, remove_part_quietly
 from .runner import ACTIVE_STATES, JobEntry, JobRunner
 from .slots import PrioritySlots
 from .store import JobRecord, JobStore
-from .transfer import RetryPolicy
+from ..upstream import RetryPolicy, open_session
 from .volume import layout_owns, volume_id
 
 log = logging.getLogger(__name__)
@@ -132,9 +132,7 @@ class DownloadManager:
             except (OSError, Exception) as exc:  # sqlite3.Error or OSError
                 raise ConfigError(f"Cannot open the download job database {path}: {exc}.",
                                   hint="Set CMR_DATA_DIR to a writable directory.") from None
-            self.session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, limit_per_host=0, enable_cleanup_closed=True),
-                auto_decompress=False, read_bufsize=_READ_BUFSIZE, trust_env=False)
+            self.session = open_session(downloads=True, read_bufsize=_READ_BUFSIZE)
             self._started = True
             if self.resume_unfinished:
                 for rec in await asyncio.to_thread(self._store.load):

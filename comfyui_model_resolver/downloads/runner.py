@@ -209,10 +209,9 @@ class JobRunner:
                 return await call()
             except Retryable as e:
                 failures += 1
-                if failures > self.host.settings.download_retries or (
-                        e.retry_after is not None and e.retry_after > self.host.retry.max_retry_after):
+                delay = self.host.retry.next_delay(failures, self.host.settings.download_retries, e.retry_after)
+                if delay is None:
                     raise e.error from None
-                delay = self.host.retry.delay(failures, e.retry_after)
                 entry.rec.detail = f"{e.error.message} — retry {failures} in {delay:.1f} s"
                 self.host.publish(entry, force=True)
                 await asyncio.sleep(delay)

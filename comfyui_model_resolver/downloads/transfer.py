@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import random
 import shutil
 import time
 from dataclasses import dataclass
@@ -46,6 +45,7 @@ import aiohttp
 from ..errors import (DownloadError, HostNotAllowed, InsufficientSpace, NotFound, RateLimited, ResolverError,
                       SourceError)
 from . import intervals as iv
+from ..upstream import RetryPolicy
 from .answers import Complete, Probe, Restart, adopt, check_piece, open_bounded, probe
 from .body import copy_body
 from .hashing import HOLD_BUDGET, OrderedHasher
@@ -69,20 +69,6 @@ FAST_SINGLE_STREAM = 300 * 1024 * 1024
 #: Connections may take a piece that ends this far ahead of the hash frontier: the out-of-order
 #: bytes the hasher keeps in memory, so that a segmented download is hashed without reading back.
 MAX_HASH_LAG = HOLD_BUDGET
-
-
-@dataclass(frozen=True)
-class RetryPolicy:
-    """Exponential backoff with jitter: ``base * 2**(n-1)``, capped, times a factor in [0.5, 1.5)."""
-
-    base: float = 1.0
-    cap: float = 30.0
-    max_retry_after: float = 600.0  # a longer Retry-After fails the job (RateLimited) instead
-
-    def delay(self, attempt: int, retry_after: float | None = None, rand: Callable[[], float] = random.random) -> float:
-        if retry_after is not None:
-            return retry_after + rand() * min(1.0, self.base)
-        return min(self.cap, self.base * (2 ** max(0, attempt - 1))) * (0.5 + rand())
 
 
 @dataclass
@@ -285,11 +271,9 @@ class Transfer:
 
     async def _backoff(self, e: Retryable, failures: int) -> None:
         retries = self.settings.download_retries
-        if failures > retries:
+        delay = self.retry.next_delay(failures, retries, e.retry_after)
+        if delay is None:
             raise e.error
-        if e.retry_after is not None and e.retry_after > self.retry.max_retry_after:
-            raise e.error
-        delay = self.retry.delay(failures, e.retry_after)
         self._on_detail(f"{e.error.message} — retry {failures}/{retries} in {delay:.1f} s")
         await asyncio.sleep(delay)
         self._on_detail(None)
@@ -413,10 +397,9 @@ class Transfer:
                             failures = 0
                         failures += 1
                         piece.pos = piece.written
-                        if failures > s.download_retries or (
-                                e.retry_after is not None and e.retry_after > self.retry.max_retry_after):
+                        delay = self.retry.next_delay(failures, s.download_retries, e.retry_after)
+                        if delay is None:
                             raise e.error from None
-                        delay = self.retry.delay(failures, e.retry_after)
                         self._on_detail(f"{e.error.message} — retry {failures}/{s.download_retries} in {delay:.1f} s")
                         await asyncio.sleep(delay)
                         self._on_detail(None)

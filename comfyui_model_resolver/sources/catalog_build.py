@@ -14,7 +14,8 @@
    (catalog.apply_precedence, the rule the running provider applies too).
 3. Online (default): the file listings of the repos those URLs point into and of the official
    publishers' repos (Comfy-Org, comfyanonymous, black-forest-labs, stabilityai, Lightricks, Kijai,
-   city96, …), through huggingface_hub, for each file's size and LFS sha256. With `--all-files`
+   city96, …), through the Hub REST API (the resolver's own client: every hop allowlist-checked),
+   for each file's size and LFS sha256. With `--all-files`
    every model file of those repos that sits in a ComfyUI folder (`split_files/vae/…`) is added.
 4. Offline (`--offline`, or when the Hub cannot be reached): the lists alone; sizes and hashes
    already in the previous catalog are kept. Without a Manager list the previous Manager rows are kept.
@@ -104,46 +105,50 @@ def _merge_previous(entries: list[dict], previous: Iterable[dict]) -> None:
                     e[k] = p[k]
 
 
-def _hub_files(api: Any, repo: str) -> dict[str, dict]:
-    out = {}
-    for entry in api.list_repo_tree(repo, recursive=True):
-        if getattr(entry, "size", None) is None or not hasattr(entry, "blob_id"):
-            continue
-        lfs = getattr(entry, "lfs", None)
-        sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
-        out[entry.path] = {"size": entry.size, "sha256": sha}
-    return out
+async def _read_hub(settings: Settings, repos: dict[str, None], publishers: Iterable[str],
+                    all_files: bool) -> tuple[dict[str, dict[str, dict]], list[str]]:
+    from ..errors import NotFound, SourceError, SourceUnavailable
+    from .http import Upstream
+    from .huggingface import HuggingFaceSource
+
+    upstream = Upstream(settings)
+    hub = HuggingFaceSource(settings, upstream)
+    problems: list[str] = []
+    trees: dict[str, dict[str, dict]] = {}
+    try:
+        if all_files:
+            for ns in publishers:
+                try:
+                    for m in await hub.listing([("author", ns)], 1000, None, f"repos of {ns}"):
+                        repos.setdefault(m["id"], None)
+                except SourceError as exc:  # network, 429 after retries
+                    return trees, [f"listing {ns}: {exc.message}"]
+        for repo in repos:
+            try:
+                trees[repo] = await hub.tree(repo, None)
+            except NotFound as exc:
+                problems.append(f"{repo}: {exc.message}")
+            except SourceError as exc:
+                problems.append(f"{repo}: {exc.message}")
+                if isinstance(exc, SourceUnavailable) and not trees:
+                    return trees, problems + ["the Hub cannot be reached: sizes and hashes kept from before"]
+    finally:
+        await upstream.close()
+    return trees, problems
 
 
 def enrich_from_hub(entries: list[dict], settings: Settings, publishers: Iterable[str], *,
                     all_files: bool = False) -> tuple[list[dict], list[str]]:
     """Sizes and sha256 from the Hub's trees; with all_files, more entries from official repos.
     Returns the entries and the problems met (a repo that could not be read is skipped)."""
-    from huggingface_hub import HfApi
+    import asyncio
 
-    token = settings.hf_token.get_secret_value() if settings.hf_token else None
-    api = HfApi(endpoint=settings.hf_endpoint, token=token or False, library_name="comfyui-model-resolver")
     repos: dict[str, None] = {}
     for e in entries:
         hf = parse_hf_url(e["url"], (settings.hf_endpoint,))
         if hf:
             repos.setdefault(hf.repo, None)
-    if all_files:
-        for ns in publishers:
-            try:
-                for m in api.list_models(author=ns, sort="downloads", limit=1000):
-                    repos.setdefault(m.id, None)
-            except Exception as exc:  # network, 429 after retries
-                return entries, [f"listing {ns}: {type(exc).__name__}: {exc}"]
-    problems: list[str] = []
-    trees: dict[str, dict[str, dict]] = {}
-    for repo in repos:
-        try:
-            trees[repo] = _hub_files(api, repo)
-        except Exception as exc:
-            problems.append(f"{repo}: {type(exc).__name__}")
-            if type(exc).__name__ in ("ConnectError", "ConnectTimeout", "OfflineModeIsEnabled") and not trees:
-                return entries, problems + ["the Hub cannot be reached: sizes and hashes kept from before"]
+    trees, problems = asyncio.run(_read_hub(settings, repos, publishers, all_files))
     known = {e["url"] for e in entries}
     for e in entries:
         hf = parse_hf_url(e["url"], (settings.hf_endpoint,))

@@ -15,7 +15,8 @@ from ..errors import NotFound, SourceError
 from ..settings import Settings
 from ..types import Candidate, ModelRef
 from .base import BudgetExhausted, LookupContext, Source
-from .http import CIVITAI_TOKEN_ENV, Upstream
+from ..upstream import CIVITAI_TOKEN_ENV
+from .http import Upstream
 from .terms import NameInfo, analyse_name, name_similarity, variant_set
 
 NAME = "civitai"

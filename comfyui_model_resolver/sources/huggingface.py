@@ -1,4 +1,4 @@
-"""Hugging Face Hub provider, through `huggingface_hub` (HfApi: list_models, list_repo_tree).
+"""Hugging Face Hub provider, through the Hub's REST API with our own client (`sources.http.Upstream`).
 
 How it looks for a file, stopping as soon as the exact file name turns up:
   1. the repo listings (with file names) of the publishers most likely to host it: the model
@@ -10,30 +10,32 @@ How it looks for a file, stopping as soon as the exact file name turns up:
 Listings, searches and trees are cached (sources/cache.py) and shared by every model of a run,
 so a workflow's models mostly cost one or two requests each.
 
-HfApi is synchronous: its calls run in a bounded thread pool, under the shared upstream limiter.
-Its exceptions are turned into ours by `http.error_for_status` (the one status table).
+The endpoints are the ones `huggingface_hub` calls (`GET /api/models?author|search=…&full=true&
+cardData=true&sort=downloads&limit=…`, `GET /api/models/{repo}/tree/main?recursive=true`, pages
+followed through `Link: <…>; rel="next"`), but sent by `upstream.send`: every hop of every request
+(a mirror's redirect, a next-page link) is checked against the allowlist, and the token goes only to
+its own host. huggingface_hub's client follows redirects anywhere, so it is not used here.
 """
 from __future__ import annotations
 
-import asyncio
-import re
-from urllib.parse import urlsplit
-import time
-import urllib.request
-import concurrent.futures
 import functools
 import logging
+import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from datetime import datetime
+from typing import Any, Awaitable, Callable
+from urllib.parse import quote
+
+import asyncio
 
 from ..errors import AuthRequired, NotFound, SourceError, SourceUnavailable
-from ..hosts import redact_error
 from ..settings import Settings
 from ..types import Candidate, CandidateFile, ModelRef
+from ..upstream import HF_TOKEN_ENV
 from ..workflow.folders import has_model_extension
 from .base import BudgetExhausted, LookupContext, Source
 from .cache import NOT_FOUND, ResponseCache, is_not_found
-from .http import HF_TOKEN_ENV, Upstream, error_for_status
+from .http import Upstream
 from .publishers import is_official
 from .rank import folder_of_path
 from .terms import NameInfo, analyse_name, name_similarity, preferred_publishers, search_queries
@@ -47,7 +49,12 @@ MAX_LISTINGS = 3  # publisher listings per model (cached: shared by the models o
 MAX_SEARCHES = 3
 MAX_TREES = 4  # repos whose tree is read per model (the same file is often in several official repos)
 MIN_LISTINGS = 2  # listings read even after a hit: the same name may sit in a better repo
+MAX_TREE_PAGES = 20  # the Hub pages trees by 1,000 entries: 20,000 files is more than any model repo
+MAX_TREE_FILES = 20_000
+MAX_LISTING_PAGES = 10  # a listing of 100 repos is one page on the Hub
 SHARD = re.compile(r"^(?P<prefix>.+)-(?P<index>\d{5})-of-(?P<total>\d{5})\.(?P<ext>safetensors|bin)$")
+#: A Hub repo id, as the Hub validates them: `namespace/name`, no `..`, nothing a URL would read as a path.
+REPO_ID = re.compile(r"^(?!.*\.\.)[A-Za-z0-9][\w.-]{0,95}/[\w.-]{1,96}$")
 
 
 @dataclass
@@ -62,101 +69,69 @@ def _name_info(basename: str) -> NameInfo:
     return analyse_name(basename)
 
 
-def _card_base(m: Any) -> str | None:
+def _card_base(m: dict) -> str | None:
     """The model card's `base_model` (one repo id, or the first of a list): what it says it derives from."""
-    base = getattr(getattr(m, "card_data", None), "base_model", None)
+    card = m.get("cardData")
+    base = card.get("base_model") if isinstance(card, dict) else None
     if isinstance(base, list):
         base = next((b for b in base if isinstance(b, str)), None)
     return base if isinstance(base, str) and base else None
 
 
-def _repo_dict(m: Any) -> dict:
-    sibs = getattr(m, "siblings", None)
-    created = getattr(m, "created_at", None)
+def _iso(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).isoformat()
+    except ValueError:
+        return None
+
+
+def _number(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 0
+
+
+def _repo_dict(m: dict) -> dict:
+    """One repo of a listing, as the lookup keeps it (only what it reads: the answer is dropped)."""
+    sibs = m.get("siblings")
+    names = None if not isinstance(sibs, list) else [
+        s["rfilename"] for s in sibs if isinstance(s, dict) and isinstance(s.get("rfilename"), str)]
+    gated = m.get("gated")
     return {
         "card_base": _card_base(m),
-        "created": created.isoformat() if hasattr(created, "isoformat") else None,
-        "id": m.id,
-        "downloads": getattr(m, "downloads", None) or 0,
-        "likes": getattr(m, "likes", None) or 0,
-        "gated": getattr(m, "gated", None) or False,
-        "siblings": None if sibs is None else [s.rfilename for s in sibs],
+        "created": _iso(m.get("createdAt")),
+        "id": m["id"],
+        "downloads": _number(m.get("downloads")),
+        "likes": _number(m.get("likes")),
+        "gated": gated if isinstance(gated, str) and gated else bool(gated is True),
+        "siblings": names,
     }
+
+
+def _repo_path(repo: str) -> str:
+    if not isinstance(repo, str) or not REPO_ID.match(repo):
+        raise NotFound(f"huggingface: {str(repo)[:100]!r} is not a Hub repository id", source=NAME)
+    return quote(repo, safe="/")
 
 
 class HuggingFaceSource(Source):
     name = NAME
 
-    def __init__(self, settings: Settings, upstream: Upstream, cache: ResponseCache | None = None, *,
-                 executor: concurrent.futures.Executor | None = None) -> None:
-        from huggingface_hub import HfApi
-
+    def __init__(self, settings: Settings, upstream: Upstream, cache: ResponseCache | None = None) -> None:
         self.settings = settings
         self.upstream = upstream
         self.cache = cache
-        self.endpoint = settings.hf_endpoint
-        token = settings.hf_token.get_secret_value() if settings.hf_token else None
-        self.has_token = bool(token)
-        # token=False: never fall back to HF_TOKEN or a stored login; CMR_HF_TOKEN is the only source.
-        self._api = HfApi(endpoint=self.endpoint, token=token or False, library_name="comfyui-model-resolver")
-        self._own_executor = executor is None
-        self._executor = executor or concurrent.futures.ThreadPoolExecutor(
-            max_workers=settings.max_upstream_concurrency, thread_name_prefix="cmr-hf")
+        self.endpoint = settings.hf_endpoint.rstrip("/")
+        self.has_token = bool(settings.hf_token and settings.hf_token.get_secret_value())
         self._inflight: dict[str, asyncio.Future] = {}
         self._repo_meta: dict[str, dict] = {}  # repo id -> downloads/gated, from listings and searches
-        self._reach_checked = 0.0  # monotonic time of the last successful reachability check
-        self._reach_lock = asyncio.Lock()
 
-    async def _check_reachable(self, what: str) -> None:
-        """Fail fast when the Hub cannot be reached at all (offline, wrong endpoint).
-
-        huggingface_hub retries connection errors with back-off for ~23 s before giving up; a TCP
-        connect (no HTTP request, nothing counted upstream) tells the same in milliseconds.
-        A success is trusted for a minute."""
-        if time.monotonic() - self._reach_checked < 60:
-            return
-        async with self._reach_lock:
-            if time.monotonic() - self._reach_checked < 60:
-                return
-            parts = urlsplit(self.endpoint)
-            port = parts.port or (443 if parts.scheme == "https" else 80)
-            if urllib.request.getproxies().get(parts.scheme) and not urllib.request.proxy_bypass(parts.hostname or ""):
-                self._reach_checked = time.monotonic()  # behind a proxy a direct connect proves nothing
-                return
-            try:
-                _reader, writer = await asyncio.wait_for(asyncio.open_connection(parts.hostname, port),
-                                                         timeout=min(5.0, self.settings.http_timeout))
-            except (OSError, asyncio.TimeoutError) as exc:
-                raise SourceUnavailable(f"huggingface: {what}: cannot reach the Hub at {parts.hostname}:{port} "
-                                        f"({type(exc).__name__})", source=NAME,
-                                        hint="Check the network or CMR_HF_ENDPOINT.") from None
-            writer.close()
-            self._reach_checked = time.monotonic()
-
-    # ---- calls into huggingface_hub ------------------------------------------------------
+    # ---- calls to the Hub API ------------------------------------------------------------
     def _key(self, *parts: str) -> str:
         return "|".join(("hf", self.endpoint, *parts, f"auth={int(self.has_token)}"))
 
-    async def _call(self, ctx: LookupContext | None, what: str, fn: Callable[[], Any]) -> Any:
-        """Run a blocking HfApi call in the pool, counted, limited and with our error types."""
-        await self._check_reachable(what)
-        if ctx is not None:
-            ctx.budget.spend()
-            ctx.count(NAME)
-        self.upstream.stats.requests[NAME] = self.upstream.stats.requests.get(NAME, 0) + 1
-        loop = asyncio.get_running_loop()
-        async with self.upstream.limiter:
-            try:
-                # huggingface_hub retries 429/5xx itself (up to ~23 s); CMR_HTTP_TIMEOUT bounds the whole call
-                return await asyncio.wait_for(loop.run_in_executor(self._executor, fn),
-                                              timeout=self.settings.http_timeout)
-            except asyncio.TimeoutError:
-                raise SourceUnavailable(f"huggingface: {what}: no answer within {self.settings.http_timeout:g} s",
-                                        source=NAME, hint="The Hub is slow or failing; try again later.") from None
-            except Exception as exc:  # huggingface_hub / httpx errors
-                raise redact_error(_translate(exc, what), self.settings) from None
-
-    async def _cached(self, key: str, ctx: LookupContext | None, what: str, fn: Callable[[], Any]) -> Any:
+    async def _cached(self, key: str, ctx: LookupContext | None, what: str,
+                      fetch: Callable[[], Awaitable[Any]]) -> Any:
         """Cache + single-flight: concurrent models asking the same listing share one request."""
         if self.cache is not None:
             hit = await self.cache.get(key)
@@ -174,7 +149,7 @@ class HuggingFaceSource(Source):
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
         try:
-            value = await self._call(ctx, what, fn)
+            value = await fetch()
         except NotFound as exc:
             if self.cache is not None:
                 await self.cache.set(key, NOT_FOUND, min(self.settings.cache_ttl, 3600))
@@ -193,30 +168,59 @@ class HuggingFaceSource(Source):
         finally:
             self._inflight.pop(key, None)
 
+    async def _pages(self, url: str, params: list[tuple[str, str]] | None, ctx: LookupContext | None, what: str,
+                     *, max_items: int, max_pages: int):
+        """The items of a paginated Hub listing (a JSON list per page, the next page in `Link`)."""
+        count = 0
+        for _ in range(max_pages):
+            page, nxt = await self.upstream.get_page(url, source=NAME, ctx=ctx, params=params, what=what)
+            if not isinstance(page, list):
+                raise SourceUnavailable(f"huggingface: {what}: the answer is not a list", source=NAME,
+                                        hint="Check CMR_HF_ENDPOINT: it may not point at a Hub.")
+            for item in page:
+                if count >= max_items:
+                    return
+                if isinstance(item, dict):
+                    count += 1
+                    yield item
+            if not nxt or count >= max_items:
+                return
+            url, params = nxt, None  # the next link is the whole URL (checked again by the transport)
+
+    async def listing(self, params: list[tuple[str, str]], limit: int, ctx: LookupContext | None,
+                       what: str) -> list[dict]:
+        params = [*params, ("full", "true"), ("cardData", "true"), ("sort", "downloads"), ("limit", str(limit))]
+        return [_repo_dict(m) async for m in self._pages(f"{self.endpoint}/api/models", params, ctx, what,
+                                                         max_items=limit, max_pages=MAX_LISTING_PAGES)
+                if isinstance(m.get("id"), str) and REPO_ID.match(m["id"])]
+
     async def list_author(self, author: str, ctx: LookupContext | None) -> list[dict]:
-        def run() -> list[dict]:
-            return [_repo_dict(m) for m in self._api.list_models(author=author, full=True, cardData=True,
-                                                                 sort="downloads", limit=LISTING_LIMIT)]
-        return await self._cached(self._key("author", author), ctx, f"repos of {author}", run)
+        what = f"repos of {author}"
+        return await self._cached(self._key("author", author), ctx, what,
+                                  lambda: self.listing([("author", author)], LISTING_LIMIT, ctx, what))
 
     async def search_repos(self, query: str, ctx: LookupContext | None, limit: int = SEARCH_LIMIT) -> list[dict]:
-        def run() -> list[dict]:
-            return [_repo_dict(m) for m in self._api.list_models(search=query, full=True, cardData=True,
-                                                                 sort="downloads", limit=limit)]
-        return await self._cached(self._key("search", query, str(limit)), ctx, f"search {query!r}", run)
+        what = f"search {query!r}"
+        return await self._cached(self._key("search", query, str(limit)), ctx, what,
+                                  lambda: self.listing([("search", query)], limit, ctx, what))
 
     async def tree(self, repo: str, ctx: LookupContext | None) -> dict[str, dict]:
         """path -> {size, sha256} of every file of the repo's main revision."""
-        def run() -> dict[str, dict]:
+        what = f"files of {repo}"
+
+        async def fetch() -> dict[str, dict]:
+            url = f"{self.endpoint}/api/models/{_repo_path(repo)}/tree/main"
             out: dict[str, dict] = {}
-            for entry in self._api.list_repo_tree(repo, recursive=True):
-                if getattr(entry, "size", None) is None or not hasattr(entry, "blob_id"):
+            async for e in self._pages(url, [("recursive", "true")], ctx, what, max_items=MAX_TREE_FILES,
+                                       max_pages=MAX_TREE_PAGES):
+                size, path = e.get("size"), e.get("path")
+                if e.get("type") != "file" or not isinstance(path, str) or not isinstance(size, int):
                     continue  # a folder
-                lfs = getattr(entry, "lfs", None)
-                sha = (lfs.get("sha256") if isinstance(lfs, dict) else getattr(lfs, "sha256", None)) if lfs else None
-                out[entry.path] = {"size": entry.size, "sha256": sha}
+                lfs = e.get("lfs")
+                sha = lfs.get("oid") if isinstance(lfs, dict) else None
+                out[path] = {"size": size, "sha256": sha.lower() if isinstance(sha, str) and len(sha) == 64 else None}
             return out
-        return await self._cached(self._key("tree", repo), ctx, f"files of {repo}", run)
+        return await self._cached(self._key("tree", repo), ctx, what, fetch)
 
     # ---- the lookup ----------------------------------------------------------------------
     def _scan(self, info: NameInfo, repos: list[dict], hits: dict[str, _Hit]) -> None:
@@ -383,30 +387,4 @@ class HuggingFaceSource(Source):
         return out[:100]
 
     async def close(self) -> None:
-        if self._own_executor:
-            self._executor.shutdown(wait=False, cancel_futures=True)
-
-
-def _translate(exc: Exception, what: str) -> SourceError:
-    """huggingface_hub / httpx exceptions -> our error types (status mapping stays in http.py)."""
-    response = getattr(exc, "response", None)
-    status = getattr(response, "status_code", None)
-    if isinstance(status, int):
-        headers = {k: v for k, v in response.headers.items()} if response is not None else {}
-        try:
-            body = response.text if response is not None else None
-        except Exception:  # streamed / closed body
-            body = None
-        return error_for_status(status, headers, body, source=NAME, token_env=HF_TOKEN_ENV,
-                                authed=_authed(response), what=what)
-    if isinstance(exc, ValueError):  # e.g. HFValidationError for a malformed repo id
-        return NotFound(f"huggingface: {what}: {exc}", source=NAME)
-    return SourceUnavailable(f"huggingface: {what}: cannot reach the Hub ({type(exc).__name__})", source=NAME,
-                             hint="Check the network or CMR_HF_ENDPOINT.")
-
-
-def _authed(response: Any) -> bool:
-    try:
-        return "authorization" in {k.lower() for k in response.request.headers.keys()}
-    except Exception:
-        return False
+        return None  # the Upstream client (shared with the other sources) is closed by its owner

@@ -4,7 +4,8 @@ Hub: `HEAD /{repo}/resolve/main/{path}` answers 302 with X-Linked-Size / X-Linke
 without following to the CDN, or 401/403 `GatedRepo`. Civitai: `HEAD /api/download/models/{id}`
 answers 307 to signed storage (one more HEAD there, without credentials, gives the size and the
 served file name), or 401/403 whose reason (login, early access) is only in a JSON body, which a
-small GET reads. Status codes become states through `http.error_for_status`.
+small GET reads. Every request goes through the upstream transport (each URL checked against the
+allowlist); status codes become states through `upstream.error_for_status`.
 """
 from __future__ import annotations
 
@@ -19,8 +20,9 @@ from ..errors import AuthRequired, NotFound, RateLimited, SourceError
 from ..settings import Settings
 from ..types import Candidate, DiskCheck, Preflight
 from .base import LookupContext
-from .http import Upstream, error_for_status
 from ..hosts import is_allowed, redact_error
+from ..upstream import error_for_status
+from .http import Upstream
 from .urls import origin_of
 
 _REDIRECTS = (301, 302, 303, 307, 308)

@@ -9,6 +9,7 @@ from typing import Any
 import aiohttp
 
 from ..errors import ConfigError
+from ..upstream import fetch_configured
 
 MAX_OBJECT_INFO_BYTES = 256 * 1024 * 1024
 
@@ -37,11 +38,9 @@ async def fetch_object_info(base_url: str, *, timeout: float = 30.0) -> dict:
     if not url.endswith("/object_info"):
         url += "/object_info"
     try:
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as session:
-            async with session.get(url) as resp:
-                if resp.status != 200:
-                    raise ConfigError(f"{url} answered HTTP {resp.status}; is CMR_COMFYUI_URL a running ComfyUI?")
-                body = await resp.content.read(MAX_OBJECT_INFO_BYTES + 1)
+        status, body = await fetch_configured(url, timeout=timeout, limit=MAX_OBJECT_INFO_BYTES)
+        if status != 200:
+            raise ConfigError(f"{url} answered HTTP {status}; is CMR_COMFYUI_URL a running ComfyUI?")
     except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
         raise ConfigError(f"Cannot reach ComfyUI at {url}: {exc or type(exc).__name__}",
                           hint="Start ComfyUI, fix CMR_COMFYUI_URL, or pass a saved object_info.json.") from None

@@ -8,7 +8,7 @@ import pytest
 
 from comfyui_model_resolver.downloads import RetryPolicy
 from comfyui_model_resolver.downloads.http import parse_content_range
-from comfyui_model_resolver.retry_after import parse_retry_after
+from comfyui_model_resolver.upstream import parse_retry_after
 
 
 def test_retry_after_seconds_and_http_dates():

@@ -467,7 +467,7 @@ class FakeHub(FakeService):
             limit = int(q["limit"]) if "limit" in q else None
         except ValueError:
             return self._error(400, None, "limit must be an integer")
-        knobs = self._take(request, {"search"}, sw.API)
+        knobs = self._take(request, {"api", "search"}, sw.API)
         if knobs.status:
             return self._status_response(request, knobs)
 
@@ -522,7 +522,7 @@ class FakeHub(FakeService):
             commit = repo.sha
         if commit is None:
             return self._error(404, "RevisionNotFound", f"Invalid rev id: {rev}")
-        knobs = self._take(request, {"info", repo_id}, sw.API)
+        knobs = self._take(request, {"api", "info", repo_id}, sw.API)
         if knobs.status:
             return self._status_response(request, knobs)
         q = request.query
@@ -550,7 +550,7 @@ class FakeHub(FakeService):
         if subpath and subpath not in dirs:
             return self._error(404, "EntryNotFound", f"{subpath} does not exist on \"{rev}\"",
                                {"X-Repo-Commit": commit})
-        knobs = self._take(request, {"tree", repo_id}, sw.API)
+        knobs = self._take(request, {"api", "tree", repo_id}, sw.API)
         if knobs.status:
             return self._status_response(request, knobs)
         recursive = _truthy(request.query.get("recursive"))

@@ -8,8 +8,9 @@ import pytest
 
 from comfyui_model_resolver.errors import AuthRequired, NotFound, RateLimited, SourceUnavailable
 from comfyui_model_resolver.sources.base import LookupContext, RequestBudget
-from comfyui_model_resolver.retry_after import parse_retry_after
-from comfyui_model_resolver.sources.http import Upstream, error_for_status
+from comfyui_model_resolver.upstream import parse_retry_after
+from comfyui_model_resolver.sources.http import Upstream
+from comfyui_model_resolver.upstream import error_for_status
 from comfyui_model_resolver.types import ModelRef
 from support.sources import make_settings
 
