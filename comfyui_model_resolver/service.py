@@ -23,6 +23,7 @@ from .types import Analysis, DownloadRequest, ModelReport, ParsedWorkflow, Resol
 from .workflow.decode import decode_object, decode_workflow
 from .workflow.folders import is_pickle_file
 from .workflow.knowledge import Knowledge
+from .workflow.limits import InputGate
 from .workflow.parse import refs_from_decoded
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -36,6 +37,11 @@ _THREAD_PARSE_BYTES = 256 * 1024
 _INDEX_FRESH_SECONDS = 1.0
 
 
+def _is_big(data: Any) -> bool:
+    """Bytes worth parsing in a worker thread (so the event loop stays responsive)."""
+    return isinstance(data, (bytes, bytearray, memoryview)) and len(data) > _THREAD_PARSE_BYTES
+
+
 class Resolver:
     def __init__(self, settings: Settings, *, knowledge: Knowledge, layout: FolderLayout,
                  index: ModelIndex, hashes: HashCache, events: EventBus | None = None) -> None:
@@ -47,6 +53,7 @@ class Resolver:
         self.events = events or EventBus()
         self._index_lock = asyncio.Lock()
         self._index_at = 0.0
+        self.input_gate = InputGate()  # one big workflow at a time: the memory budget of a request
         self._closers: list[Any] = []
         self._settings_listeners: list[Any] = []
         # Built on first use: `cmr analyze` needs neither the download stack nor the Hub client,
@@ -76,7 +83,7 @@ class Resolver:
 
     def _analyze_sync(self, data: bytes | Mapping[str, Any] | list, name: str) -> Analysis:
         if isinstance(data, (bytes, bytearray, memoryview)):
-            decoded = decode_workflow(bytes(data), max_bytes=self.settings.max_workflow_bytes)
+            decoded = decode_workflow(data, max_bytes=self.settings.max_workflow_bytes)
         else:
             decoded = decode_object(data)
         return self._report(name, refs_from_decoded(decoded, self.knowledge))
@@ -91,9 +98,9 @@ class Resolver:
         Raises WorkflowError for unusable input.
         """
         await self.refresh_index()
-        big = isinstance(data, (bytes, bytearray)) and len(data) > _THREAD_PARSE_BYTES
-        if big:
-            analysis = await asyncio.to_thread(self._analyze_sync, data, name)
+        if _is_big(data):
+            async with self.input_gate.hold(len(data)):  # type: ignore[arg-type]
+                analysis = await asyncio.to_thread(self._analyze_sync, data, name)
         else:
             analysis = self._analyze_sync(data, name)
         if match_hashes:
@@ -128,9 +135,9 @@ class Resolver:
         try:
             size = os.path.getsize(name)
             if size > self.settings.max_workflow_bytes:
-                from .workflow.decode import _size_error
+                from .workflow.decode import size_error
 
-                raise _size_error(size, self.settings.max_workflow_bytes)
+                raise size_error(size, self.settings.max_workflow_bytes)
             return await asyncio.to_thread(_read_bytes, name), name
         except OSError as exc:
             raise WorkflowError(f"Cannot read {name}: {exc.strerror or exc}") from None
@@ -201,7 +208,7 @@ class Resolver:
         from .workflow.notes import note_urls
 
         if isinstance(data, (bytes, bytearray, memoryview)):
-            decoded = decode_workflow(bytes(data), max_bytes=self.settings.max_workflow_bytes)
+            decoded = decode_workflow(data, max_bytes=self.settings.max_workflow_bytes)
         else:
             decoded = decode_object(data)
         analysis = self._report(name, refs_from_decoded(decoded, self.knowledge))
@@ -224,9 +231,9 @@ class Resolver:
             analysis, links = data, ()
         else:
             await self.refresh_index()
-            big = isinstance(data, (bytes, bytearray)) and len(data) > _THREAD_PARSE_BYTES
-            if big:
-                analysis, links = await asyncio.to_thread(self._parse_for_resolve, data, name)
+            if _is_big(data):
+                async with self.input_gate.hold(len(data)):  # type: ignore[arg-type]
+                    analysis, links = await asyncio.to_thread(self._parse_for_resolve, data, name)
             else:
                 analysis, links = self._parse_for_resolve(data, name)
         local: dict[int, str] = {}

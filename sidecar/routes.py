@@ -57,18 +57,29 @@ async def _read_request(route: Route, request: Request) -> ApiRequest:
     return decode_request(*args, max_workflow_bytes=settings.max_workflow_bytes)
 
 
+def _gate(route: Route, request: Request) -> contextlib.AbstractAsyncContextManager:
+    """A big workflow upload is read, decoded and analyzed while holding the resolver's input gate (one
+    at a time): what bounds the memory of several at once. Small bodies and other routes go straight."""
+    if not route.accepts_upload or request.method != "POST":
+        return contextlib.nullcontext()
+    length = request.headers.get("content-length", "")
+    return request.app.state.resolver.input_gate.hold(int(length) if length.isdigit() else None)
+
+
 def _endpoint(route: Route):
     async def endpoint(request: Request) -> Response:
         state = request.app.state
         started = time.perf_counter()
-        try:
-            api_request = await _read_request(route, request)
-        except BodyTooLarge as exc:
-            resp = exc.response
-        except Exception as exc:  # noqa: BLE001 - a bad body is the client's error, in the one shape
-            resp = error_response(exc)
-        else:
-            resp = await dispatch(route, state.resolver, api_request)
+        async with _gate(route, request):
+            try:
+                api_request = await _read_request(route, request)
+            except BodyTooLarge as exc:
+                resp = exc.response
+            except Exception as exc:  # noqa: BLE001 - a bad body is the client's error, in the one shape
+                resp = error_response(exc)
+            else:
+                resp = await dispatch(route, state.resolver, api_request)
+                del api_request  # the body goes before the answer is rendered
         state.metrics.observe(route.name, resp.status, time.perf_counter() - started)
         return as_response(resp)
 

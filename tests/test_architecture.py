@@ -36,19 +36,68 @@ def test_core_imports_no_framework():
             assert level or top not in FORBIDDEN_IN_CORE, f"{path.relative_to(PKG)} imports {mod}"
 
 
+SIDECAR = PKG.parent / "sidecar"
+
+
+def _target_of(path: Path, level: int, mod: str) -> str | None:
+    """The top-level part of the product an import points at: a core layer ("sources", "upstream"…),
+    "sidecar", or None (the standard library, a dependency). Relative and absolute imports alike."""
+    if level:
+        if SIDECAR in path.parents:
+            return "sidecar"
+        parts = path.relative_to(PKG).with_suffix("").parts
+        base = list(parts[: len(parts) - level])
+        return (base + mod.split("."))[0] if mod else (base[0] if base else "")
+    top, _, rest = mod.partition(".")
+    if top == PKG.name:
+        return rest.split(".")[0] if rest else ""
+    return "sidecar" if top == "sidecar" else None
+
+
+def _layer_name(path: Path) -> str:
+    return "sidecar" if SIDECAR in path.parents else _layer_of(path)
+
+
 def test_layers_point_inward():
-    for path in PKG.rglob("*.py"):
-        mine = _layer_of(path)
-        if mine not in LAYERS:
+    """Lower layers never import higher ones, whether the import is relative or absolute
+    (`from comfyui_model_resolver.sources import …` counts too), the sidecar included."""
+    layers = {**LAYERS, "fleet": 1, "sidecar": 4}
+    checked = 0
+    for path in [*PKG.rglob("*.py"), *SIDECAR.rglob("*.py")]:
+        mine = _layer_name(path)
+        if mine not in layers:
             continue
         for level, mod in _imports(path):
-            if level == 0:
-                continue
-            parts = path.relative_to(PKG).with_suffix("").parts
-            base = list(parts[: len(parts) - level])
-            target = (base + mod.split("."))[0] if mod else (base[0] if base else "")
-            if target in LAYERS and target != mine:
-                assert LAYERS[target] <= LAYERS[mine], f"{'/'.join(parts)} ({mine}) imports {target}"
+            target = _target_of(path, level, mod)
+            if target in layers and target != mine:
+                checked += 1
+                assert layers[target] <= layers[mine], f"{path.relative_to(ROOT)} ({mine}) imports {target}"
+    assert checked > 150, "the check must see the imports"
+
+
+def test_no_core_module_imports_a_door():
+    """Nothing in comfyui_model_resolver/ imports the sidecar (statically, or by importlib with a
+    literal name), and nothing below adapters/ imports adapters: doors depend on the core, never the
+    reverse. The one by-name use is `cmr`'s command registry (adapters/cli.py COMMAND_MODULES), which
+    finds `sidecar.cli_serve` when the sidecar is installed."""
+    offenders = []
+    for path in PKG.rglob("*.py"):
+        below_adapters = _layer_of(path) not in ("adapters", "__main__")  # __main__: `python -m`, the CLI door
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for level, mod in _imports(path):
+            target = _target_of(path, level, mod)
+            if target == "sidecar" or (below_adapters and target == "adapters"):
+                offenders.append(f"{path.relative_to(ROOT)} imports {mod or '.'}")
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in (
+                    "import_module", "__import__") and node.args and isinstance(node.args[0], ast.Constant) \
+                    and str(node.args[0].value).split(".")[0] == "sidecar":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} imports {node.args[0].value}")
+    assert offenders == []
+    from comfyui_model_resolver.adapters.cli import COMMAND_MODULES
+
+    assert "sidecar.cli_serve" in COMMAND_MODULES and (SIDECAR / "cli_serve.py").is_file()
+    assert not (PKG / "adapters" / "cli_serve.py").exists()
 
 
 ROOT = PKG.parent
@@ -136,3 +185,44 @@ def test_every_outbound_request_goes_through_the_upstream_module():
                     if isinstance(node, ast.ImportFrom) and node.level == 2 and node.module == "upstream"
                     for a in node.names}
         assert "send" in imported, f"{user.relative_to(ROOT)} does not send through upstream.send"
+
+
+# ---- the one request guard ---------------------------------------------------------------------
+def _calls(path: Path, name: str) -> list[int]:
+    return [node.lineno for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+            if isinstance(node, ast.Call)
+            and (getattr(node.func, "id", None) == name or getattr(node.func, "attr", None) == name)]
+
+
+def _defines(path: Path, name: str) -> bool:
+    return any(isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name == name
+               for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))))
+
+
+def test_every_door_calls_the_one_guard():
+    """One guard function (`adapters/guard.py` check_request), called by every HTTP door: the ComfyUI
+    routes for each request, and the sidecar's GuardMiddleware, which both the sidecar app (API and the
+    mounted Gradio UI) and the standalone Gradio app install. (The CLI takes no requests from others.)"""
+    guard = PKG / "adapters" / "guard.py"
+    definers = [p.relative_to(ROOT) for p in _product_files() if _defines(p, "check_request")]
+    assert definers == [guard.relative_to(ROOT)]
+    comfy_door, sidecar_door = PKG / "adapters" / "aiohttp_routes.py", SIDECAR / "security.py"
+    assert _calls(comfy_door, "check_request") and _calls(sidecar_door, "check_request")
+    assert _defines(sidecar_door, "GuardMiddleware")
+    for app_module in (SIDECAR / "main.py", SIDECAR / "gradio_ui.py"):  # sidecar (+ mounted UI), standalone UI
+        text = app_module.read_text(encoding="utf-8")
+        assert _calls(app_module, "add_middleware") and "GuardMiddleware" in text, app_module
+    # every ComfyUI route is bound through the guarded handler, and nothing adds routes around it
+    comfy = PKG / "adapters" / "comfyui.py"
+    assert _calls(comfy, "bind_routes")
+    stray = [f"{p.relative_to(ROOT)}:{line}" for p in (comfy, comfy_door, SIDECAR / "main.py")
+             for name in ("add_route", "add_get", "add_post", "add_api_route")
+             for line in _calls(p, name)]
+    assert stray == []
+    # no other door module reads the headers the guard decides on
+    doors = [*(PKG / "adapters").rglob("*.py"), *SIDECAR.rglob("*.py")]
+    readers = [p.relative_to(ROOT) for p in doors if p not in (guard, sidecar_door, comfy_door)
+               and any(isinstance(n, ast.Constant) and isinstance(n.value, str)
+                       and n.value.lower() in ("origin", "sec-fetch-site", "x-forwarded-host")
+                       for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
+    assert readers == []

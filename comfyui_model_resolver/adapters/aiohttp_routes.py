@@ -8,6 +8,7 @@ host, origin, content type, size; ComfyUI has no API keys), then its body is rea
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 from typing import Any, Awaitable, Callable, Iterable
@@ -40,19 +41,18 @@ def guard_request(request: web.BaseRequest) -> GuardRequest:
                         forwarded_hosts=tuple(request.headers.getall("X-Forwarded-Host", [])))
 
 
-async def _read_capped(stream: Any, route: RouteGuard, policy: GuardPolicy) -> bytes:
+async def _read_capped(stream: Any, route: RouteGuard, policy: GuardPolicy) -> bytearray:
+    """The body, read into one buffer (no list of chunks joined into a second copy), at most the limit."""
     limit = body_limit(route, policy)[0]
-    chunks: list[bytes] = []
-    size = 0
+    body = bytearray()
     while True:
         chunk = await stream.read(_READ_CHUNK)
         if not chunk:
             break
-        size += len(chunk)
-        if size > limit:
+        if len(body) + len(chunk) > limit:
             raise _Refused(too_large_response(route, policy, limit, at_least=True))
-        chunks.append(chunk)
-    return b"".join(chunks)
+        body += chunk
+    return body
 
 
 async def build_api_request(request: web.Request, route: Route, policy: GuardPolicy) -> ApiRequest:
@@ -76,15 +76,23 @@ def _make_handler(route: Route, get_resolver: ResolverGetter, policy: PolicyGett
             refused = check_request(route.guard, guard_request(request), current, route.path)
             if refused is not None:
                 return _json_response(refused)
-            api_request = await build_api_request(request, route, current)
             resolver = await get_resolver()
-        except _Refused as rej:
-            return _json_response(rej.response)
         except Exception as exc:  # noqa: BLE001 - e.g. a ConfigError while building the resolver
             return _json_response(error_response(exc))
         if route.handler is None:
             return await _stream_events(request, resolver)
-        return _json_response(await dispatch(route, resolver, api_request))
+        # a big workflow upload is read, decoded and analyzed holding the input gate (one at a time)
+        big = route.accepts_upload and request.method == "POST"
+        async with resolver.input_gate.hold(request.content_length) if big else contextlib.nullcontext():
+            try:
+                api_request = await build_api_request(request, route, current)
+            except _Refused as rej:
+                return _json_response(rej.response)
+            except Exception as exc:  # noqa: BLE001 - a bad body, in the one error shape
+                return _json_response(error_response(exc))
+            answer = await dispatch(route, resolver, api_request)
+            del api_request
+        return _json_response(answer)
 
     handle.__name__ = f"cmr_{route.name}"
     return handle

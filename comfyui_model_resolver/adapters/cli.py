@@ -35,7 +35,7 @@ def worst_exit(*codes: int) -> int:
     return min(codes, key=lambda c: _PRECEDENCE.index(c) if c in _PRECEDENCE else -1)
 
 #: name -> (help, configure). `configure(parser)` adds arguments and returns the async runner.
-#: Other modules (cli_resolve, cli_download, cli_serve) add commands with `@command(...)`.
+#: Other modules (cli_resolve, cli_download, sidecar.cli_serve) add commands with `@command(...)`.
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable[..., Any]]]] = {}
 
 
@@ -192,15 +192,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: Modules that register further commands, by name: the sidecar's (`serve`, `ui`) belong to that door,
+#: which the core never imports; it is found here when installed.
+COMMAND_MODULES = (f"{__package__}.cli_resolve", f"{__package__}.cli_download", "sidecar.cli_serve")
+
+
 def _load_command_modules() -> None:
     """Import modules that register further commands (resolve, download, serve)."""
     import importlib
 
-    for mod in ("cli_resolve", "cli_download", "cli_serve"):
+    for name in COMMAND_MODULES:
         try:
-            importlib.import_module(f"{__package__}.{mod}")
+            importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name != f"{__package__}.{mod}":
+            if exc.name not in (name, name.split(".")[0]):  # a command module that is not installed
                 raise
     # Run as `python -m …adapters.cli`, this module is __main__ while the command modules register
     # with the importable `…adapters.cli`: take their commands over.

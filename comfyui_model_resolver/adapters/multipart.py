@@ -3,7 +3,7 @@
 The stdlib's email parser keeps several copies of every part (the body, the parsed message, the
 decoded payload): for a workflow-sized upload that is hundreds of megabytes, and any web page can
 send one. This reads the boundary, finds the first part whose Content-Disposition has a filename,
-and slices its bytes out: nothing else is held.
+and hands out a view of its bytes: nothing else is held, not even a copy of the part.
 """
 from __future__ import annotations
 
@@ -42,8 +42,9 @@ def _filename(headers: bytes) -> str | None:
     return re.sub(rb"\\(.)", rb"\1", value).decode("utf-8", "replace")
 
 
-def first_file(content_type: str, body: bytes) -> tuple[bytes, str] | None:
-    """(bytes, filename) of the first file part, or None when there is none (or no boundary)."""
+def first_file(content_type: str, body: bytes) -> tuple[memoryview, str] | None:
+    """(bytes, filename) of the first file part, or None when there is none (or no boundary). The bytes
+    are a view into `body`, not a copy."""
     m = _BOUNDARY_RE.search(content_type or "")
     if not m:
         return None
@@ -63,6 +64,6 @@ def first_file(content_type: str, body: bytes) -> tuple[bytes, str] | None:
             return None  # truncated: no closing delimiter
         filename = _filename(headers)
         if filename is not None:
-            return body[content_start:nxt], filename
+            return memoryview(body)[content_start:nxt], filename
         pos = nxt + 2
     return None

@@ -160,9 +160,9 @@ def decode_request(route: Route, method: str, content_type: str | None, raw: byt
         req.upload_name = query.get("name") or req.upload_name or "upload"
     elif route.accepts_upload and not (ctype == "application/json" or ctype.endswith("+json")):
         req.upload, req.upload_name = raw, query.get("name") or "upload"  # the core sniffs the format
+    elif route.accepts_upload:  # a JSON workflow: decoded by the core, under its input gate
+        req.upload, req.upload_name = raw, query.get("name") or "workflow"
     else:
-        if route.accepts_upload and len(raw) > max_workflow_bytes:
-            raise too_large("workflow", len(raw), max_workflow_bytes, "CMR_MAX_WORKFLOW_BYTES")
         req.body = decode_json_body(raw)
         return req
     if len(req.upload) > max_workflow_bytes:

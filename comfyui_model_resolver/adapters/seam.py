@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass
 class ApiRequest:
     body: Any = None  # parsed JSON body
-    upload: bytes | None = None  # a multipart file (analyze/resolve)
+    upload: bytes | memoryview | None = None  # the workflow of analyze/resolve: a JSON body, a .png/.webp,
+    #                                           or a multipart file (a view into the body: no copy)
     upload_name: str | None = None
     query: Mapping[str, str] = field(default_factory=dict)
     params: Mapping[str, str] = field(default_factory=dict)

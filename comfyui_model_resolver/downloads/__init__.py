@@ -1,11 +1,11 @@
 """Downloads: concurrent, resumable, segmented, verified; a bad file never gets the final name.
 
-Public API: `DownloadManager` (manager.py), its `Job` snapshots (job.py), `RetryPolicy`
-(transfer.py). The modules, inside out:
+Public API: `DownloadManager` (manager.py), its `Job` snapshots (job.py), `RetryPolicy` (the upstream
+policy's, `upstream/policy.py`). The modules, inside out:
 
     intervals.py   which bytes are on disk; cutting the rest into pieces (pure)
     paths.py       safe target paths inside a model folder (and Content-Disposition names)
-    http.py        one GET with hand-followed, allowlist-checked redirects; statuses -> errors
+    http.py        one GET through the upstream transport (every hop allowlist-checked); statuses -> errors
     partfile.py    the <final>.part file and the SHA-256 computed behind the writers
     transfer.py    one file's bytes: probe, resume checks, segments, retries, stall detection
     verify.py      size / sha256 / safetensors checks, atomic rename, quarantine

@@ -18,8 +18,8 @@ The sequence, for one `Transfer.run()`:
    are cut into pieces (`intervals.piece_size`) fetched by `Settings.segments` connections, each
    taking the lowest piece not yet taken; at the end idle connections split the largest piece
    left (work stealing), so one slow connection does not hold up the finish. Other files use one
-   stream. Each connection retries on its own with exponential backoff and jitter, honouring
-   Retry-After, and resumes at the last byte it wrote; its retry budget
+   stream. Each connection retries on its own (the upstream policy's `RetryPolicy`: exponential
+   backoff with jitter, honouring Retry-After), and resumes at the last byte it wrote; its retry budget
    (`Settings.download_retries`) refills whenever data arrives. No data for
    `Settings.stall_timeout` seconds counts as a dropped connection.
 5. **Hash while downloading**: every written buffer goes to `hashing.OrderedHasher`, which hashes

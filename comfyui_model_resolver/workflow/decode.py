@@ -10,10 +10,12 @@ import re
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ..errors import WorkflowError, WorkflowTooLarge
+from ..errors import WorkflowError, WorkflowTooLarge, too_large
 from .images import is_png, is_webp, png_text_chunks, webp_text_entries
+from .limits import check_json_text
 
 GraphKind = Literal["ui", "api"]
+_LEADING_SPACE = re.compile(r"\s*")
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,27 +27,28 @@ class DecodedWorkflow:
     graph: dict
 
 
-def _size_error(size: int, limit: int) -> WorkflowTooLarge:
-    return WorkflowTooLarge(
-        f"The input is {size:,} bytes, over the {limit:,}-byte limit.",
-        hint="Raise CMR_MAX_WORKFLOW_BYTES if this is a genuine workflow.",
-    )
+def size_error(size: int, limit: int) -> WorkflowTooLarge:
+    err = too_large("workflow", size, limit, "CMR_MAX_WORKFLOW_BYTES")
+    assert isinstance(err, WorkflowTooLarge)
+    return err
 
 
-def parse_json_text(text: str | bytes, *, what: str = "workflow") -> Any:
-    """json.loads with errors a user can act on."""
-    if isinstance(text, bytes):
-        if text.startswith(b"\xef\xbb\xbf"):
-            text = text[3:]
+def parse_json_text(text: str | bytes | bytearray | memoryview, *, what: str = "workflow") -> Any:
+    """json.loads with errors a user can act on; over the caps of `limits` refused before parsing."""
+    if not isinstance(text, str):
+        view = memoryview(text)
+        if bytes(view[:3]) == b"\xef\xbb\xbf":
+            view = view[3:]
         try:
-            text = text.decode("utf-8")
+            text = str(view, "utf-8")  # one copy, as text: never a second one of the bytes
         except UnicodeDecodeError as exc:
             raise WorkflowError(f"The {what} is not UTF-8 text (bad byte at offset {exc.start}).",
                                 hint="Expected a ComfyUI workflow .json, or a .png/.webp saved by ComfyUI.") from None
-    stripped = text.lstrip()
-    if not stripped:
+    check_json_text(text, what)
+    start = _LEADING_SPACE.match(text).end()  # type: ignore[union-attr]  (no stripped copy of a big text)
+    if start == len(text):
         raise WorkflowError(f"The {what} is empty.")
-    if stripped[0] not in '{["-0123456789tfn':
+    if text[start] not in '{["-0123456789tfn':
         raise WorkflowError(f"The {what} is not JSON and not a PNG or WebP image.",
                             hint="Expected a ComfyUI workflow .json, or a .png/.webp saved by ComfyUI.")
     fast = _fast_loads(text)
@@ -203,16 +206,19 @@ def classify_graph(obj: Any, *, _depth: int = 0) -> tuple[GraphKind, dict]:
                         "{id: {class_type, inputs}} entries.")
 
 
-def decode_workflow(data: bytes, *, max_bytes: int) -> DecodedWorkflow:
-    """Bytes of a .json / .png / .webp file -> DecodedWorkflow."""
+def decode_workflow(data: bytes | bytearray | memoryview, *, max_bytes: int) -> DecodedWorkflow:
+    """Bytes of a .json / .png / .webp file -> DecodedWorkflow. JSON is decoded straight from the
+    buffer it came in (a multipart slice is a memoryview): no copy of the raw bytes is made."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise WorkflowError(f"Expected bytes, got {type(data).__name__}.")
-    data = bytes(data)
     if len(data) > max_bytes:
-        raise _size_error(len(data), max_bytes)
-    if is_png(data) or is_webp(data):
-        container: Literal["png", "webp"] = "png" if is_png(data) else "webp"
-        texts = png_text_chunks(data, limit=max_bytes) if container == "png" else webp_text_entries(data)
+        raise size_error(len(data), max_bytes)
+    head = bytes(data[:12])
+    if is_png(head) or is_webp(head):
+        image = data if isinstance(data, bytes) else bytes(data)
+        container: Literal["png", "webp"] = "png" if is_png(head) else "webp"
+        texts = png_text_chunks(image, limit=max_bytes) if container == "png" else webp_text_entries(image)
+        del image
         for key in ("workflow", "prompt"):
             text = texts.get(key)
             if text:
@@ -221,7 +227,7 @@ def decode_workflow(data: bytes, *, max_bytes: int) -> DecodedWorkflow:
                 return DecodedWorkflow(container, kind, graph)
         raise WorkflowError(f"This {container.upper()} has no embedded ComfyUI workflow.",
                             hint="Only images saved by ComfyUI (with metadata kept) carry a workflow.")
-    if data[:4] == b"RIFF" or data[:3] == b"\xff\xd8\xff" or data[:6] in (b"GIF87a", b"GIF89a"):
+    if head[:4] == b"RIFF" or head[:3] == b"\xff\xd8\xff" or head[:6] in (b"GIF87a", b"GIF89a"):
         raise WorkflowError("This image format is not supported; use a PNG or WebP saved by ComfyUI.")
     obj = parse_json_text(data)
     kind, graph = classify_graph(obj)

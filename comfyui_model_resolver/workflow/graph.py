@@ -12,13 +12,13 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator
 
 from ..errors import WorkflowError
+from .limits import MAX_NODES, check_nodes
 
 MODE_NEVER = 2  # muted
 MODE_BYPASS = 4
 SUBGRAPH_INPUT_NODE = -10
 
 MAX_SUBGRAPH_DEPTH = 64
-MAX_EXPANDED_NODES = 250_000
 
 
 @dataclass(slots=True)
@@ -220,6 +220,7 @@ def walk_ui(wf: dict) -> WalkResult:
     group_defs = group_defs if isinstance(group_defs, dict) else {}
     used: set[str] = set()
     out: list[NodeView] = []
+    seen = 0
 
     # (nodes, path, active, overrides-by-inner-id, def ids on the current path)
     stack: list[tuple[list, tuple[str, ...], bool, dict[str, dict[str, Any]], tuple[str, ...]]] = [
@@ -237,6 +238,9 @@ def walk_ui(wf: dict) -> WalkResult:
         nodes, path, active, overrides, chain = stack.pop()
         if len(path) > MAX_SUBGRAPH_DEPTH:
             raise WorkflowError(f"Subgraphs are nested more than {MAX_SUBGRAPH_DEPTH} levels deep.")
+        seen += len(nodes) if isinstance(nodes, list) else 0  # every entry counts, valid or not
+        if seen > MAX_NODES:  # subgraph instances nested inside each other multiply
+            check_nodes(seen, at_least=True)
         for node in nodes:
             if not isinstance(node, dict):
                 warnings.append("A node that is not a JSON object was ignored.")
@@ -259,6 +263,10 @@ def walk_ui(wf: dict) -> WalkResult:
                               _instance_overrides(node, sg, inherited), chain + (ntype,)))
                 continue
             if ntype.startswith(("workflow>", "workflow/")) and ntype[9:] in group_defs:
+                inner = group_defs[ntype[9:]].get("nodes") if isinstance(group_defs[ntype[9:]], dict) else None
+                seen += len(inner) if isinstance(inner, list) else 0
+                if seen > MAX_NODES:
+                    check_nodes(seen, at_least=True)
                 out.extend(_group_node_views(node, group_defs[ntype[9:]], path + (nid,), node_active, warnings))
                 continue
             values = node.get("widgets_values")
@@ -276,9 +284,6 @@ def walk_ui(wf: dict) -> WalkResult:
                 title=title if isinstance(title, str) else None,
                 subgraph_id=chain[-1] if chain else None,
             ))
-            if len(out) > MAX_EXPANDED_NODES:
-                raise WorkflowError(f"The workflow expands to more than {MAX_EXPANDED_NODES:,} nodes "
-                                    "(subgraph instances nested inside each other).")
     return WalkResult(out, warnings)
 
 
@@ -286,6 +291,7 @@ def walk_api(prompt: dict) -> WalkResult:
     """Every node of an API-format prompt. Ids like "12:5" (expanded subgraphs) keep their path."""
     warnings: list[str] = []
     out: list[NodeView] = []
+    check_nodes(len(prompt))
     for key, node in prompt.items():
         if not isinstance(node, dict) or not isinstance(node.get("class_type"), str):
             warnings.append(f"API entry {str(key)[:40]!r} has no class_type; ignored.")

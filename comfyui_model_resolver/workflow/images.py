@@ -9,7 +9,7 @@ from __future__ import annotations
 import struct
 import zlib
 
-from ..errors import WorkflowError
+from ..errors import WorkflowError, too_large
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -29,7 +29,7 @@ def _inflate(blob: bytes, limit: int, what: str) -> bytes:
     except zlib.error:
         raise WorkflowError(f"The compressed {what} text in this PNG is corrupt.") from None
     if len(out) > limit or d.unconsumed_tail:
-        raise WorkflowError(f"The {what} text in this PNG expands beyond the {limit}-byte limit.")
+        raise too_large(f"{what} text in this PNG", len(out), limit, "CMR_MAX_WORKFLOW_BYTES", at_least=True)
     return out
 
 

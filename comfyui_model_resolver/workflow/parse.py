@@ -8,6 +8,7 @@ from .decode import DecodedWorkflow, decode_object, decode_workflow
 from .detect import _embedded_entries, apply_embedded, detect_node
 from .folders import embedded_folder
 from .graph import walk_api, walk_ui
+from .limits import MAX_MODELS, check_models
 from .knowledge import Knowledge
 from .variants import select_variants
 from ..types import FOLDER_CONFIDENCE
@@ -32,12 +33,15 @@ def refs_from_decoded(decoded: DecodedWorkflow, knowledge: Knowledge) -> ParsedW
     refs: list[ModelRef] = []
     for node in walk.nodes:
         refs.extend(detect_node(node, knowledge))
+        if len(refs) > MAX_MODELS:
+            check_models(len(refs))
     refs = select_variants(refs)
     if decoded.kind == "ui":
         root = _embedded_entries(decoded.graph.get("models"))
         if root:
             refs, unmatched = apply_embedded(refs, root, only_missing_url=True)
             refs.extend(_workflow_level_refs(unmatched))
+            check_models(len(refs))
     return ParsedWorkflow(format=decoded.container, refs=tuple(refs), warnings=tuple(walk.warnings))
 
 

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from comfyui_model_resolver.errors import WorkflowError
+from comfyui_model_resolver.errors import WorkflowError, WorkflowTooLarge
 from comfyui_model_resolver.workflow.decode import decode_object
 from comfyui_model_resolver.workflow.knowledge import Knowledge
 from comfyui_model_resolver.workflow.parse import parse_workflow_object
@@ -110,8 +110,18 @@ def test_exponential_subgraph_expansion_is_refused():
         nodes = [{"id": i, "type": inner, "mode": 0} for i in range(10)] if inner else [loader(1, "x.safetensors")]
         defs.append(subgraph(f"L{level}", nodes))
     wf = {"nodes": [{"id": 1, "type": "L0", "mode": 0}], "links": [], "definitions": {"subgraphs": defs}}
-    with pytest.raises(WorkflowError, match="expands to more than"):
+    with pytest.raises(WorkflowTooLarge, match=r"has 5,\d{3} nodes or more, over the limit of 5,000 nodes"):
         parse_workflow_object(wf, Knowledge())
+
+
+def test_legacy_group_nodes_count_every_inner_node():
+    inner = [loader(i, "x.safetensors") for i in range(200)]
+    wf = {"nodes": [{"id": i, "type": "workflow>big", "mode": 0} for i in range(30)], "links": [],
+          "extra": {"groupNodes": {"big": {"nodes": inner}}}}
+    with pytest.raises(WorkflowTooLarge, match="nodes or more, over the limit of 5,000 nodes"):
+        parse_workflow_object(wf, Knowledge())
+    wf["nodes"] = wf["nodes"][:2]  # positive control: 400 inner nodes are fine
+    assert len(parse_workflow_object(wf, Knowledge()).refs) == 400
 
 
 def test_group_nodes_legacy():

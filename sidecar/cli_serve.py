@@ -1,15 +1,17 @@
 """`cmr serve`: the sidecar API (port 5002) and, when enabled and installed, the Gradio UI (5001).
 `cmr ui --api-url URL`: the Gradio UI alone, against a running sidecar.
 
-An entry point: it builds Settings once and hands them to `sidecar.server.serve`. The sidecar package
-(fastapi, uvicorn, gradio) is imported only when one of these commands runs.
+An entry point of the sidecar door: it builds Settings once and hands them to `sidecar.server.serve`.
+It lives in the sidecar package (the core never imports a door); `cmr` finds it by name among its
+command modules (`adapters.cli.COMMAND_MODULES`). fastapi, uvicorn and gradio are imported only when
+one of these commands runs.
 """
 from __future__ import annotations
 
 import argparse
 from typing import Any, Callable
 
-from .cli import EXIT_USAGE, add_install_options, command, settings_from_args
+from comfyui_model_resolver.adapters.cli import EXIT_USAGE, add_install_options, command, settings_from_args
 
 
 def _server_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -25,18 +27,18 @@ def _server_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _prepare(args: argparse.Namespace):
-    from ..settings import set_process_default
+    from comfyui_model_resolver.settings import set_process_default
 
     set_process_default("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry from a headless server
     settings = settings_from_args(args, **_server_overrides(args))
-    from sidecar.logs import configure_logging
+    from .logs import configure_logging
 
     configure_logging(settings.log_level, fmt=args.log_format)
     return settings
 
 
 def _public_hosts(settings) -> list[str]:
-    from sidecar.security import is_loopback
+    from .security import is_loopback
 
     hosts = [settings.api_host] + ([settings.gradio_host] if settings.enable_ui else [])
     return [h for h in hosts if not is_loopback(h)]
@@ -53,8 +55,9 @@ def _urls(settings) -> list[str]:
 
 
 async def _run_serve(args: argparse.Namespace) -> int:
-    from ..errors import ConfigError
-    from sidecar.startup import check_install, ensure_api_key
+    from comfyui_model_resolver.errors import ConfigError
+
+    from .startup import check_install, ensure_api_key
 
     settings = _prepare(args)
     check_install(settings)  # a wrong or unset ComfyUI root stops here, with the reason (exit 2)
@@ -66,10 +69,10 @@ async def _run_serve(args: argparse.Namespace) -> int:
         return 0
     if _public_hosts(settings):  # beyond loopback: changes need a key; make one rather than refuse to start
         settings = ensure_api_key(settings, urls=_urls(settings))
-    from sidecar.server import serve
+    from .server import serve
 
     try:
-        from ..settings import process_environ
+        from comfyui_model_resolver.settings import process_environ
 
         return await serve(settings, ui=settings.enable_ui, environ=process_environ())
     except ConfigError:
@@ -104,15 +107,15 @@ def _configure_serve(p: argparse.ArgumentParser) -> Callable[..., Any]:
 
 async def _run_ui(args: argparse.Namespace) -> int:
     settings = _prepare(args)
-    from sidecar.gradio_ui import gradio_available
-    from sidecar.server import serve
+    from .gradio_ui import gradio_available
+    from .server import serve
 
     if not gradio_available():
         import sys
 
         print("cmr ui: gradio is not installed: pip install 'comfyui-model-resolver[ui]'", file=sys.stderr)
         return EXIT_USAGE
-    from ..settings import process_environ
+    from comfyui_model_resolver.settings import process_environ
 
     return await serve(settings, ui=True, environ=process_environ(), api_url=args.api_url)
 
