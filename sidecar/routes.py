@@ -47,9 +47,14 @@ def as_response(resp: ApiResponse) -> Response:
 
 # ---- request decoding ------------------------------------------------------------------------
 async def _read_request(route: Route, request: Request) -> ApiRequest:
-    """The body (counted against its limit by GuardMiddleware), decoded by the shared decoder."""
+    """The body (counted against its limit by GuardMiddleware), decoded by the shared decoder. Read into
+    one buffer this call owns (starlette's `body()` would join a second copy and keep it on the request
+    until the answer is sent, while the next big upload is already being read)."""
     settings = request.app.state.settings
-    raw = await request.body() if request.method in ("POST", "PATCH", "PUT") else b""
+    raw = bytearray()
+    if request.method in ("POST", "PATCH", "PUT"):
+        async for chunk in request.stream():
+            raw += chunk
     args = (route, request.method, request.headers.get("content-type"), raw, dict(request.query_params),
             dict(request.path_params))
     if len(raw) > _THREAD_PARSE_BYTES:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
-from typing import AsyncIterator
+from typing import Any, AsyncIterator
 
 from ..errors import too_large
 
@@ -29,9 +29,9 @@ MAX_NODES = 5_000
 #: Model references found in one workflow.
 MAX_MODELS = 1_000
 #: JSON objects and arrays in one workflow text.
-MAX_CONTAINERS = 150_000
+MAX_CONTAINERS = 100_000
 #: JSON values (counted as the separators between them) in one workflow text.
-MAX_VALUES = 500_000
+MAX_VALUES = 300_000
 
 
 def check_json_text(text: str | bytes, what: str = "workflow") -> None:
@@ -91,3 +91,23 @@ class InputGate:
                 yield
             finally:
                 _HELD.reset(token)
+                _return_freed_memory()
+
+
+def _return_freed_memory() -> None:
+    """Hand the memory a big input used back to the system. glibc keeps freed blocks of up to 32 MB
+    in the heap once it has seen one that big (the dynamic mmap threshold), so without this a process
+    stays at its peak after the first big upload; malloc_trim releases them. Elsewhere a no-op."""
+    global _TRIM
+    if _TRIM is None:
+        try:
+            import ctypes
+
+            _TRIM = ctypes.CDLL("libc.so.6").malloc_trim
+        except (OSError, AttributeError):
+            _TRIM = False
+    if _TRIM:
+        _TRIM(0)
+
+
+_TRIM: Any = None

@@ -228,3 +228,51 @@ class _Canary:
     def __exit__(self, *exc) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+# ---- the other upstream requests: Civitai's API and the pre-flight HEAD ----------------------------
+@pytest.mark.parametrize("redirect", [True, False], ids=["redirect", "control"])
+async def test_civitai_api_redirects_off_the_allowlist_are_not_followed(sandbox, canary, redirect):
+    from fakes.civitai import FakeCivitai
+
+    from .conftest import CLOSED, core_settings
+
+    async with FakeCivitai() as civ:
+        civ.add_model("Civ Probe", "LORA", files=[FakeFile.safetensors("civ_probe.safetensors", 4096, seed=72)])
+        if redirect:
+            civ.switch(None, on="civitai", status=307, location=f"{canary.url}/api/v1/models")
+        s = core_settings(sandbox, hf_endpoint=CLOSED, civitai_base_url=civ.url,
+                          allowed_hosts=(hostport(civ.storage_url),))
+        resolver = await build_resolver(s)
+        try:
+            res = await resolver.resolve({"1": {"class_type": "LoraLoader",
+                                                "inputs": {"lora_name": "civ_probe.safetensors"}}}, "civ.json")
+        finally:
+            await resolver.close()
+        assert civ.requests(server="civitai"), "Civitai was asked"
+    assert canary.log == []
+    civitai = next(p for p in res.providers if p.name == "civitai")
+    if redirect:
+        assert civitai.state == "unavailable" and "not on the download allowlist" in (civitai.detail or "")
+        assert not any(c.source == "civitai" for c in res.models[0].candidates)
+    else:
+        assert any(c.source == "civitai" and c.filename == "civ_probe.safetensors" for c in res.models[0].candidates)
+
+
+@pytest.mark.parametrize("redirect", [True, False], ids=["redirect", "control"])
+async def test_a_preflight_redirect_off_the_allowlist_is_not_followed(sandbox, fake_hub, canary, redirect):
+    """The chosen file's pre-flight HEAD gets a redirect to the canary instead of the CDN."""
+    from .conftest import core_settings
+
+    _publish(fake_hub)
+    if redirect:
+        fake_hub.switch("resolve", status=302, location=f"{canary.url}/blobs/x")
+    resolver = await build_resolver(core_settings(sandbox, fake_hub))
+    try:
+        res = await resolver.resolve(WF, "preflight.json")
+    finally:
+        await resolver.close()
+    assert canary.log == []
+    m = res.models[0]
+    assert m.chosen is not None and m.chosen.repo == "Comfy-Org/ssrf-probe"
+    assert m.preflight.state == ("not_allowed" if redirect else "ok"), m.preflight
