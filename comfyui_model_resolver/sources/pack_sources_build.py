@@ -36,15 +36,17 @@ from typing import Any
 from ..workflow.folders import canonical_folder
 from .manager_list import installed_manager
 from .pack_sources import DEFAULT_PATH
-from .pack_sources_extract import Hit, extract, family_of
+from .pack_sources_extract import CODE_FOLDER, Hit, extract, family_of, layout_folder
 
 log = logging.getLogger("cmr.pack_sources_build")
 
 REVIEW_PATH = DEFAULT_PATH.parent / "pack_sources_review.json"
 PROVENANCE_PATH = DEFAULT_PATH.parent / "pack_sources_provenance.md"
 DEFAULT_INCLUDE = ("*.md", "*.MD", "*.txt", "*.rst", "*.py")
-SKIP_PARTS = ("test", "tests", ".github", "node_modules", "__pycache__")
+SKIP_PARTS = ("test", "tests", ".github", "node_modules", "__pycache__", "imports", "vendor", "third_party",
+              "thirdparty", "3rdparty", "external")  # vendored copies of other projects are not the pack's word
 MAX_FILE_BYTES = 1_500_000
+STRICT_DISTANCE = 2  # lines between a link and the folder its text names, for `strict` packs
 _FOLDER_OK = re.compile(r"^[A-Za-z0-9][\w.+-]{0,63}(?:/[A-Za-z0-9][\w.+-]{0,63}){0,5}$")
 TABLE_START, TABLE_END = "<!-- packs table: generated -->", "<!-- end of packs table -->"
 
@@ -76,22 +78,39 @@ def _doc_first(path: str) -> tuple:
     return (not low.split("/")[-1].startswith("readme"), not low.endswith((".md", ".txt", ".rst")), path.count("/"), path)
 
 
+def head_texts(git_dir: Path, wanted) -> dict[str, str]:
+    """path -> text of the files at HEAD for which `wanted(path)` holds (at most MAX_FILE_BYTES each),
+    read in one `git cat-file --batch`."""
+    blobs: list[tuple[str, str]] = []
+    for row in _git(git_dir, "ls-tree", "-r", "-l", "HEAD").splitlines():
+        meta, _, path = row.partition("\t")
+        fields = meta.split()
+        if len(fields) < 4 or fields[1] != "blob" or not fields[3].isdigit() or int(fields[3]) > MAX_FILE_BYTES:
+            continue
+        if wanted(path):
+            blobs.append((fields[2], path))
+    if not blobs:
+        return {}
+    raw = subprocess.run(["git", f"--git-dir={git_dir}", "cat-file", "--batch"], check=True, capture_output=True,
+                         input="".join(f"{sha}\n" for sha, _ in blobs).encode()).stdout
+    out, pos = {}, 0
+    for _, path in blobs:
+        end = raw.index(b"\n", pos)
+        size = int(raw[pos:end].split()[2])
+        out[path] = raw[end + 1:end + 1 + size].decode("utf-8", errors="replace")
+        pos = end + 1 + size + 1
+    return out
+
+
 def read_pack(git_dir: Path, review: dict) -> tuple[str, list[tuple[str, list[Hit], list[str]]]]:
     """(commit, [(path, hits, lines)]) of one pack's repository at HEAD, docs first."""
     commit = _git(git_dir, "rev-parse", "HEAD").strip()
-    listing = _git(git_dir, "ls-tree", "-r", "-l", "HEAD").splitlines()
     include = list(review.get("include") or DEFAULT_INCLUDE)
     exclude = list(review.get("exclude") or ())
-    out = []
-    for row in listing:
-        meta, _, path = row.partition("\t")
-        size = meta.split()[-1]
-        if not _wanted(path, include, exclude) or not size.isdigit() or int(size) > MAX_FILE_BYTES:
-            continue
-        out.append(path)
+    texts = head_texts(git_dir, lambda path: _wanted(path, include, exclude))
     files = []
-    for path in sorted(out, key=_doc_first):
-        text = _git(git_dir, "show", f"HEAD:{path}")
+    for path in sorted(texts, key=_doc_first):
+        text = texts[path]
         hits = extract(path, text)
         if hits or any(a.get("file") == path for a in review.get("add") or ()):
             files.append((path, hits, text.splitlines()))
@@ -133,8 +152,8 @@ def split_place(spec: str) -> tuple[str | None, str | None]:
 def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], list[str]]]
                  ) -> tuple[dict, list[tuple[str, Hit, str]]]:
     """The pack's table entry and the dropped hits (path, hit, why)."""
-    folders = [(re.compile(rx, re.I), spec) for rx, spec in (review.get("folders") or {}).items()]
-    drops = [re.compile(rx, re.I) for rx in review.get("drop") or ()]
+    folders = [(re.compile(rx, re.IGNORECASE), spec) for rx, spec in (review.get("folders") or {}).items()]
+    drops = [re.compile(rx, re.IGNORECASE) for rx in review.get("drop") or ()]
     default = review.get("folder")
     entries: list[tuple[str, Hit]] = [(p, h) for p, hits, _ in files for h in hits]
     entries += _added(review, {p: lines for p, _, lines in files})
@@ -153,6 +172,11 @@ def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], li
                 spec = default
             if spec is not None:
                 h.folder, h.subdir = split_place(spec.replace("{repo}", str(h.source.get("repo") or "")))
+            elif review.get("strict"):
+                why = doubt(h, review.get("_reads"))
+                if why:
+                    dropped.append((path, h, "uncertain: " + why))
+                    continue
         if not h.folder or not _FOLDER_OK.match(h.folder + ("/" + h.subdir if h.subdir else "")):
             dropped.append((path, h, f"no folder ({h.folder!r})"))
             continue
@@ -186,6 +210,83 @@ def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], li
     return body, dropped
 
 
+def doubt(h: Hit, reads: set[str] | None = None) -> str | None:
+    """Why a hit's folder is not certain enough to ship (for packs reviewed `strict`), or None.
+
+    Shipped: a folder written on the hit's line, up to STRICT_DISTANCE lines above it or in the same
+    paragraph, list or table (code: the same function), that the
+    file's directory in its repo does not contradict and that the repo's layout or the pack's own
+    loaders confirm (`reads`: the folders its loader entries in data/loaders.json read and the
+    folder keys it registers); or, with no folder in the text, the folder the repo's layout names
+    (`split_files/vae/…`). Held back: a folder written further away (a heading several rows up is
+    often another section's), text and layout disagreeing, or a folder neither ComfyUI nor the pack's
+    loaders or code read."""
+    layout = layout_folder(h.source.get("path")) if h.filename else None
+    if h.folder is None:
+        if layout:
+            h.folder, h.subdir = layout, None
+        return None  # without a layout folder it is dropped later for having none
+    if layout and layout != h.folder:
+        return f"the text says {h.folder}, the repo's layout says {layout}"
+    if h.distance is None or (h.distance > STRICT_DISTANCE and not h.same_block):
+        return f"folder {h.folder!r} is written {h.distance} lines away from the link, in another block"
+    if layout != h.folder and reads is not None and h.folder.lower() not in reads:
+        return f"neither ComfyUI nor the pack's code reads {h.folder!r}"
+    return None
+
+
+#: ComfyUI's own folders: a pack documenting a file for a core loader (a checkpoint, a LoRA, a VAE …).
+CORE_FOLDERS = frozenset({"checkpoints", "loras", "vae", "text_encoders", "diffusion_models", "clip_vision",
+                          "style_models", "embeddings", "controlnet", "upscale_models", "model_patches",
+                          "latent_upscale_models", "audio_encoders", "vae_approx", "gligen", "hypernetworks",
+                          "photomaker"})
+
+
+def code_folders(git_dir: Path) -> set[str]:
+    """Lower-cased folders the pack's Python names: `folder_paths.get_folder_paths("x")` and the like,
+    and `os.path.join(folder_paths.models_dir, "x")`."""
+    out: set[str] = set()
+    for path, text in head_texts(git_dir, lambda p: p.endswith(".py") and _wanted(p, ["*.py"], [])).items():
+        for m in CODE_FOLDER.finditer(text):
+            out.add(canonical_folder(m.group(1) or m.group(2)).lower())
+    return out
+
+
+def pack_reads(loaders: dict, pack: str) -> set[str]:
+    """Lower-cased folders (and first parts of literal paths) the pack's loader entries read or it registers."""
+    out: set[str] = set()
+
+    def add(folder: str | None) -> None:
+        if folder:
+            out.add(canonical_folder(folder.strip("/").split("/")[0]).lower())
+
+    def walk(spec) -> None:
+        if isinstance(spec, str):
+            add(spec)
+        elif isinstance(spec, dict):
+            for key in ("folder", "dir"):
+                add(spec.get(key))
+            for f in spec.get("alt_folders") or ():
+                add(f)
+            add((spec.get("repo") or {}).get("folder"))
+            for items in (spec.get("presets") or {}).values():
+                for item in items:
+                    add(item.get("folder"))
+
+    for entry in (loaders.get("nodes") or {}).values():
+        if entry.get("pack") != pack:
+            continue
+        for group in ("models", "dict_widgets", "input_patterns"):
+            for spec in (entry.get(group) or {}).values():
+                walk(spec)
+        for item in entry.get("implicit") or ():
+            add(item.get("folder"))
+    for reg in ((loaders.get("packs") or {}).get(pack) or {}).get("registers") or ():
+        add(reg.get("key"))
+        add(reg.get("path"))
+    return out
+
+
 def stars() -> dict[str, int]:
     """GitHub stars per `owner/name` (lower-case) from the pinned comfyui-manager's github-stats.json."""
     found = installed_manager()
@@ -201,7 +302,9 @@ def stars() -> dict[str, int]:
 
 
 def build(review_doc: dict, mirror: Path, previous: dict, *, only: set[str] | None = None,
-          show: bool = False) -> dict:
+          show: bool = False, loaders: dict | None = None) -> dict:
+    """The table from the review and the mirrors. `loaders` (data/loaders.json) gives strict packs the
+    folders their own loaders read, which a documented folder must be one of."""
     popularity = stars()
     packs: dict[str, dict] = {}
     for name, review in review_doc["packs"].items():
@@ -215,8 +318,16 @@ def build(review_doc: dict, mirror: Path, previous: dict, *, only: set[str] | No
                 packs[name] = old
             continue
         commit, files = read_pack(git_dir, review)
-        body, dropped = apply_review(review, commit, files)
+        reads = None
+        if loaders is not None:
+            reads = pack_reads(loaders, review["repo"].split("/", 1)[1]) | code_folders(git_dir) | CORE_FOLDERS
+        body, dropped = apply_review({**review, "_reads": reads}, commit, files)
         body["popularity"] = popularity.get(review["repo"].lower())
+        held = [_uncertain_row(path, h, why) for path, h, why in dropped if why.startswith("uncertain: ")]
+        if held:
+            review["uncertain"] = held
+        else:
+            review.pop("uncertain", None)
         if show:
             _show(name, body, dropped)
         if body["files"] or body["repos"]:
@@ -228,6 +339,14 @@ def build(review_doc: dict, mirror: Path, previous: dict, *, only: set[str] | No
     return {"version": 1, "generated": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "popularity": f"GitHub stars, comfyui-manager=={mgr[1] if mgr else '?'} github-stats.json",
             "packs": ordered}
+
+
+def _uncertain_row(path: str, h: Hit, why: str) -> dict:
+    """A hit held back from the table, as the review file lists it (generated; not shipped)."""
+    row: dict[str, Any] = {"filename": h.filename} if h.filename else {}
+    row.update(source=h.source, folder_guess=h.folder + (f"/{h.subdir}" if h.subdir else ""),
+               why=why.removeprefix("uncertain: "), provenance={"file": path, "line": h.line})
+    return row
 
 
 def _show(name: str, body: dict, dropped: list[tuple[str, Hit, str]]) -> None:
@@ -288,14 +407,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--review", type=Path, default=REVIEW_PATH)
     p.add_argument("--output", type=Path, default=DEFAULT_PATH)
     p.add_argument("--provenance", type=Path, default=PROVENANCE_PATH, help="markdown file whose packs table is rewritten")
+    p.add_argument("--loaders", type=Path, default=DEFAULT_PATH.parent / "loaders.json",
+                   help="loader table whose folders confirm a strict pack's documented folders")
     p.add_argument("--pack", action="append", help="rebuild only this pack (repeatable); the others are kept")
     p.add_argument("--show", action="store_true", help="print kept and dropped hits for the review")
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     review = json.loads(args.review.read_text(encoding="utf-8"))
     previous = json.loads(args.output.read_text(encoding="utf-8")) if args.output.is_file() else {}
-    doc = build(review, args.mirror, previous, only=set(args.pack) if args.pack else None, show=args.show)
+    loaders = json.loads(args.loaders.read_text(encoding="utf-8")) if args.loaders.is_file() else None
+    doc = build(review, args.mirror, previous, only=set(args.pack) if args.pack else None, show=args.show,
+                loaders=loaders)
     write(doc, args.output)
+    args.review.write_text(json.dumps(review, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     write_provenance(doc, args.provenance)
     n_files = sum(len(x["files"]) for x in doc["packs"].values())
     n_repos = sum(len(x["repos"]) for x in doc["packs"].values())

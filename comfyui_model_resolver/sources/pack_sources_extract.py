@@ -42,8 +42,9 @@ _FILENAME = re.compile(r"""\bfilename["']?\s*[:=]\s*["']([^"'\n]+)["']""")
 _SUBFOLDER = re.compile(r"""\bsubfolder["']?\s*[:=]\s*["']([^"'\n]+)["']""")
 _HF_CALL = re.compile(r"""\bhf_hub_download\s*\(\s*(?:["']([\w.-]+/[\w.-]+)["']\s*,\s*["']([^"'\n]+)["'])?""")
 _SNAPSHOT = re.compile(r"""\bsnapshot_download\s*\(\s*(?:repo_id\s*=\s*)?["']([\w.-]+/[\w.-]+)["']""")
-_PROSE_FOLDER = re.compile(r"""(?:^|[\s`"'(\[/\\])models[/\\]+([A-Za-z0-9][\w.+-]*(?:[/\\]+[A-Za-z0-9][\w+-]*)*)""")
-_CODE_FOLDER = re.compile(r"""(?:get_folder_paths|get_full_path(?:_or_raise)?|get_filename_list|"""
+_PROSE_FOLDER = re.compile(r"""(?:^|[\s`"'(\[/\\])models[/\\]+([A-Za-z0-9][\w.+-]*(?:[/\\]+[A-Za-z0-9][\w.+-]*)*)""")
+_TEMPLATED = re.compile(r"""[{}<>%$*|]""")  # `{}.safetensors`, `<name>.pth`, `%s.bin`: a name built at run time
+CODE_FOLDER = re.compile(r"""(?:get_folder_paths|get_full_path(?:_or_raise)?|get_filename_list|"""
                           r"""add_model_folder_path)\s*\(\s*["']([\w.+-]+)["']|models_dir\s*,\s*["']([\w.+-]+)["']""")
 _CODE_EXT = (".py", ".js", ".ts")
 
@@ -72,6 +73,8 @@ class Hit:
     column: int = 0  # where on the line the hit starts
     end: int = 0  # and ends
     notes: list[str] = field(default_factory=list)
+    distance: int | None = None  # lines between the hit and the text that gave its folder (0: same line)
+    same_block: bool = False  # that text is in the hit's paragraph or list (prose) or function (code)
 
 
 def family_of(*texts: str | None) -> str | None:
@@ -83,21 +86,32 @@ def family_of(*texts: str | None) -> str | None:
     return None
 
 
-def _clean_name(text: str) -> str | None:
-    t = text.strip().strip("`*_ ").strip()
-    if not t or " " in t or "/" in t or "\\" in t or len(t) > 160 or not has_model_extension(t):
+def tidy_name(name: str | None) -> str | None:
+    """A file name as a workflow would use it: sentence punctuation after it dropped; None when it
+    is templated (`{}.safetensors`) or not a model file."""
+    if not name:
+        return None
+    t = name.strip().rstrip(".,;:!?)'\"`")
+    if not t or _TEMPLATED.search(t) or not has_model_extension(t):
         return None
     return t
 
 
+def _clean_name(text: str) -> str | None:
+    t = text.strip().strip("`*_ ").strip()
+    if not t or " " in t or "/" in t or "\\" in t or len(t) > 160:
+        return None
+    return tidy_name(t)
+
+
 def _place(raw: str) -> tuple[str, str | None] | None:
-    parts = [p for p in re.split(r"[/\\]+", raw) if p]
-    while parts and "." in parts[-1] and has_model_extension(parts[-1]):
+    parts = [p.rstrip(".,;:") for p in re.split(r"[/\\]+", raw) if p.rstrip(".,;:")]
+    while parts and has_model_extension(parts[-1]):
         parts.pop()  # a file at the end of the path is not a folder
     if not parts or parts[0].lower() in ("models", "custom_nodes"):
         return None
     folder = canonical_folder(parts[0])
-    sub = "/".join(p for p in parts[1:] if "." not in p) or None
+    sub = "/".join(p for p in parts[1:] if not has_model_extension(p)) or None  # 'Florence-2.0-large' is a folder
     return folder, sub
 
 
@@ -105,30 +119,79 @@ def prose_folder(lines: list[str], index: int, start: int = 0, end: int = 0) -> 
     """Where the prose says the file at line `index`, columns start..end, goes: a `models/<folder>[/<sub>]`
     before it on its line, else after it up to the line's next link ("[x](url) goes to models/x"),
     else the nearest above it. URLs are removed first: a repo path never counts."""
+    return prose_place(lines, index, start, end)[0]
+
+
+def prose_place(lines: list[str], index: int, start: int = 0, end: int = 0
+                ) -> tuple[tuple[str, str | None] | None, int | None]:
+    """`prose_folder` and how many lines above the hit the folder was written (0: on its line)."""
     line = lines[index]
     before = list(_PROSE_FOLDER.finditer(_URL.sub(" ", line[:start])))
     if before:
-        return _place(before[-1].group(1))
+        return _place(before[-1].group(1)), 0
     nxt = _URL.search(line, end)
     after = _PROSE_FOLDER.search(line[end:nxt.start() if nxt else len(line)])
     if after:
-        return _place(after.group(1))
+        return _place(after.group(1)), 0
     for i in range(index - 1, max(-1, index - PROSE_LOOKBACK - 1), -1):
         found = list(_PROSE_FOLDER.finditer(_URL.sub(" ", lines[i])))
         if found:
-            return _place(found[-1].group(1))
-    return None
+            return _place(found[-1].group(1)), index - i
+    return None, None
 
 
 def code_folder(lines: list[str], index: int) -> tuple[str, str | None] | None:
     """The nearest folder_paths folder name within CODE_WINDOW lines of `index`."""
+    return code_place(lines, index)[0]
+
+
+def code_place(lines: list[str], index: int) -> tuple[tuple[str, str | None] | None, int | None]:
+    """`code_folder` and where it is, in lines from the hit (negative: above it)."""
     best: tuple[int, str] | None = None
     for i in range(max(0, index - CODE_WINDOW), min(len(lines), index + CODE_WINDOW + 1)):
-        for m in _CODE_FOLDER.finditer(lines[i]):
+        for m in CODE_FOLDER.finditer(lines[i]):
             name = m.group(1) or m.group(2)
-            if best is None or abs(i - index) < best[0]:
-                best = (abs(i - index), name)
-    return (canonical_folder(best[1]), None) if best else None
+            if best is None or abs(i - index) < abs(best[0]):
+                best = (i - index, name)
+    return ((canonical_folder(best[1]), None), best[0]) if best else (None, None)
+
+
+_HEADING = re.compile(r"^\s*(#|=+\s*$|-{3,}\s*$|\.\. )")
+_DEF = re.compile(r"^\s*(async\s+def|def|class)\s")
+_OTHER_SOURCE = re.compile(r"repo_id|huggingface\.co|https?://|hf_hub_download|snapshot_download")
+CODE_BLOCK = 10  # lines from a folder set up in code to the download that uses it
+
+
+def same_block(lines: list[str], hit: int, where: int, is_code: bool) -> bool:
+    """Whether line `where` (that names the folder) and line `hit` are in one block: for prose, no
+    blank line or heading between them (one paragraph, list or table); for code, the folder is set up
+    at most CODE_BLOCK lines above the hit, in its function, with no other source between them."""
+    lo, hi = sorted((hit, where))
+    if is_code:  # the folder set up above the download, in its function, with no other source between
+        between = lines[where + 1:hit]
+        return where < hit <= where + CODE_BLOCK and not any(_DEF.match(t) or _OTHER_SOURCE.search(t) for t in between)
+    return not any(not t.strip() or _HEADING.match(t) for t in lines[lo + 1:hi + 1])
+
+
+#: Directories of a repo's layout that say which ComfyUI folder a file is for (Comfy-Org's
+#: `split_files/<folder>/`, diffusers' `unet/`, `image_encoder/` …).
+LAYOUT_FOLDERS = {
+    "text_encoders": "text_encoders", "text_encoder": "text_encoders", "vae": "vae", "loras": "loras",
+    "lora": "loras", "diffusion_models": "diffusion_models", "unet": "diffusion_models",
+    "clip_vision": "clip_vision", "image_encoder": "clip_vision", "controlnet": "controlnet",
+    "upscale_models": "upscale_models", "checkpoints": "checkpoints", "model_patches": "model_patches",
+    "latent_upscale_models": "latent_upscale_models", "audio_encoders": "audio_encoders",
+    "style_models": "style_models", "embeddings": "embeddings",
+}
+
+
+def layout_folder(repo_path: str | None) -> str | None:
+    """The ComfyUI folder a file's directory in its repo names, if one does (nearest directory first)."""
+    parts = (repo_path or "").replace("\\", "/").split("/")[:-1]
+    for part in reversed(parts):
+        if part.lower() in LAYOUT_FOLDERS:
+            return LAYOUT_FOLDERS[part.lower()]
+    return None
 
 
 def _statement(lines: list[str], index: int) -> str:
@@ -200,11 +263,16 @@ def extract(path: str, text: str) -> list[Hit]:
         if is_code and i > covered:
             more, covered = _code_hits(lines, i, short)
             found += more
+        found = [h for h in found if h.filename is None or tidy_name(h.filename)]
         for h in found:
-            place = code_folder(lines, i) if is_code else prose_folder(lines, i, h.column, h.end)
+            if h.filename:
+                h.filename = tidy_name(h.filename)
+            place, dist = code_place(lines, i) if is_code else prose_place(lines, i, h.column, h.end)
             if place and h.folder is None:
                 h.folder, h.subdir = place
-            hits += found
+                h.distance = abs(dist)
+                h.same_block = same_block(lines, i, i + dist if is_code else i - dist, is_code)
+        hits += found
     return hits
 
 

@@ -242,12 +242,47 @@ class _LazyNodes(Mapping[str, NodeInfo]):
 class LoaderTable:
     nodes: Mapping[str, NodeInfo]
     non_model: Mapping[str, str]
+    packs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # packs read by loaders_build
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "LoaderTable":
         """The table from its JSON; each node's entry is parsed when it is first looked up."""
         non_model = {k: str(v) for k, v in (data.get("non_model") or {}).items()}
-        return cls(_LazyNodes(data.get("nodes") or {}), non_model)
+        packs = data.get("packs") if isinstance(data.get("packs"), Mapping) else {}
+        return cls(_LazyNodes(data.get("nodes") or {}), non_model, packs)
+
+    def pack_named(self, name: str | None) -> str | None:
+        """The table's name of a pack given by name, `owner/name` repo or Registry id (a workflow
+        node's `properties.cnr_id` / `aux_id`), without case; None when the table does not know it."""
+        if not name:
+            return None
+        low = name.strip().lower().removeprefix("https://github.com/").rstrip("/")
+        for pack, info in self.packs.items():
+            if low in (pack.lower(), str(info.get("repo") or "").lower(), str(info.get("registry_id") or "").lower()):
+                return pack
+        return None
+
+    def pack_folders(self, name: str | None) -> list[str]:
+        """Candidate folders for a model of a node this table has no entry for, from the node's pack:
+        the folders the pack's known loaders read (most used first), then the folder keys it registers.
+        Empty for a pack the table does not know: then the folder is unknown."""
+        pack = self.pack_named(name)
+        if pack is None:
+            return []
+        count: dict[str, int] = {}
+        for ntype in self.nodes:
+            info = self.nodes[ntype]
+            if info.pack != pack:
+                continue
+            for spec in list(info.models.values()) + [s for _, s in info.patterns]:
+                for folder in (spec.folders if isinstance(spec, FolderSpec) else (spec.folder,)):
+                    count[folder] = count.get(folder, 0) + 1
+        ordered = sorted(count, key=lambda f: (-count[f], f))
+        for reg in self.packs[pack].get("registers") or ():
+            key = reg.get("path") or reg.get("key")
+            if key:
+                ordered.append(canonical_folder(key))
+        return list(dict.fromkeys(ordered))
 
     @classmethod
     def load_default(cls) -> "LoaderTable":

@@ -1,6 +1,7 @@
 """The pack-sources table (data/pack_sources.json) and its query API."""
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -8,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from comfyui_model_resolver.sources.pack_sources import PackSources
-from comfyui_model_resolver.sources.pack_sources_build import mirror_dir
+from comfyui_model_resolver.sources.pack_sources import DEFAULT_PATH, PackSources
+from comfyui_model_resolver.sources.pack_sources_build import REVIEW_PATH, mirror_dir
 
 CLIP_H = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"
-MIN_PACKS = 12
+MIN_PACKS = 80  # issue 11: documented sources for at least 80 packs, by popularity
 
 
 def _table() -> PackSources:
@@ -95,9 +96,46 @@ def test_shipped_table_entries_are_complete():
                 assert s.url and s.url.startswith("https://"), (pack, s)
             assert s.family in (None, "sd15", "sdxl", "flux", "sd3", "video")
     assert n > 100
+    assert len(t) >= MIN_PACKS
     clip = [s for s in t.files_named(CLIP_H) if s.pack == "ComfyUI_IPAdapter_plus"]
     assert clip and clip[0].is_rename and clip[0].folder == "clip_vision"
     assert clip[0].source["path"] == "models/image_encoder/model.safetensors"
+
+
+def test_packs_are_chosen_by_popularity_and_say_so():
+    raw = json.loads(DEFAULT_PATH.read_text(encoding="utf-8"))
+    assert raw["popularity"].startswith("GitHub stars, comfyui-manager==")
+    stars = [(p.get("popularity") or 0) for p in raw["packs"].values()]
+    assert stars == sorted(stars, reverse=True)
+    assert sum(1 for s in stars if s >= 500) >= 30  # the popular packs are there, not a long tail
+
+
+def test_held_back_hits_are_not_shipped():
+    """What the strict review held back (review file, `uncertain`) is not in the table as a fact."""
+    review = json.loads(REVIEW_PATH.read_text(encoding="utf-8"))
+    t = PackSources.load()
+    held = 0
+    for name, r in review["packs"].items():
+        for u in r.get("uncertain") or ():
+            held += 1
+            assert u["why"] and u["provenance"]["line"] >= 1 and u["folder_guess"]
+            # the same fact may be shipped from another place that says it with certainty, never from this one
+            shipped = [(s.folder + (f"/{s.subdir}" if s.subdir else ""), s.source, s.provenance["file"], s.provenance["line"])
+                       for s in t.for_pack(name) if s.filename == u.get("filename")]
+            assert (u["folder_guess"], u["source"], u["provenance"]["file"], u["provenance"]["line"]) not in shipped, (name, u)
+    assert held > 0
+
+
+def test_spot_checks_of_real_entries():
+    t = PackSources.load()
+    (clip,) = [s for s in t.files_named(CLIP_H) if s.pack == "ComfyUI_IPAdapter_plus"]
+    assert (clip.repo, clip.source["path"], clip.folder) == ("h94/IP-Adapter", "models/image_encoder/model.safetensors", "clip_vision")
+    assert clip.url == "https://huggingface.co/h94/IP-Adapter/resolve/main/models/image_encoder/model.safetensors"
+    assert clip.is_rename and clip.filename == CLIP_H  # downloaded under the workflow's name
+    sd15 = [s for s in t.files_named("ip-adapter_sd15.safetensors") if s.pack == "ComfyUI_IPAdapter_plus"][0]
+    assert (sd15.folder, sd15.family, sd15.repo) == ("ipadapter", "sd15", "h94/IP-Adapter")
+    first = t.repos_for(pack="ComfyUI_IPAdapter_plus", folder="clip_vision")[0]
+    assert first["repo"] == "h94/IP-Adapter" and first["reason"].startswith("documented by ComfyUI_IPAdapter_plus (README.md:")
 
 
 MIRROR = os.environ.get("PACK_MIRROR")

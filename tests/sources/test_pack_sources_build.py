@@ -135,3 +135,63 @@ def test_split_place():
     assert builder.split_place("clip") == ("text_encoders", None)
     assert builder.split_place("custom_nodes/P/ckpts/yzd-v/DWPose") == ("custom_nodes/P/ckpts", "yzd-v/DWPose")
     assert builder.split_place("-") == (None, None)
+
+
+def test_names_are_tidied_and_templates_dropped():
+    text = ("Put it in models/LLM/Florence-2.0-large.\n"
+            "Get [model.safetensors.](https://huggingface.co/o/r/resolve/main/model.safetensors). Then "
+            "https://huggingface.co/o/r/resolve/main/{}.safetensors and https://example.org/w/%s.pth\n")
+    hits = extract("README.md", text)
+    names = [h.filename for h in hits if h.filename]
+    assert names == ["model.safetensors"]  # no trailing dot; templated names are not files
+    h = next(h for h in hits if h.filename)
+    assert (h.folder, h.subdir, h.distance) == ("LLM", "Florence-2.0-large", 1)  # a dotted sub-folder is kept
+
+
+def test_strict_packs_hold_back_far_or_contradicted_folders(tmp_path):
+    text = "\n".join([
+        "Put the text encoders in models/text_encoders:",
+        "- [t5.safetensors](https://huggingface.co/o/r/resolve/main/t5.safetensors)",
+        "", "", "",
+        "- [far.safetensors](https://huggingface.co/o/r/resolve/main/far.safetensors)",
+        "- [vae.safetensors](https://huggingface.co/Comfy-Org/x/resolve/main/split_files/vae/vae.safetensors) models/loras",
+    ])
+    other = "- [enc.safetensors](https://huggingface.co/Comfy-Org/x/resolve/main/split_files/text_encoders/enc.safetensors)"
+    files = [("README.md", extract("README.md", text), text.splitlines()),
+             ("docs.md", extract("docs.md", other), [other])]  # no folder in the text: the repo's layout names it
+    body, dropped = builder.apply_review({"repo": "o/P", "strict": True}, "1" * 40, files)
+    kept = {f["filename"]: f["folder"] for f in body["files"]}
+    assert kept == {"t5.safetensors": "text_encoders", "enc.safetensors": "text_encoders"}
+    why = {h.filename: w for _, h, w in dropped}
+    assert why["far.safetensors"].startswith("uncertain: folder 'text_encoders' is written 5 lines away from the link, in another block")
+    assert why["vae.safetensors"] == "uncertain: the text says loras, the repo's layout says vae"
+    loose, _ = builder.apply_review({"repo": "o/P"}, "1" * 40, files)  # a hand-reviewed pack keeps its old rule
+    assert "far.safetensors" in {f["filename"] for f in loose["files"]}
+
+
+def test_strict_folders_must_be_read_by_the_packs_own_loaders():
+    text = "\n".join([
+        "Put [a.safetensors](https://huggingface.co/o/r/resolve/main/a.safetensors) in models/pulid",
+        "Put [b.pth](https://huggingface.co/o/r/resolve/main/b.pth) in models/t5",
+    ])
+    files = [("README.md", extract("README.md", text), text.splitlines())]
+    loaders = {"nodes": {"PulidLoader": {"pack": "P", "widgets": ["f"], "models": {"f": {"folder": "pulid"}}}},
+               "packs": {"P": {"registers": [{"key": "eva", "path": "eva_clip", "file": "x.py", "line": 1}]}}}
+    reads = builder.pack_reads(loaders, "P")
+    assert reads == {"pulid", "eva", "eva_clip"}
+    body, dropped = builder.apply_review({"repo": "o/P", "strict": True, "_reads": reads}, "1" * 40, files)
+    assert [f["filename"] for f in body["files"]] == ["a.safetensors"]
+    assert [w for _, _, w in dropped] == ["uncertain: neither ComfyUI nor the pack's code reads 't5'"]
+
+
+def test_a_list_under_its_folder_heading_is_one_block():
+    text = "\n".join(["## Models go to models/facerestore_models", *[
+        f"- [f{i}.pth](https://github.com/o/r/releases/download/v1/f{i}.pth)" for i in range(6)],
+        "", "- [after.pth](https://github.com/o/r/releases/download/v1/after.pth)"])
+    hits = {h.filename: h for h in extract("README.md", text)}
+    assert hits["f5.pth"].distance == 6 and hits["f5.pth"].same_block
+    assert hits["after.pth"].folder == "facerestore_models" and not hits["after.pth"].same_block
+    files = [("README.md", list(hits.values()), text.splitlines())]
+    body, dropped = builder.apply_review({"repo": "o/P", "strict": True, "_reads": {"facerestore_models"}}, "1" * 40, files)
+    assert sorted(f["filename"] for f in body["files"]) == [f"f{i}.pth" for i in range(6)]
+    assert [h.filename for _, h, _ in dropped] == ["after.pth"]

@@ -21,7 +21,7 @@ SENTINEL = FIXTURES / "object_info" / "comfyui-0.3.64-sentinel-models.json"
 FRONTEND = FIXTURES / "comfyui-frontend"
 
 NODE_KEYS = {"pack", "widgets", "models", "widgets_uncertain", "note", "input_patterns", "dict_widgets",
-             "text_patterns", "implicit"}
+             "text_patterns", "implicit", "provenance"}
 SPEC_KEYS = {"folder", "presets", "repo", "dir", "note", "ignore_values", "value_folders", "alt_folders", "match",
              "auto_download", "hardcoded", "root", "enabled_key"}
 ITEM_KEYS = {"filename", "folder", "url", "variant", "kind", "repo", "note", "optional", "hardcoded", "root"}
@@ -371,3 +371,104 @@ def test_template_model_nodes_are_covered_with_the_right_folder(table):
                 f"{fname}: {node_type}.{widget}={model['name']} expected {model['directory']}, table says {folders}"
             checked += 1
     assert checked > 100
+
+
+# ------------------------------------------------------------------ packs read from their own code (loaders_build)
+
+MIN_PACKS = 150  # issue 11: loaders of at least 150 packs, by popularity
+
+
+def test_at_least_150_packs_have_loader_entries(table):
+    packs = {e["pack"] for e in table["nodes"].values()} - {"comfyui"}
+    assert len(packs) >= MIN_PACKS, f"only {len(packs)} packs have loader entries"
+    read = table["packs"]
+    # every pack with an entry is either hand-checked (listed in loaders_provenance.md) or read by the builder
+    provenance_md = (TABLE_PATH.parent / "loaders_provenance.md").read_text(encoding="utf-8")
+    for pack in packs:
+        assert pack in read or f"| {pack} |" in provenance_md, f"{pack}: no provenance"
+
+
+def test_packs_section_says_what_was_read(table):
+    stars = []
+    for name, p in table["packs"].items():
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+", p["repo"]) and p["repo"].split("/")[1] == name, name
+        assert re.fullmatch(r"[0-9a-f]{40}", p["commit"]), name
+        assert p["stars"] is None or isinstance(p["stars"], int)
+        assert isinstance(p["loaders"], int) and 0 <= p["extracted"] <= p["loaders"], name
+        for r in p["registers"]:
+            assert r["key"] and r["file"].endswith(".py") and r["line"] >= 1, (name, r)
+            assert r["path"] is None or not r["path"].startswith("/"), (name, r)
+        stars.append(p["stars"] or 0)
+    assert stars == sorted(stars, reverse=True), "packs are listed by popularity"
+    assert len(table["packs"]) >= MIN_PACKS
+
+
+def test_extracted_entries_cite_the_class_that_defines_them(table):
+    extracted = {k: e for k, e in table["nodes"].items() if "provenance" in e}
+    assert len(extracted) > 200
+    for name, e in extracted.items():
+        assert e["pack"] in table["packs"], name
+        prov = e["provenance"]
+        assert prov["file"].endswith(".py") and prov["line"] >= 1, name
+        if e.get("widgets_uncertain"):
+            assert "extractor:" in e.get("note", ""), f"{name}: an uncertain entry says why"
+    counted = {}
+    for e in extracted.values():
+        counted[e["pack"]] = counted.get(e["pack"], 0) + 1
+    for pack, n in counted.items():
+        assert table["packs"][pack]["extracted"] == n, pack
+
+
+def test_extracted_spot_checks(table):
+    """Real entries, read from the packs' code."""
+    n = table["nodes"]
+    assert n["IPAdapterFluxLoader"]["models"] == {"ipadapter": {"folder": "ipadapter-flux"}}
+    assert n["IPAdapterFluxLoader"]["pack"] == "ComfyUI-IPAdapter-Flux"
+    assert n["TensorRTLoader"]["models"]["unet_name"] == {"folder": "tensorrt"}  # .engine files
+    assert n["TensorRTLoader"]["widgets"][0] == "unet_name"
+    flux_train = n["FluxTrainModelSelect"]["models"]
+    assert flux_train["transformer"] == {"folder": "diffusion_models"} and flux_train["t5"] == {"folder": "text_encoders"}
+    assert n["LoadChatGLM3"]["models"] == {"chatglm3_checkpoint": {"folder": "LLM"}}
+    regs = {r["key"]: r["path"] for r in table["packs"]["ComfyUI-IPAdapter-Flux"]["registers"]}
+    assert regs["ipadapter-flux"] == "ipadapter-flux"
+    # hand-checked entries are never replaced by extracted ones
+    assert "provenance" not in n["IPAdapterModelLoader"] and "provenance" not in n["CheckpointLoaderSimple"]
+
+
+PACK_MIRROR = os.environ.get("PACK_MIRROR")
+
+
+@pytest.mark.skipif(not PACK_MIRROR, reason="set PACK_MIRROR to the folder of the packs' git mirrors to check provenance")
+def test_extracted_provenance_lines_define_the_class(table):
+    import subprocess
+
+    checked = 0
+    for name, e in table["nodes"].items():
+        if "provenance" not in e:
+            continue
+        p = table["packs"][e["pack"]]
+        git_dir = Path(PACK_MIRROR) / p["repo"].replace("/", "+") / "repo"
+        if (git_dir / ".git").is_dir():
+            git_dir = git_dir / ".git"
+        if not git_dir.is_dir():
+            continue
+        text = subprocess.run(["git", f"--git-dir={git_dir}", "show", f"{p['commit']}:{e['provenance']['file']}"],
+                              check=True, capture_output=True, text=True, errors="replace").stdout.splitlines()
+        assert text[e["provenance"]["line"] - 1].lstrip().startswith("class "), name
+        checked += 1
+    assert checked > 200
+
+
+def test_candidate_folders_for_an_unknown_node_of_a_known_pack(table):
+    """Detection's fallback without /object_info: a node the table lacks, of a pack it knows, gets that
+    pack's folders as candidates; a pack it does not know gets none (the folder is unknown, not guessed)."""
+    from comfyui_model_resolver.workflow.knowledge import LoaderTable
+
+    t = LoaderTable.from_json(table)
+    assert t.pack_folders("ComfyUI-IPAdapter-Flux")[0] == "ipadapter-flux"
+    assert t.pack_folders("shakker-labs/comfyui-ipadapter-flux") == t.pack_folders("ComfyUI-IPAdapter-Flux")
+    rid = table["packs"]["ComfyUI_TensorRT"]["registry_id"]
+    if rid:
+        assert "tensorrt" in t.pack_folders(rid)
+    assert "tensorrt" in t.pack_folders("https://github.com/comfyanonymous/ComfyUI_TensorRT")
+    assert t.pack_folders("someone/NeverHeardOf") == [] and t.pack_folders(None) == []
