@@ -324,6 +324,20 @@ class Resolver:
                 errors.append({"filename": req.filename, "folder": req.folder, "error": exc.to_dict()})
         return jobs, [s.to_dict() for s in skipped], errors
 
+    async def move_model(self, path: str, folder: str, filename: str) -> dict[str, Any]:
+        """Move a model file found in the wrong folder into `folder` under `filename` (the name its
+        loader's widget holds): atomic, never overwriting, never from or to outside the model folders
+        (downloads/move.py). Returns {"from", "to", "folder", "filename", "size"}."""
+        from .downloads.move import move_model_file
+
+        self.check_download_folder(folder)  # a folder ComfyUI reads; never a path
+        await self.refresh_index(force=True)
+        path = os.path.abspath(path)
+        moved = await asyncio.to_thread(move_model_file, self.layout, self.index.locate(path), path, folder, filename)
+        log.info("moved %s to %s", moved.source, moved.target)
+        self.invalidate_index()
+        return moved.to_dict()
+
     async def start_downloads(self) -> None:
         """Open the job database and resume unfinished downloads (servers call this at startup;
         otherwise the first `downloads.submit` starts the manager)."""

@@ -113,6 +113,15 @@ class RelinkRequest(_Strict):
     changes: list[RelinkChange] = Field(..., min_length=1, max_length=10_000)
 
 
+class MoveRequest(_Strict):
+    """Move a model found in another folder (`path`, as analyze reported it) into `folder` under
+    `filename`, the name its loader's widget holds."""
+
+    path: str = Field(..., min_length=1, max_length=4096)
+    folder: str = Field(..., min_length=1, max_length=255)
+    filename: str = Field(..., min_length=1, max_length=1024)
+
+
 class ConfigPatch(_Strict):
     """Settings that may change at run time. Secrets are write-only: GET shows only whether set."""
 
@@ -259,6 +268,11 @@ async def relink(resolver, req: ApiRequest) -> ApiResponse:
     return ApiResponse({"workflow": workflow, "applied": applied})
 
 
+async def move_model(resolver, req: ApiRequest) -> ApiResponse:
+    request = MoveRequest.model_validate(req.body if req.body is not None else {})
+    return ApiResponse(await resolver.move_model(request.path, request.folder, request.filename))
+
+
 async def get_config(resolver, req: ApiRequest) -> ApiResponse:
     return ApiResponse(resolver.public_config())
 
@@ -332,6 +346,8 @@ ROUTES: tuple[Route, ...] = (
           resume_download, guard=API_CHANGE),
     Route("POST", "/relink", "relink", "Rewrite widget values to point at relocated files; returns the workflow.",
           relink, guard=RouteGuard(body="json"), body=RelinkRequest),
+    Route("POST", "/move", "move_model", "Move a model file found in the wrong folder into the folder its loader reads.",
+          move_model, guard=API_CHANGE, body=MoveRequest),
     Route("GET", "/config", "get_config", "Current settings; secrets are shown only as set/unset.", get_config),
     Route("PATCH", "/config", "patch_config", "Change run-time settings (tokens are write-only).", patch_config,
           guard=API_CHANGE, body=ConfigPatch),
@@ -399,7 +415,7 @@ async def dispatch(route: Route, resolver, req: ApiRequest) -> ApiResponse:
 
 
 #: Routes whose success bodies hold only local data (a workflow, settings already reduced to set/unset).
-_LOCAL_ONLY = frozenset({"analyze", "relink", "get_config", "patch_config", "list_models"})
+_LOCAL_ONLY = frozenset({"analyze", "relink", "move_model", "get_config", "patch_config", "list_models"})
 
 
 def _without(value: Any, secrets: tuple[str, ...]) -> Any:

@@ -44,12 +44,13 @@ _keys = st.sampled_from(["nodes", "links", "id", "type", "mode", "widgets_values
                          "prompt", "folder", "filename", "sha256", "size", "priority", "source", "keep_partial",
                          "include_inactive", "include_optional", "status", "chosen", "changes", "node_id",
                          "old_value", "new_value", "widget_index", "widget_key", "subgraph_path", "hf_token",
-                         "civitai_api_key", "max_concurrent_downloads", "safetensors_only", "allowed_hosts"])
+                         "civitai_api_key", "max_concurrent_downloads", "safetensors_only", "allowed_hosts", "path", "folder",
+                         "filename"])
 shaped = st.recursive(scalars, lambda c: st.one_of(st.lists(c, max_size=4), st.dictionaries(_keys, c, max_size=6)),
                       max_leaves=40)
 bodies = st.one_of(json_values, st.dictionaries(_keys, shaped, max_size=7))
 ROUTES = [("POST", "/analyze"), ("POST", "/resolve"), ("POST", "/relink"), ("POST", "/downloads"),
-          ("PATCH", "/config")]
+          ("PATCH", "/config"), ("POST", "/move")]
 
 
 # ---- both doors as real loopback servers ---------------------------------------------------------------

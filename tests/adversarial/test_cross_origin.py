@@ -26,7 +26,8 @@ CONFIG = {"allowed_hosts": ["evil.example"], "safetensors_only": False, "hf_toke
 #: (method, path, body) of routes a hostile page would want
 TARGETS = [("POST", "/downloads", DOWNLOAD), ("PATCH", "/config", CONFIG), ("POST", "/analyze", WF),
            ("GET", "/config", None), ("GET", "/models", None), ("GET", "/downloads", None),
-           ("DELETE", "/downloads/some-job", None), ("POST", "/relink", {"workflow": WF, "changes": []})]
+           ("DELETE", "/downloads/some-job", None), ("POST", "/relink", {"workflow": WF, "changes": []}),
+           ("POST", "/move", {"path": "/etc/passwd", "folder": "loras", "filename": "x.safetensors"})]
 TARGET_IDS = [f"{m} {p}" for m, p, _ in TARGETS]
 
 
@@ -102,7 +103,7 @@ SIMPLE = [("text/plain", b'{"url": "https://huggingface.co/o/m/resolve/main/x.sa
 
 
 @pytest.mark.parametrize("ctype,data", SIMPLE, ids=["text-plain", "text-plain-charset", "form", "multipart", "none"])
-@pytest.mark.parametrize("path,method", [("/downloads", "POST"), ("/config", "PATCH"), ("/relink", "POST")])
+@pytest.mark.parametrize("path,method", [("/downloads", "POST"), ("/config", "PATCH"), ("/relink", "POST"), ("/move", "POST")])
 async def test_simple_requests_never_reach_a_comfyui_handler(sandbox, fake_hub, ctype, data, path, method):
     """Even without an Origin header (old browsers, some redirects), a body a <form> can send is refused."""
     async with DOORS["comfyui"](sandbox, door_environ(sandbox, fake_hub)) as door:

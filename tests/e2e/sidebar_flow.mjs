@@ -65,9 +65,9 @@ try {
   const buttonSel = `.side-tool-bar-container .${TAB}-tab-button, [data-testid="${TAB}-tab-button"]`;
   const badgeOk = await page.waitForFunction((sel) => {
     const b = document.querySelector(sel);
-    return b && /\b2\b/.test(b.innerText || b.textContent || "");
+    return b && /\b3\b/.test(b.innerText || b.textContent || "");
   }, buttonSel, { timeout: 30000 }).then(() => true, () => false);
-  check("badge shows 2 missing", badgeOk, { text: await page.$eval(buttonSel, (b) => b.innerText.trim()).catch(() => null) });
+  check("badge shows the one count: 2 missing + 1 to relink", badgeOk, { text: await page.$eval(buttonSel, (b) => b.innerText.trim()).catch(() => null) });
 
   await page.locator(buttonSel).first().click();
   await page.waitForSelector(".cmr-panel [data-group=missing]", { timeout: 30000 });

@@ -23,15 +23,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
-import sys
-import tempfile
-import zipfile
 from pathlib import Path
 
 import pytest
 
+from support.comfyui_run import PACK, free_port, frontend_root
 from support.downloads import sha256_of
 from support.paths import REPO
 
@@ -40,87 +37,9 @@ pytestmark = [
     pytest.mark.skipif(not SRC, reason="set COMFYUI_SRC to a ComfyUI source tree to run the real-ComfyUI test"),
     pytest.mark.timeout(1500),
 ]
-PACK = "comfyui-model-resolver"
 NEW_FRONTEND = "1.58.1"
 LORA = "e2e_detail_lora.safetensors"
 UPSCALE = "e2e_upscale_4x.safetensors"
-
-
-def _harness() -> Path:
-    for cand in (os.environ.get("COMFYUI_HARNESS"), REPO.parent / "shared/harness/comfyui",
-                 REPO.parent.parent / "shared/harness/comfyui"):
-        if cand and (Path(cand) / "manager-install.sh").is_file():
-            return Path(cand)
-    pytest.skip("the ComfyUI harness (shared/harness/comfyui) was not found; set COMFYUI_HARNESS")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _requirements() -> dict:
-    src = Path(SRC)
-    venv = Path(os.environ.get("COMFYUI_VENV", "/tmp/comfyui-venv"))
-    manager = Path(os.environ.get("MANAGER_DIR", "/tmp/cmgr/ComfyUI-Manager"))
-    pw = Path(os.environ.get("PW_DIR", "/tmp/comfyui-pw"))
-    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
-    if not (src / "main.py").is_file():
-        pytest.skip(f"COMFYUI_SRC={src} has no main.py")
-    if not (venv / "bin/python").is_file():
-        pytest.skip(f"no ComfyUI venv at {venv}: run shared/harness/comfyui/setup.sh")
-    if not (manager / "glob/manager_server.py").is_file():
-        pytest.skip(f"no ComfyUI-Manager checkout at {manager} (set MANAGER_DIR)")
-    if not (pw / "node_modules/playwright-core").is_dir() or not Path(chromium).is_file() or not shutil.which("node"):
-        pytest.skip("chromium + node + playwright-core (PW_DIR) are needed: run setup.sh")
-    return {"src": src, "venv": venv, "manager": manager, "pw": pw, "chromium": chromium, "harness": _harness()}
-
-
-def _git_copy(dest: Path) -> str:
-    """A git repo at `dest` holding the tracked files of this working tree, committed: the Manager clones it."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True).stdout.split(b"\0")
-    for raw in files:
-        if not raw:
-            continue
-        rel = raw.decode()
-        src = REPO / rel
-        if src.is_file():
-            (dest / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src, dest / rel)
-    env = {**os.environ, "GIT_AUTHOR_NAME": "e2e", "GIT_AUTHOR_EMAIL": "e2e@localhost",
-           "GIT_COMMITTER_NAME": "e2e", "GIT_COMMITTER_EMAIL": "e2e@localhost"}
-    for cmd in (["git", "init", "-q", "-b", "main"], ["git", "add", "-A"], ["git", "commit", "-qm", "e2e snapshot"]):
-        subprocess.run(cmd, cwd=dest, check=True, env=env, capture_output=True)
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True, check=True).stdout.strip()
-
-
-@pytest.fixture(scope="module")
-def installed():
-    """Install the pack through ComfyUI-Manager's "Install via Git URL"; yields the run's paths."""
-    req = _requirements()
-    work = Path(tempfile.mkdtemp(prefix="cmr-e2e-"))
-    repo = work / "src" / PACK
-    repo.mkdir(parents=True)
-    head = _git_copy(repo)
-    port = _free_port()
-    # a short path, like the harness default: the Manager's log line "EXECUTE => [python, install.py]"
-    # must not wrap, or the harness cannot see that install.py ran
-    run_dir = Path(tempfile.gettempdir()) / f"cmgr-run-{port}"
-    env = {**os.environ, "COMFYUI_SRC": str(req["src"]), "COMFYUI_VENV": str(req["venv"]), "MANAGER_DIR": str(req["manager"]),
-           "PORT": str(port), "WORK_DIR": str(run_dir), "KEEP": "1", "NETNS": os.environ.get("E2E_NETNS", "0"),
-           "ROUTE": "git_url"}
-    proc = subprocess.run(["bash", str(req["harness"] / "manager-install.sh"), str(repo)], env=env,
-                          capture_output=True, text=True, timeout=900)
-    results = (run_dir / "results.txt").read_text() if (run_dir / "results.txt").is_file() else proc.stdout
-    info = {**req, "work": work, "repo": repo, "head": head, "run_dir": run_dir, "base": run_dir / "base",
-            "venv_copy": run_dir / "venv", "results": results, "rc": proc.returncode, "output": proc.stdout + proc.stderr}
-    try:
-        yield info
-    finally:
-        if os.environ.get("E2E_KEEP") != "1":
-            shutil.rmtree(work, ignore_errors=True)
-            shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def test_installed_through_comfyui_manager(installed):
@@ -150,32 +69,13 @@ def test_installed_through_comfyui_manager(installed):
     assert again.returncode == 0 and again.stdout == "" and again.stderr == "", again.stdout + again.stderr
 
 
-def _frontend_root(version: str) -> Path:
-    env = os.environ.get("FRONTEND_158_ROOT")
-    if env and (Path(env) / "index.html").is_file():
-        return Path(env)
-    cache = Path(tempfile.gettempdir()) / f"cmr-e2e-frontend-{version}"
-    static = cache / "comfyui_frontend_package" / "static"
-    if (static / "index.html").is_file():
-        return static
-    cache.mkdir(parents=True, exist_ok=True)
-    dl = subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
-                         f"comfyui-frontend-package=={version}", "-d", str(cache)], capture_output=True, text=True)
-    wheels = list(cache.glob(f"comfyui_frontend_package-{version}-*.whl"))
-    if dl.returncode != 0 or not wheels:
-        pytest.skip(f"comfyui-frontend-package {version} is not available (set FRONTEND_158_ROOT): {dl.stderr[-300:]}")
-    with zipfile.ZipFile(wheels[0]) as z:
-        z.extractall(cache)
-    return static
-
-
 @pytest.mark.parametrize("frontend", ["1.27.10", NEW_FRONTEND])
 def test_sidebar_resolves_downloads_and_relinks(installed, frontend, tmp_path):
     from fakes import FakeFile, FakeHub
 
     if installed["rc"] != 0:
         pytest.fail("the Manager install failed; see test_installed_through_comfyui_manager")
-    args = "" if frontend == "1.27.10" else f"--front-end-root {_frontend_root(frontend)}"
+    args = "" if frontend == "1.27.10" else f"--front-end-root {frontend_root(frontend)}"
     base = installed["base"]
     models = base / "models"
     for rel in ("loras", "upscale_models", "vae", "checkpoints/SD1.5"):
@@ -193,7 +93,7 @@ def test_sidebar_resolves_downloads_and_relinks(installed, frontend, tmp_path):
         hub.add_repo("cmr-e2e/upscale", [upscale], downloads=800)
         hub.switch(None, on="cdn", throttle_bps=3 << 20)  # ~2 s per file: progress is visible
         hosts = ",".join(u.split("://", 1)[1] for u in (hub.url, hub.cdn_url))
-        port = _free_port()
+        port = free_port()
         env = {**os.environ, "PORT": str(port), "COMFYUI_BASE": str(base), "KEEP_BASE": "1",
                "COMFYUI_VENV": str(installed["venv_copy"]), "COMFYUI_SRC": str(installed["src"]), "COMFYUI_ARGS": args,
                "CMR_HF_ENDPOINT": hub.url, "CMR_ALLOWED_HOSTS": hosts, "CMR_DISABLE_CATALOG": "1"}

@@ -18,7 +18,7 @@ test("helper modules do nothing on import (no DOM, no globals touched)", async (
   assert.deepEqual(Object.keys(globalThis).sort(), before);
 });
 
-test("models are grouped per file into present, relocated and missing", () => {
+test("models are grouped per file into present, relocated, misplaced and missing", () => {
   const models = [
     row({ filename: "b.safetensors", node_id: "1", status: "present", local_path: "/m/checkpoints/b.safetensors" }),
     row({ filename: "SD1.5\\a.safetensors", node_id: "2", status: "relocated", relink_value: "SD1.5/a.safetensors" }),
@@ -32,7 +32,7 @@ test("models are grouped per file into present, relocated and missing", () => {
   assert.deepEqual(g.missing.map((i) => [i.filename, i.refs.length, i.inactive]),
     [["x.safetensors", 2, false], ["y.safetensors", 1, true]]);
   assert.equal(L.missingCount(g), 1, "bypassed-only models do not count");
-  assert.equal(L.badgeText(g), "1");
+  assert.equal(L.badgeText(g), "2", "the one count: 1 missing + 1 to relink (the bypassed one is not counted)");
   assert.equal(L.badgeText(L.groupModels([models[0]])), "");
 });
 

@@ -105,12 +105,16 @@ async def test_sidebar_session_in_headless_chromium():
     assert out["tab"] == {"id": "model-resolver", "title": "Model Resolver", "icon": "pi pi-box", "type": "custom",
                           "viaStore": True}
     assert out["extensions"] == ["comfyui-model-resolver.sidebar"]
-    # the badge comes from a cheap analyze; sources are only asked once the tab is open
-    assert steps["badge"]["badge"] == "2" and steps["badge"]["resolveCalls"] == 0
+    # the badge comes from a cheap analyze; sources are only asked once the tab is open; one analysis
+    # for the load, however many events and polls followed it
+    assert steps["badge"] == {"step": "badge", "badge": "5", "analyzeCalls": 1, "resolveCalls": 0}
 
     opened = steps["open"]
-    assert opened["groups"] == {"missing": 2, "relocated": 1, "present": 1}
-    assert "4 models · 1 present · 1 relocated · 2 missing" in opened["summary"]
+    assert opened["groups"] == {"missing": 2, "misplaced": 1, "relocated": 2, "present": 1}
+    # one count (the badge's), with its parts named
+    assert ("5 models to fix: 2 missing (1 ready to download, 1 needs a token); 2 to relink; 1 in the wrong folder."
+            in opened["summary"]), opened["summary"]
+    assert "1 present" in opened["summary"]
     assert opened["analyzeBody"] == {"hasSubgraphs": True, "contentType": "application/json", "name": "wf-a"}
     assert opened["region"] == "region" and opened["heading"] == "Model Resolver"
     # pickle formats are marked (the server's `pickle: true`), with what it means on hover
@@ -130,8 +134,8 @@ async def test_sidebar_session_in_headless_chromium():
     assert prog["ariaNow"] == "50" and prog["width"] == "50%" and prog["cancel"]
 
     done = steps["completed"]
-    assert done["comboRefreshes"] >= 1 and done["analyzeCallsAfter"] >= 1 and done["badge"] == "1"
-    assert done["groups"] == {"missing": 1, "relocated": 1, "present": 2}
+    assert done["comboRefreshes"] >= 1 and done["analyzeCallsAfter"] >= 1 and done["badge"] == "4"
+    assert done["groups"] == {"missing": 1, "misplaced": 1, "relocated": 2, "present": 2}
     assert "Model downloaded" in done["toasts"]
 
     assert steps["poll"]["refreshed"] and steps["poll"]["polled"] >= 2  # fallback when events stop
@@ -148,6 +152,17 @@ async def test_sidebar_session_in_headless_chromium():
     assert relink["inner"] == "SD1.5/dream.safetensors" and relink["instance"] == "SD1.5/dream.safetensors"
     assert relink["dirty"] >= 1 and relink["checks"] >= 1
 
+    # no false success: the node of a pack that is not installed keeps its value, and the panel says why
+    missing_pack = steps["relink-missing-pack"]
+    assert "Not relinked: ExoticLoader #6 comes from a node pack that is not installed" in missing_pack["text"]
+    assert missing_pack["toast"] and missing_pack["toast"][0].startswith("warn: Nothing relinked: Not relinked: ExoticLoader #6")
+    assert missing_pack["saved"] == ["exotic.safetensors"]
+
+    move = steps["move"]
+    assert "In another folder: /models/loras/t5xxl.safetensors. ComfyUI looks for it in text_encoders." in move["before"]
+    assert move["body"] == {"path": "/models/loras/t5xxl.safetensors", "folder": "text_encoders", "filename": "t5xxl.safetensors"}
+    assert move["badge"] == "3" and "/models/text_encoders/t5xxl.safetensors" in move["present"]
+
     embed = steps["embed"]
     # a present model with a workflow link, and the downloaded one with the link it was downloaded from
     assert embed["vae"] == [{"name": "vae.safetensors", "url": "https://huggingface.co/acme/vae/resolve/main/vae.safetensors",
@@ -157,3 +172,25 @@ async def test_sidebar_session_in_headless_chromium():
     assert embed["upscale"] == [{"name": "4x.pth", "url": "https://huggingface.co/acme/up/resolve/main/4x.pth",
                                  "directory": "upscale_models"}]
     assert steps["switch"]["name"] == "wf-b"
+
+    menu = steps["node-menu"]
+    assert menu["entries"] == ["Open Image", None, "Find this model: 4x.pth (Model Resolver)"]
+    assert menu["focused"] == "upscale_models|4x.pth" and menu["opened"] == ["model-resolver"]
+
+    dialog = steps["dialog"]
+    assert "Model Resolver finds a source for every missing model" in dialog["offer"]
+    assert dialog["closed"] == 1 and dialog["opened"] == ["model-resolver", "model-resolver"]
+
+    overlay = steps["overlay"]
+    assert overlay["text"].startswith(f"Model Resolver: {overlay['badge']} models to fix") and overlay["badge"] == "3"
+    assert overlay["text"].endswith("Resolve with Model Resolver")
+
+    offline = steps["offline"]
+    assert offline["banners"] == ["can't reach huggingface.co or civitai.com — check the network or proxy"]
+    assert offline["panel"].count("can't reach") == 1, "one banner, not one line per model"
+    assert offline["states"] and set(offline["states"]) == {"unavailable"}
+    assert offline["downloadAll"] == "Download all (0)" and offline["disabled"] is True
+    assert offline["why"].startswith("Nothing to download yet: ") and "can't be looked up now" in offline["why"]
+    assert offline["describedBy"] == "cmr-download-all-why"
+    for leak in ("Errno", "SourceUnavailable", "ClientConnectorError", "Temporary failure"):
+        assert leak not in offline["panel"]

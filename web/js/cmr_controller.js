@@ -2,15 +2,18 @@
 // runs on import (ComfyUI imports every .js under WEB_DIRECTORY). `model_resolver.js` is the one
 // file that registers the extension.
 import {
-  ACTIVE_STATES, API_PREFIX, PROGRESS_EVENT, TAB_ID, TERMINAL_STATES,
-  applyEmbed, applyRelink, badgeText, debounce, describeError, downloadAllBody, downloadBody, downloadProblems,
-  downloadableItems, graphSignature,
-  groupModels, itemKey, jobForItem, localStatus, mergeJob, normalizeJob, refKey, sourceFor, widgetValue,
+  ACTIVE_STATES, API_PREFIX, PROGRESS_EVENT, TAB_ID, badgeText, debounce, describeError, describePlace, downloadAllBody,
+  downloadBody, downloadProblems, downloadableItems, graphSignature, groupModels, itemKey, jobForItem, localStatus,
+  mergeJob, normalizeJob, refKey,
 } from "./cmr_logic.js";
+import { markGraphDirty, nodeMenuHooks, openTab, refreshModelLists, showToast, watchMissingModelsDialog } from "./cmr_comfy.js";
+import { createEditActions } from "./cmr_actions.js";
 import { renderPanel, updateJobInPlace } from "./cmr_view.js";
 
 const WORKFLOW_POLL_MS = 1000;
-const GRAPH_CHANGE_DEBOUNCE_MS = 800;
+// Loading a workflow fires several events within a few hundred ms (graph cleared, configured, the
+// workflow tab switched): every trigger asks through one debounced call, so a change costs one analysis.
+const SETTLE_MS = 500;
 const PROGRESS_STALE_MS = 3000;
 
 export function createModelResolver({ app, api, win = globalThis }) {
@@ -25,6 +28,10 @@ export function createModelResolver({ app, api, win = globalThis }) {
     resolving: false,
     resolveError: null,
     resolvePending: false,
+    pendingSignature: null, // the analysis in flight: an identical request is not sent twice
+    providers: [], // resolve's provider states (offline, rate limited): the panel banner
+    disk: new Map(), // folder -> directory new downloads land in (from resolve)
+    focusKey: null, // an item to scroll to and highlight (node menu "Find this model")
     jobs: new Map(), // job id -> normalized job
     itemJobs: new Map(), // item key -> job id
     itemErrors: new Map(), // item key -> {message, hint}
@@ -51,8 +58,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
     try {
       resp = await api.fetchApi(API_PREFIX + path, options);
     } catch (e) {
-      const err = new Error(`Cannot reach the ComfyUI server: ${e?.message || e}`);
-      err.info = { message: err.message, hint: "Is ComfyUI still running?" };
+      const err = new Error("Can't reach the ComfyUI server.");
+      err.info = { message: err.message, hint: "Is ComfyUI still running? Reload the page once it is." };
       throw err;
     }
     let data = null;
@@ -68,38 +75,18 @@ export function createModelResolver({ app, api, win = globalThis }) {
   }
 
   const infoOf = (e) => e?.info || { message: String(e?.message || e), hint: null };
-
   // ---- ComfyUI helpers ---------------------------------------------------------------------------
   const em = () => app.extensionManager;
   const activeWorkflow = () => em()?.workflow?.activeWorkflow ?? null;
+  const keyOf = (wf) => (wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : null);
   const workflowName = () => {
     const wf = activeWorkflow();
     return wf?.filename || wf?.path || "workflow";
   };
 
-  function toast(severity, summary, detail) {
-    try { em()?.toast?.add?.({ severity, summary, detail, life: 5000 }); } catch { /* no toast service */ }
-  }
-
-  function markDirty() {
-    try { app.graph?.setDirtyCanvas?.(true, true); } catch { /* ignore */ }
-    try { app.canvas?.setDirty?.(true, true); } catch { /* ignore */ }
-    try { activeWorkflow()?.changeTracker?.checkState?.(); } catch { /* ignore */ }
-  }
-
-  async function refreshCombos() {
-    try {
-      if (typeof app.refreshComboInNodes === "function") return await app.refreshComboInNodes();
-    } catch (e) {
-      console.warn("[Model Resolver] refreshComboInNodes failed", e);
-    }
-    try {
-      return await em()?.command?.execute?.("Comfy.RefreshNodeDefinitions");
-    } catch (e) {
-      console.warn("[Model Resolver] could not refresh node definitions", e);
-    }
-    return undefined;
-  }
+  const toast = (severity, summary, detail) => showToast(app, severity, summary, detail);
+  const markDirty = () => markGraphDirty(app);
+  const refreshCombos = () => refreshModelLists(app);
 
   function ourTab() {
     const tabs = em()?.getSidebarTabs?.() ?? em()?.sidebarTab?.sidebarTabs ?? [];
@@ -116,7 +103,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
   // ---- view ----------------------------------------------------------------------------------------
   function allItems() {
     const g = state.groups;
-    return g ? [...g.missing, ...g.relocated, ...g.present] : [];
+    return g ? [...g.missing, ...g.relocated, ...g.misplaced, ...g.present] : [];
   }
 
   function jobOf(item) {
@@ -143,7 +130,17 @@ export function createModelResolver({ app, api, win = globalThis }) {
       resolving: state.resolving, resolveError: state.resolveError, jobsByItem, busyKeys, otherJobs,
       expanded: state.expanded, itemErrors: state.itemErrors, settingsOpen: state.settingsOpen, config: state.config,
       settingsMessage: state.settingsMessage, notice: state.notice, sources: state.sources,
+      providers: state.providers, disk: state.disk, focusKey: state.focusKey, places: places(),
     };
+  }
+
+  /** refKey -> where the node sits, named as ComfyUI names it (node and subgraph titles). */
+  function places() {
+    const out = new Map();
+    for (const row of state.analysis?.models || []) {
+      try { out.set(refKey(row), describePlace(app.graph, row)); } catch { /* a graph mid-change */ }
+    }
+    return out;
   }
 
   function render() {
@@ -155,9 +152,11 @@ export function createModelResolver({ app, api, win = globalThis }) {
     }
   }
 
+  let offers = null; // ComfyUI's missing-models dialog / issues overlay: our offer in it
   function regroup() {
     state.groups = state.analysis ? groupModels(state.analysis.models, state.resolved) : null;
     updateBadge();
+    offers?.rescan();
   }
 
   // ---- analyze / resolve ---------------------------------------------------------------------------
@@ -170,8 +169,11 @@ export function createModelResolver({ app, api, win = globalThis }) {
   async function analyze({ force = false } = {}) {
     const graph = serializeGraph();
     if (!graph) return;
-    const signature = `${state.workflowKey}|${graphSignature(graph)}`;
+    const signature = `${keyOf(activeWorkflow())}|${workflowName()}|${graphSignature(graph)}`;
+    // one request per change: the same graph is not analyzed again, nor while its analysis is in flight
+    if (signature === state.pendingSignature) return;
     if (!force && signature === state.signature && state.analysis) return;
+    state.pendingSignature = signature;
     const seq = ++state.seq;
     state.phase = "analyzing";
     if (!state.analysis) render();
@@ -183,8 +185,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
       state.error = null;
       state.phase = "ready";
       regroup();
-      const g = state.groups;
-      state.notice = `${g.missing.length} missing, ${g.relocated.length} relocated, ${g.present.length} present.`;
+      const b = badgeText(state.groups);
+      state.notice = b ? `${b} model${b === "1" ? "" : "s"} to fix.` : "Every model is here.";
       render();
       if (state.container) resolveMissing(graph);
     } catch (e) {
@@ -192,6 +194,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
       state.phase = "error";
       state.error = infoOf(e);
       render();
+    } finally {
+      if (state.pendingSignature === signature) state.pendingSignature = null;
     }
   }
 
@@ -210,6 +214,8 @@ export function createModelResolver({ app, api, win = globalThis }) {
     try {
       const resolution = await call("POST", `/resolve?name=${encodeURIComponent(workflowName())}`, graph);
       for (const row of resolution?.models || []) state.resolved.set(refKey(row), row);
+      state.providers = resolution?.providers || [];
+      state.disk = new Map((resolution?.disk || []).map((d) => [d.folder, d.directory]));
       regroup();
     } catch (e) {
       state.resolveError = infoOf(e);
@@ -338,84 +344,18 @@ export function createModelResolver({ app, api, win = globalThis }) {
     if (active && Date.now() - state.lastEventAt > PROGRESS_STALE_MS) loadJobs();
   }
 
-  // ---- relink / embed ----------------------------------------------------------------------------------
-  function relinkItems(items) {
-    let changed = 0;
-    for (const item of items) {
-      for (const ref of item.refs) {
-        if (ref.relink_value) changed += applyRelink(app.graph, ref, ref.relink_value);
-      }
-    }
-    if (changed) {
-      markDirty();
-      toast("success", "Relinked", `${changed} widget value${changed === 1 ? "" : "s"} updated`);
-      state.notice = `Relinked ${changed} widget value${changed === 1 ? "" : "s"}`;
-    } else {
-      toast("warn", "Nothing relinked", "The nodes no longer hold the old value.");
-    }
-    analyze({ force: true });
-  }
-
-  function embed() {
-    const { nodes } = applyEmbed(app.graph, allItems(), (ref) => widgetValue(app.graph, ref) ?? ref.filename,
-      (item) => state.sources.get(item.key) ?? sourceFor(item));
-    if (nodes) {
-      markDirty();
-      toast("success", "Sources embedded", `properties.models written on ${nodes} loader node${nodes === 1 ? "" : "s"}. Save the workflow to keep them.`);
-      state.notice = `Embedded sources on ${nodes} nodes`;
-    } else {
-      toast("warn", "Nothing to embed", "No download source is known for these models yet.");
-    }
-    render();
-  }
-
-  // ---- settings -------------------------------------------------------------------------------------------
-  async function toggleSettings(open = !state.settingsOpen) {
-    state.settingsOpen = open;
-    state.settingsMessage = null;
-    render();
-    if (open) {
-      try {
-        state.config = await call("GET", "/config");
-      } catch (e) {
-        state.settingsMessage = { error: true, text: infoOf(e).message };
-      }
-      render();
-      state.container?.querySelector?.("#cmr-set-hf_token")?.focus?.();
-    }
-  }
-
-  async function saveSettings(data) {
-    if (!Object.keys(data).length) {
-      state.settingsMessage = { error: true, text: "Nothing to save: paste a token first." };
-      render();
-      return;
-    }
-    try {
-      state.config = await call("PATCH", "/config", data);
-      state.settingsMessage = { error: false, text: "Saved. Tokens are stored in ComfyUI's user folder and never shown again." };
-      // models that needed a login are looked up again
-      for (const [key, row] of state.resolved) {
-        if (row.status === "auth_required" || row.candidates?.[0]?.requires_auth) state.resolved.delete(key);
-      }
-      state.resolveError = null;
-      render();
-      resolveMissing();
-    } catch (e) {
-      state.settingsMessage = { error: true, text: infoOf(e).message };
-      render();
-    }
-  }
+  const edits = createEditActions({ app, state, call, infoOf, render, toast, markDirty, analyze, resolveMissing,
+    refreshCombos, allItems });
 
   const actions = {
     reanalyze: () => { state.resolved.clear(); state.resolveError = null; analyze({ force: true }); },
-    download, downloadAll, cancel,
-    relink: (item) => relinkItems([item]),
-    relinkAll: () => relinkItems(state.groups?.relocated || []),
-    embed,
+    download, downloadAll, cancel, move: edits.move,
+    relink: (item) => edits.relinkItems([item]),
+    relinkAll: () => edits.relinkItems(state.groups?.relocated || []),
+    embed: edits.embed,
     toggleAlternatives: (key) => { state.expanded.has(key) ? state.expanded.delete(key) : state.expanded.add(key); render(); },
-    toggleSettings, saveSettings,
-    openSettings: () => toggleSettings(true),
+    toggleSettings: edits.toggleSettings, saveSettings: edits.saveSettings,
+    openSettings: () => edits.toggleSettings(true),
   };
 
   // ---- the sidebar tab and the extension -------------------------------------------------------------------
@@ -424,14 +364,16 @@ export function createModelResolver({ app, api, win = globalThis }) {
     icon: "pi pi-box",
     title: "Model Resolver",
     tooltip: "Model Resolver: find and download the models this workflow needs",
-    label: "Models",
+    label: "Model Resolver", // ComfyUI's own Model Library is "Models"
     type: "custom",
     iconBadge: "",
     render(el) {
       state.container = el;
       render();
       loadJobs().then(render);
-      if (!state.analysis) analyze({ force: true });
+      // one analysis per change: a load still settling (scheduled) or in flight is not analyzed twice
+      if (scheduleAnalyze.pending()) return;
+      if (!state.analysis) analyze();
       else analyze().then(() => resolveMissing());
     },
     destroy() {
@@ -440,17 +382,21 @@ export function createModelResolver({ app, api, win = globalThis }) {
   };
 
   function checkWorkflowSwitch() {
-    const wf = activeWorkflow();
-    const key = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : null;
+    const key = keyOf(activeWorkflow());
     if (key !== state.workflowKey) {
       state.workflowKey = key;
       state.expanded.clear();
       state.itemErrors.clear();
-      analyze(); // the key is part of the signature: this analyzes once, even if afterConfigureGraph also fires
+      scheduleAnalyze(); // the key is part of the signature: one analysis, even with afterConfigureGraph
     }
   }
 
-  const onGraphChanged = debounce(() => analyze(), GRAPH_CHANGE_DEBOUNCE_MS);
+  // (with the tab open, missing models are looked up after it: resolveMissing asks only for new ones)
+  // (and the offer in ComfyUI's overlay is brought up to date, also when nothing changed)
+  const scheduleAnalyze = debounce(() => analyze().then(() => {
+    offers?.rescan();
+    if (state.container) resolveMissing();
+  }), SETTLE_MS);
 
   function registerTab() {
     const manager = em();
@@ -460,28 +406,35 @@ export function createModelResolver({ app, api, win = globalThis }) {
     else manager.registerSidebarTab(tabDef);
   }
 
+  const menu = nodeMenuHooks(app, edits.menuItemsFor);
   const extension = {
     name: "comfyui-model-resolver.sidebar",
+    getNodeMenuItems: menu.getNodeMenuItems,
+    beforeRegisterNodeDef: menu.beforeRegisterNodeDef,
     async setup() {
       registerTab();
+      if (win.document?.body) {
+        offers = watchMissingModelsDialog(win.document, () => openTab(app),
+          () => (scheduleAnalyze.pending() || state.phase === "analyzing" || !badgeText(state.groups) ? ""
+            : `Model Resolver: ${badgeText(state.groups)} model${badgeText(state.groups) === "1" ? "" : "s"} to fix`));
+      }
       api.addEventListener(PROGRESS_EVENT, onProgress);
-      api.addEventListener("graphChanged", onGraphChanged);
+      api.addEventListener("graphChanged", () => scheduleAnalyze());
       api.addEventListener("reconnected", () => loadJobs().then(render));
-      const wf = activeWorkflow();
-      state.workflowKey = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : null;
+      state.workflowKey = keyOf(activeWorkflow());
       state.timers.push(win.setInterval(checkWorkflowSwitch, WORKFLOW_POLL_MS));
       state.timers.push(win.setInterval(watchProgress, PROGRESS_STALE_MS));
-      state.timers.push(win.setTimeout(() => { analyze(); loadJobs(); }, 300));
+      scheduleAnalyze();
+      loadJobs();
     },
     async afterConfigureGraph() {
       // a workflow was loaded or a workflow tab was switched to
-      const wf = activeWorkflow();
-      state.workflowKey = wf ? (wf.key ?? wf.path ?? wf.filename ?? null) : state.workflowKey;
+      state.workflowKey = keyOf(activeWorkflow()) ?? state.workflowKey;
       state.expanded.clear();
       state.itemErrors.clear();
-      analyze();
+      scheduleAnalyze();
     },
   };
 
-  return { extension, tab: tabDef, state, actions, analyze, resolveMissing, onProgress, refreshCombos, itemKey };
+  return { extension, tab: tabDef, state, actions, analyze, resolveMissing, onProgress, refreshCombos, itemKey, menuItemsFor: edits.menuItemsFor };
 }

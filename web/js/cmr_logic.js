@@ -1,5 +1,6 @@
 // Model Resolver sidebar: pure logic. No DOM, no ComfyUI imports, nothing runs on import
 // (ComfyUI imports every .js under WEB_DIRECTORY as an extension). Tested with `node --test`.
+import { missingState, plainMessage } from "./cmr_summary.js";
 
 export const TAB_ID = "model-resolver";
 export const API_PREFIX = "/cmr/v1";
@@ -50,7 +51,8 @@ export function localStatus(m) {
 }
 
 /**
- * Group rows into items (one per folder + file) in three groups. `resolved` maps refKey -> resolve row
+ * Group rows into items (one per folder + file) in four groups: missing, relocated (relink the widget),
+ * misplaced (the file is in another folder: move it) and present. `resolved` maps refKey -> resolve row
  * (candidates, resolution status). Inactive (bypassed/muted) references never count as missing when
  * an active one exists; an item only used by inactive nodes is flagged `inactive`.
  */
@@ -59,7 +61,9 @@ export function groupModels(models, resolved = new Map()) {
   for (const row of models || []) {
     const r = resolved.get(refKey(row));
     // keep the analyze status for grouping; the resolve row (as the server sent it) rides along
-    const m = r ? { ...row, ...r, status: row.status, local_status: localStatus(row), resolution: r.status, resolveRow: r } : row;
+    // (where the file is now comes from the analysis: a resolve row may predate a move or a download)
+    const m = r ? { ...row, ...r, status: row.status, local_status: localStatus(row), local_path: row.local_path,
+      relink_value: row.relink_value, resolution: r.status, resolveRow: r } : row;
     const key = itemKey(m);
     let item = items.get(key);
     if (!item) {
@@ -73,7 +77,8 @@ export function groupModels(models, resolved = new Map()) {
     const rank = { missing: 2, relocated: 1, present: 0 };
     if (rank[localStatus(m)] > rank[item.status]) item.status = localStatus(m);
   }
-  const groups = { present: [], relocated: [], missing: [] };
+  // relocated with a widget value that finds it: relink; in another folder (no such value): move it
+  const groups = { present: [], relocated: [], misplaced: [], missing: [] };
   for (const item of items.values()) {
     const withCandidates = item.refs.find((r) => Array.isArray(r.candidates));
     item.resolution = withCandidates ? withCandidates.resolution ?? withCandidates.status : null;
@@ -83,7 +88,8 @@ export function groupModels(models, resolved = new Map()) {
     item.relinkValue = item.refs.find((r) => r.relink_value)?.relink_value ?? null;
     item.localPath = item.refs.find((r) => r.local_path)?.local_path ?? null;
     item.url = item.refs.find((r) => r.url)?.url ?? null;
-    groups[item.status].push(item);
+    item.group = item.status === "relocated" && !item.relinkValue ? "misplaced" : item.status;
+    groups[item.group].push(item);
   }
   const byName = (a, b) => normalizeName(a.filename).localeCompare(normalizeName(b.filename));
   for (const g of Object.values(groups)) g.sort((a, b) => (a.inactive - b.inactive) || byName(a, b));
@@ -100,14 +106,20 @@ function bestFirst(candidates, chosen) {
   return list;
 }
 
-/** The badge number: models the open workflow is missing (used by at least one active node). */
+/** Models the open workflow is missing (used by at least one active node). */
 export function missingCount(groups) {
   return (groups?.missing || []).filter((i) => !i.inactive).length;
 }
 
+/** The badge: the one count of `summarize` (missing + to relink + in the wrong folder, active nodes only). */
 export function badgeText(groups) {
-  const n = missingCount(groups);
+  const n = ["missing", "relocated", "misplaced"].reduce((sum, g) => sum + (groups?.[g] || []).filter((i) => !i.inactive).length, 0);
   return n > 0 ? String(n) : "";
+}
+
+/** POST /move body for a model in the wrong folder: into the item's folder, under the name the widget holds. */
+export function moveBody(item) {
+  return { path: item.localPath, folder: item.folder, filename: normalizeName(item.filename) };
 }
 
 // ---- formatting ------------------------------------------------------------------------------
@@ -255,8 +267,8 @@ export function describeError(error, status) {
     token = Object.values(TOKEN_HELP).find((t) => t.env === env)
       || (String(e.source || "").includes("civitai") ? TOKEN_HELP.civitai : TOKEN_HELP.huggingface);
   }
-  let message = e.message || (status ? `Request failed (HTTP ${status}).` : "Request failed.");
-  let hint = e.hint || null;
+  let message = plainMessage(e.message) || (status ? `Request failed (HTTP ${status}).` : "Request failed.");
+  let hint = plainMessage(e.hint) || null;
   if (status === 404 && !e.code) {
     message = "The Model Resolver routes are not loaded on this server (HTTP 404).";
     hint = "Check the ComfyUI log for lines starting with [Model Resolver], then restart ComfyUI.";
@@ -301,9 +313,9 @@ export function downloadBody(item, candidate = null) {
   return body;
 }
 
-/** Items "Download all missing" takes: active, not downloading, resolved with certainty. */
+/** Items "Download all" takes: active, not downloading, resolved with certainty, no token needed (`ready`). */
 export function downloadableItems(groups, busyKeys = new Set()) {
-  return (groups?.missing || []).filter((i) => !i.inactive && !busyKeys.has(i.key) && i.certain && i.candidates?.length);
+  return (groups?.missing || []).filter((i) => !i.inactive && missingState(i, busyKeys) === "ready");
 }
 
 /** POST /downloads body for "Download all missing": the resolve rows of the certain items. */
@@ -327,168 +339,6 @@ export function downloadProblems(answer, items) {
   return out;
 }
 
-// ---- the live graph: finding nodes, relinking, embedding sources ------------------------------------
-function nodesOf(graph) {
-  return graph?.nodes ?? graph?._nodes ?? [];
-}
-
-export function getNode(graph, id) {
-  if (!graph) return null;
-  const sid = String(id);
-  const byId = typeof graph.getNodeById === "function"
-    ? (graph.getNodeById(/^-?\d+$/.test(sid) ? Number(sid) : sid) ?? graph.getNodeById(sid)) : null;
-  return byId || nodesOf(graph).find((n) => String(n.id) === sid) || null;
-}
-
-function subgraphById(root, id) {
-  const map = root?.subgraphs ?? root?._subgraphs;
-  if (!map || !id) return null;
-  if (typeof map.get === "function") return map.get(id) ?? null;
-  return map[id] ?? null;
-}
-
-/**
- * The node a reference points at, plus the subgraph instances that wrap it (outermost first).
- * subgraph_path holds instance ids from the root; "def:<id>" means a definition with no instance.
- */
-export function locate(root, ref) {
-  const path = ref.subgraph_path || [];
-  const instances = [];
-  let graph = root;
-  for (const step of path) {
-    if (String(step).startsWith("def:")) {
-      graph = subgraphById(root, String(step).slice(4)) || subgraphById(root, ref.subgraph_id);
-      continue;
-    }
-    const inst = getNode(graph, step);
-    if (!inst) return { node: null, instances };
-    instances.push(inst);
-    graph = inst.subgraph || subgraphById(root, inst.type) || null;
-    if (!graph) return { node: null, instances };
-  }
-  if (!path.length && ref.subgraph_id) graph = subgraphById(root, ref.subgraph_id) || graph;
-  return { node: getNode(graph, ref.node_id), instances, graph };
-}
-
-function setWidgetValue(widget, value) {
-  widget.value = value;
-  if (typeof widget.callback === "function") {
-    try { widget.callback(value); } catch { /* a node's own callback must not stop the relink */ }
-  }
-}
-
-/**
- * Point one reference at `newValue` in the live graph: the loader's widget (dict widgets: the key),
- * and any widget on the wrapping subgraph instances that shows the old value (promoted widgets).
- * Returns the number of widgets changed.
- */
-export function applyRelink(root, ref, newValue) {
-  const oldValue = ref.filename;
-  const { node, instances } = locate(root, ref);
-  let changed = 0;
-  if (node) {
-    const widgets = node.widgets || [];
-    let w = widgets.find((x) => x.name === ref.input);
-    if (!w && Number.isInteger(ref.widget_index)) w = widgets[ref.widget_index];
-    if (w && ref.widget_key && w.value && typeof w.value === "object") {
-      if (w.value[ref.widget_key] === oldValue) {
-        setWidgetValue(w, { ...w.value, [ref.widget_key]: newValue });
-        changed++;
-      }
-    } else if (w && w.value === oldValue) {
-      setWidgetValue(w, newValue);
-      changed++;
-    } else if (!w && Array.isArray(node.widgets_values)) {
-      const i = node.widgets_values.indexOf(oldValue);
-      if (i >= 0) { node.widgets_values[i] = newValue; changed++; }
-    }
-  }
-  for (const inst of instances.slice().reverse()) {
-    for (const w of inst.widgets || []) {
-      if (w.value === oldValue) { setWidgetValue(w, newValue); changed++; }
-    }
-  }
-  return changed;
-}
-
-/** One standard `properties.models` entry ({name, url, directory, hash?, hash_type?}). */
-export function modelsEntry(name, folder, url, sha256 = null) {
-  // `name` stays exactly as the widget holds it: the frontend compares it with its model list.
-  const entry = { name: String(name), url, directory: folder };
-  if (sha256 && /^[0-9a-fA-F]{64}$/.test(sha256)) {
-    entry.hash = sha256.toLowerCase();
-    entry.hash_type = "SHA256";
-  }
-  return entry;
-}
-
-/** Merge entries into an existing `properties.models` list (same name: replaced). */
-export function mergeModelsProperty(existing, entries) {
-  const out = Array.isArray(existing) ? existing.filter((e) => e && typeof e === "object") : [];
-  for (const entry of entries) {
-    const i = out.findIndex((e) => e.name === entry.name && (e.directory ?? entry.directory) === entry.directory);
-    if (i >= 0) out[i] = { ...out[i], ...entry };
-    else out.push(entry);
-  }
-  return out;
-}
-
-/** Which source URL to embed for an item: its workflow link, else the best candidate. */
-export function sourceFor(item) {
-  const best = item.candidates?.[0];
-  if (best?.url) return { url: best.url, sha256: best.sha256 || null };
-  if (item.url) return { url: item.url, sha256: item.refs.find((r) => r.hash_type?.toLowerCase() === "sha256")?.hash ?? null };
-  return null;
-}
-
-/**
- * Write `properties.models` onto the loader nodes of every item with a known source.
- * `currentValue(ref)` gives the name the widget holds now (after a relink it is the new path);
- * `sourceOf(item)` picks the URL (default: best candidate, else the workflow's own link).
- * Returns {nodes, entries}.
- */
-export function applyEmbed(root, items, currentValue = (ref) => ref.filename, sourceOf = sourceFor) {
-  let nodes = 0;
-  let entries = 0;
-  for (const item of items) {
-    const src = sourceOf(item);
-    if (!src || !item.folder) continue;
-    for (const ref of item.refs) {
-      const { node } = locate(root, ref);
-      if (!node) continue;
-      node.properties = node.properties || {};
-      const entry = modelsEntry(currentValue(ref, node) ?? ref.filename, item.folder, src.url, src.sha256);
-      node.properties.models = mergeModelsProperty(node.properties.models, [entry]);
-      nodes++;
-      entries++;
-    }
-  }
-  return { nodes, entries };
-}
-
-/** The value a reference's widget holds now in the live graph (null when not found). */
-export function widgetValue(root, ref) {
-  const { node } = locate(root, ref);
-  const w = node?.widgets?.find((x) => x.name === ref.input);
-  if (!w) return null;
-  if (ref.widget_key && w.value && typeof w.value === "object") return w.value[ref.widget_key] ?? null;
-  return typeof w.value === "string" ? w.value : null;
-}
-
-/** A cheap fingerprint of what matters for models: node types, modes and widget values. */
-export function graphSignature(serialized) {
-  const parts = [];
-  const walk = (nodes) => {
-    for (const n of nodes || []) parts.push([n.id, n.type, n.mode ?? 0, n.widgets_values ?? null, n.properties?.models ?? null]);
-  };
-  walk(serialized?.nodes);
-  for (const sg of serialized?.definitions?.subgraphs || []) {
-    parts.push(sg.id);
-    walk(sg.nodes);
-  }
-  return JSON.stringify(parts);
-}
-
 /** Call fn at most once per `wait` ms after the last call (trailing). */
 export function debounce(fn, wait) {
   let timer = null;
@@ -497,5 +347,10 @@ export function debounce(fn, wait) {
     timer = setTimeout(() => { timer = null; fn(...args); }, wait);
   };
   wrapped.cancel = () => { if (timer) clearTimeout(timer); timer = null; };
+  wrapped.pending = () => timer !== null;
   return wrapped;
 }
+
+// The live graph and the counts live in their own modules; re-exported so callers have one import.
+export * from "./cmr_graph.js";
+export * from "./cmr_summary.js";

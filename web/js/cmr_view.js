@@ -3,64 +3,10 @@
 // variables; PrimeVue classes are used where ComfyUI ships their styles, with zero-specificity
 // fallbacks (`:where`) so the theme always wins.
 import {
-  authNeeded, describeCandidate, describeError, downloadableItems, progressInfo, sourceName, ACTIVE_STATES,
+  authNeeded, countLine, describeCandidate, describeError, downloadAllState, landingNote, missingState, plainMessage,
+  progressInfo, providerBanners, refKey, shardInfo, shardLabel, sourceName, summarize, ACTIVE_STATES,
 } from "./cmr_logic.js";
-
-const STYLE_ID = "cmr-model-resolver-style";
-
-const CSS = `
-.cmr-panel { display: flex; flex-direction: column; gap: 0.5rem; height: 100%; overflow-y: auto; padding: 0 0.75rem 1rem;
-  color: var(--p-text-color, var(--input-text, #ddd)); font-size: 0.875rem; box-sizing: border-box; }
-.cmr-header { display: flex; align-items: center; justify-content: space-between; gap: 0.5rem; padding: 0.75rem 0 0.25rem;
-  position: sticky; top: 0; background: var(--p-content-background, var(--comfy-menu-bg, #202020)); z-index: 1; }
-.cmr-title { font-weight: 700; text-transform: uppercase; letter-spacing: 0.02em; margin: 0; font-size: 0.875rem;
-  white-space: nowrap; overflow: hidden; text-overflow: ellipsis; min-width: 0; }
-.cmr-toolbar { display: flex; gap: 0.25rem; flex-wrap: nowrap; align-items: center; flex-shrink: 0; }
-.cmr-actions { display: flex; gap: 0.375rem; flex-wrap: wrap; align-items: center; }
-.cmr-summary { color: var(--p-text-muted-color, var(--descrip-text, #999)); margin: 0; }
-.cmr-group { border-top: 1px solid var(--p-content-border-color, var(--border-color, #444)); padding-top: 0.5rem; }
-.cmr-group > h3 { font-size: 0.8rem; margin: 0 0 0.375rem; display: flex; align-items: center; gap: 0.375rem; font-weight: 600; }
-.cmr-list { list-style: none; margin: 0; padding: 0; display: flex; flex-direction: column; gap: 0.375rem; }
-.cmr-item { border: 1px solid var(--p-content-border-color, var(--border-color, #444)); border-radius: 6px; padding: 0.5rem;
-  background: var(--p-content-background, var(--comfy-menu-bg, #202020)); display: flex; flex-direction: column; gap: 0.3rem; }
-.cmr-item.cmr-inactive { opacity: 0.7; }
-.cmr-name { font-weight: 600; word-break: break-all; }
-.cmr-meta, .cmr-muted { color: var(--p-text-muted-color, var(--descrip-text, #999)); font-size: 0.75rem; word-break: break-word; }
-.cmr-candidate { border-left: 3px solid var(--p-primary-color, #3b82f6); padding-left: 0.5rem; display: flex; flex-direction: column; gap: 0.15rem; }
-.cmr-candidate.cmr-alt { border-left-color: var(--p-content-border-color, var(--border-color, #555)); }
-.cmr-reasons { margin: 0; padding-left: 1rem; color: var(--p-text-muted-color, var(--descrip-text, #999)); font-size: 0.75rem; }
-.cmr-error { color: var(--p-red-400, var(--error-text, #f87171)); font-size: 0.8rem; }
-.cmr-warn { color: var(--p-orange-400, #fb923c); font-size: 0.8rem; }
-.cmr-ok { color: var(--p-green-400, #4ade80); }
-.cmr-hint { font-size: 0.75rem; color: var(--p-text-muted-color, var(--descrip-text, #aaa)); }
-.cmr-settings { display: flex; flex-direction: column; gap: 0.5rem; padding: 0.5rem; border-radius: 6px;
-  border: 1px solid var(--p-content-border-color, var(--border-color, #444)); }
-.cmr-settings label { display: flex; flex-direction: column; gap: 0.2rem; font-size: 0.8rem; }
-.cmr-visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
-:where(.cmr-panel) .cmr-input { padding: 0.35rem 0.5rem; border-radius: 4px; font: inherit;
-  border: 1px solid var(--p-inputtext-border-color, var(--border-color, #555));
-  background: var(--p-inputtext-background, var(--comfy-input-bg, #111)); color: var(--p-inputtext-color, var(--input-text, #ddd)); }
-:where(.cmr-panel) .cmr-btn { display: inline-flex; align-items: center; gap: 0.3rem; cursor: pointer; font: inherit; font-size: 0.8rem;
-  padding: 0.3rem 0.6rem; border-radius: 6px; border: 1px solid var(--p-button-primary-border-color, var(--p-primary-color, #3b82f6));
-  background: var(--p-button-primary-background, var(--p-primary-color, #3b82f6)); color: var(--p-button-primary-color, #fff); }
-:where(.cmr-panel) .cmr-btn.p-button-secondary, :where(.cmr-panel) .cmr-btn.p-button-text {
-  background: var(--p-button-secondary-background, transparent); color: var(--p-text-color, var(--input-text, #ddd));
-  border-color: var(--p-content-border-color, var(--border-color, #555)); }
-:where(.cmr-panel) .cmr-btn:disabled { opacity: 0.5; cursor: default; }
-.cmr-btn:focus-visible, .cmr-input:focus-visible { outline: 2px solid var(--p-focus-ring-color, var(--p-primary-color, #3b82f6)); outline-offset: 1px; }
-:where(.cmr-panel) .cmr-progress { position: relative; height: 0.9rem; border-radius: 4px; overflow: hidden;
-  background: var(--p-progressbar-background, var(--comfy-input-bg, #333)); }
-:where(.cmr-panel) .cmr-progress .p-progressbar-value { height: 100%; background: var(--p-progressbar-value-background, var(--p-primary-color, #3b82f6)); transition: width 0.2s; }
-.cmr-progress.cmr-indeterminate .p-progressbar-value { width: 30% !important; animation: cmr-slide 1.2s infinite linear; }
-@keyframes cmr-slide { from { margin-left: -30%; } to { margin-left: 100%; } }
-:where(.cmr-panel) .cmr-tag { display: inline-block; padding: 0.05rem 0.4rem; border-radius: 4px; font-size: 0.7rem; font-weight: 600;
-  background: var(--p-content-hover-background, var(--comfy-input-bg, #333)); color: var(--p-text-color, var(--input-text, #ddd)); }
-.cmr-tag.cmr-tag-missing { background: var(--p-red-500, #b91c1c); color: #fff; }
-.cmr-tag.cmr-tag-relocated { background: var(--p-orange-500, #c2410c); color: #fff; }
-.cmr-tag.cmr-tag-present { background: var(--p-green-600, #15803d); color: #fff; }
-.cmr-tag.cmr-tag-pickle { background: var(--p-orange-600, #9a3412); color: #fff; }
-.cmr-empty { color: var(--p-text-muted-color, var(--descrip-text, #999)); font-style: italic; }
-`;
+import { CSS, STYLE_ID } from "./cmr_style.js";
 
 /** Create an element: h("div", {class: "x", onclick: fn, "aria-label": "…"}, child, "text", …). */
 export function h(doc, tag, attrs = {}, ...children) {
@@ -86,9 +32,10 @@ export function ensureStyle(doc) {
   doc.head.append(h(doc, "style", { id: STYLE_ID, text: CSS }));
 }
 
-function button(doc, label, onclick, { severity = "", icon = "", aria = null, disabled = false, key = null } = {}) {
+function button(doc, label, onclick, { severity = "", icon = "", aria = null, disabled = false, key = null, describedby = null } = {}) {
   const cls = `cmr-btn p-button p-component p-button-sm${severity ? ` p-button-${severity}` : ""}`;
-  return h(doc, "button", { type: "button", class: cls, onclick, "aria-label": aria, disabled, "data-key": key },
+  return h(doc, "button", { type: "button", class: cls, onclick, "aria-label": aria, disabled, "data-key": key,
+    "aria-describedby": describedby },
     icon ? h(doc, "span", { class: `p-button-icon ${icon}`, "aria-hidden": "true" }) : null,
     h(doc, "span", { class: "p-button-label", text: label }));
 }
@@ -99,20 +46,39 @@ function tag(doc, text, kind) {
 
 const PICKLE_NOTE = "Pickle format: loading this file can run code. Prefer a .safetensors version from a source you trust.";
 
+/** A path or file name that wraps anywhere, with its full value on hover. */
+function pathText(doc, value, tagName = "span") {
+  return h(doc, tagName, { class: "cmr-path", title: value, text: value });
+}
+
 /** The name line of an item: the file name, then its warnings as tags. */
 function nameLine(doc, item) {
-  return h(doc, "div", { class: "cmr-name" }, item.filename, " ",
+  const shards = shardInfo(item);
+  return h(doc, "div", { class: "cmr-name", title: item.filename }, item.filename, " ",
+    shards ? h(doc, "span", { "data-shards": String(shards.count), title: "One model stored as several files, downloaded together" },
+      tag(doc, shardLabel({ ...shards, size: null }), "info")) : null,
     item.pickle ? h(doc, "span", { title: PICKLE_NOTE, "aria-label": PICKLE_NOTE, "data-pickle": "true" }, tag(doc, "pickle", "pickle")) : null,
     item.inactive ? tag(doc, "bypassed", "info") : null);
 }
 
-function usedBy(item) {
+/** "loras · Load LoRA in subgraph "Upscale stage"" — nodes named as ComfyUI shows them. */
+function usedBy(item, places) {
   const nodes = item.refs.map((r) => {
-    const where = r.subgraph_path?.length ? ` in subgraph ${r.subgraph_path.map((p) => String(p).startsWith("def:") ? "(unused)" : `#${p}`).join(" › ")}` : "";
-    return `${r.node_type} #${r.node_id}${where}${r.active === false ? " (bypassed)" : ""}`;
+    const place = places?.get(refKey(r));
+    const node = place?.node || r.node_type;
+    const path = place ? place.path : (r.subgraph_path || []).map(() => "subgraph");
+    const where = path.length ? ` in ${path.map((p) => (p.startsWith("unused") ? p : `subgraph "${p}"`)).join(" › ")}` : "";
+    return `${node}${where}${r.active === false ? " (bypassed)" : ""}`;
   });
   const unique = [...new Set(nodes)];
   return `${item.folder ?? "unknown folder"} · ${unique.slice(0, 3).join(", ")}${unique.length > 3 ? ` +${unique.length - 3} more` : ""}`;
+}
+
+function errorLines(doc, vm, item) {
+  const e = vm.itemErrors.get(item.key);
+  if (!e) return [];
+  return [h(doc, "div", { class: "cmr-error", role: "alert", text: plainMessage(e.message) }),
+    e.hint ? h(doc, "div", { class: "cmr-hint", text: plainMessage(e.hint) }) : null];
 }
 
 /** The progress block of a job (also used to update it in place). */
@@ -126,6 +92,7 @@ export function progressBlock(doc, job, onCancel) {
     "aria-label": `Download of ${job.filename}`,
   }, h(doc, "div", { class: "p-progressbar-value", style: { width: `${info.percent ?? 0}%` } }));
   const err = job.state === "failed" && job.error ? describeError(job.error) : null;
+  const landed = job.state === "completed" ? landingNote(job.folder, job.path) : null;
   return h(doc, "div", { class: "cmr-job", "data-job": job.id },
     job.state === "completed" || job.state === "cancelled" ? null : bar,
     h(doc, "div", { class: "cmr-actions" },
@@ -133,21 +100,27 @@ export function progressBlock(doc, job, onCancel) {
       ACTIVE_STATES.has(job.state) && onCancel
         ? button(doc, "Cancel", () => onCancel(job), { severity: "secondary", icon: "pi pi-times", aria: `Cancel download of ${job.filename}` })
         : null),
+    landed ? h(doc, "div", { class: "cmr-hint", "data-landing": "" }, landed) : null,
     err ? h(doc, "div", { class: "cmr-error", role: "alert" }, err.message) : null,
     err?.hint ? h(doc, "div", { class: "cmr-hint" }, err.hint) : null);
 }
 
-function candidateBlock(doc, c, { alt = false } = {}) {
+function candidateBlock(doc, c, { alt = false, item = null, directory = null } = {}) {
   const d = describeCandidate(c);
+  const shards = c.files?.length > 1 ? shardInfo({ candidates: [c] }) : null;
+  const landing = item ? landingNote(item.folder, directory, { done: false }) : null;
   return h(doc, "div", { class: `cmr-candidate${alt ? " cmr-alt" : ""}` },
     h(doc, "div", {},
-      h(doc, "strong", { text: d.source }), " · ", d.size,
+      h(doc, "strong", { text: d.source }), " · ", shards ? shardLabel(shards) : d.size,
       d.confidence ? ` · ${d.confidence} match` : "",
       d.gated ? h(doc, "span", { class: "cmr-warn", text: " · needs login" }) : null),
-    d.where ? h(doc, "div", { class: "cmr-meta", title: d.url, text: d.where }) : null,
+    d.where ? h(doc, "div", { class: "cmr-meta cmr-path", title: d.url, text: d.where }) : null,
     d.reasons.length ? h(doc, "ul", { class: "cmr-reasons", "aria-label": "Why this source" },
-      d.reasons.map((r) => h(doc, "li", { text: r }))) : null);
+      d.reasons.map((r) => h(doc, "li", { text: r }))) : null,
+    landing ? h(doc, "div", { class: "cmr-hint", "data-landing": "" }, landing) : null);
 }
+
+const STATE_TAGS = { unavailable: "unavailable", ambiguous: "ambiguous", not_found: "not found", auth_required: "needs token" };
 
 function missingItem(doc, item, vm, actions) {
   const job = vm.jobsByItem.get(item.key) || null;
@@ -157,17 +130,24 @@ function missingItem(doc, item, vm, actions) {
   const auth = authNeeded(item);
   const expanded = vm.expanded.has(item.key);
   const altId = `cmr-alt-${safeId(item.key)}`;
+  const st = missingState(item, vm.busyKeys);
   const parts = [
     nameLine(doc, item),
-    h(doc, "div", { class: "cmr-meta", text: usedBy(item) }),
+    h(doc, "div", { class: "cmr-meta", text: usedBy(item, vm.places) }),
   ];
+  if (STATE_TAGS[st]) parts.push(h(doc, "div", { "data-state": st }, tag(doc, STATE_TAGS[st], st === "unavailable" ? "unavailable" : "info")));
   if (item.candidates === null) {
     parts.push(h(doc, "div", { class: "cmr-muted", text: vm.resolving ? "Looking for download sources…" : (vm.resolveError ? "Sources unavailable." : "") }));
+  } else if (st === "unavailable") {
+    parts.push(h(doc, "div", { class: "cmr-muted", text: "Not looked up: no source could be asked (see the note at the top)." }));
+  } else if (!best && st === "not_found") {
+    // what was tried is long (every query of every source): on hover, not in the list
+    parts.push(h(doc, "div", { class: "cmr-warn", title: plainMessage(item.message) || null, text: "Not found on any source." }));
   } else if (!best) {
-    parts.push(h(doc, "div", { class: "cmr-warn" }, item.message || "No download source found."));
+    parts.push(h(doc, "div", { class: "cmr-warn" }, plainMessage(item.message) || "No download source found."));
     if (item.resolution === "auth_required" && auth) parts.push(tokenHint(doc, auth, actions));
   } else {
-    parts.push(candidateBlock(doc, best));
+    parts.push(candidateBlock(doc, best, { item, directory: vm.disk?.get(item.folder) }));
     if (auth) parts.push(tokenHint(doc, auth, actions));
     if (!item.certain && !auth) {
       parts.push(h(doc, "div", { class: "cmr-hint", text: cands.length > 1
@@ -192,12 +172,14 @@ function missingItem(doc, item, vm, actions) {
     }
   }
   if (job) parts.push(progressBlock(doc, job, actions.cancel));
-  if (vm.itemErrors.has(item.key)) {
-    const e = vm.itemErrors.get(item.key);
-    parts.push(h(doc, "div", { class: "cmr-error", role: "alert", text: e.message }));
-    if (e.hint) parts.push(h(doc, "div", { class: "cmr-hint", text: e.hint }));
-  }
-  return h(doc, "li", { class: `cmr-item${item.inactive ? " cmr-inactive" : ""}`, "data-item": item.key, "data-status": "missing" }, parts);
+  parts.push(...errorLines(doc, vm, item));
+  return itemBox(doc, item, vm, "missing", parts);
+}
+
+function itemBox(doc, item, vm, status, parts) {
+  const focus = vm.focusKey === item.key;
+  return h(doc, "li", { class: `cmr-item${item.inactive ? " cmr-inactive" : ""}${focus ? " cmr-focus" : ""}`,
+    "data-item": item.key, "data-status": status, "data-focus": focus ? "true" : null }, parts);
 }
 
 function tokenHint(doc, token, actions) {
@@ -207,22 +189,34 @@ function tokenHint(doc, token, actions) {
     ` (or ${token.env} before starting ComfyUI); create one at ${token.where}.`);
 }
 
-function relocatedItem(doc, item, actions) {
-  const canRelink = Boolean(item.relinkValue);
-  return h(doc, "li", { class: "cmr-item", "data-item": item.key, "data-status": "relocated" },
+function relocatedItem(doc, item, vm, actions) {
+  return itemBox(doc, item, vm, "relocated", [
     nameLine(doc, item),
-    h(doc, "div", { class: "cmr-meta", text: usedBy(item) }),
-    canRelink
-      ? h(doc, "div", {}, "Found as ", h(doc, "code", { text: item.relinkValue }))
-      : h(doc, "div", { class: "cmr-warn" }, `Found in another folder: ${item.localPath ?? "?"}. Move it into ${item.folder} to use it.`),
-    canRelink ? h(doc, "div", { class: "cmr-actions" }, button(doc, "Relink", () => actions.relink(item), {
-      icon: "pi pi-link", aria: `Relink ${item.filename} to ${item.relinkValue}`, key: `relink:${item.key}` })) : null);
+    h(doc, "div", { class: "cmr-meta", text: usedBy(item, vm.places) }),
+    h(doc, "div", {}, "Found as ", pathText(doc, item.relinkValue, "code")),
+    h(doc, "div", { class: "cmr-actions" }, button(doc, "Relink", () => actions.relink(item), {
+      icon: "pi pi-link", aria: `Relink ${item.filename} to ${item.relinkValue}`, key: `relink:${item.key}` })),
+    ...errorLines(doc, vm, item)]);
 }
 
-function presentItem(doc, item) {
-  return h(doc, "li", { class: "cmr-item", "data-item": item.key, "data-status": "present" },
+function misplacedItem(doc, item, vm, actions) {
+  return itemBox(doc, item, vm, "misplaced", [
     nameLine(doc, item),
-    h(doc, "div", { class: "cmr-meta", text: usedBy(item) }));
+    h(doc, "div", { class: "cmr-meta", text: usedBy(item, vm.places) }),
+    h(doc, "div", { class: "cmr-warn" }, "In another folder: ", pathText(doc, item.localPath ?? "?"),
+      `. ComfyUI looks for it in ${item.folder}.`),
+    h(doc, "div", { class: "cmr-actions" }, button(doc, `Move into ${item.folder}`, () => actions.move(item), {
+      icon: "pi pi-arrow-right", aria: `Move ${item.filename} into ${item.folder}`, key: `move:${item.key}` })),
+    ...errorLines(doc, vm, item)]);
+}
+
+function presentItem(doc, item, vm) {
+  return itemBox(doc, item, vm, "present", [
+    nameLine(doc, item),
+    h(doc, "div", { class: "cmr-meta", text: usedBy(item, vm.places) }),
+    item.localPath ? h(doc, "div", { class: "cmr-meta" }, pathText(doc, item.localPath)) : null,
+    item.localPath && landingNote(item.folder, item.localPath) ? h(doc, "div", { class: "cmr-hint", "data-landing": "" },
+      landingNote(item.folder, item.localPath).replace("Saved in", "In")) : null]);
 }
 
 function group(doc, id, title, kind, items, renderItem, extra = null) {
@@ -272,12 +266,12 @@ export function renderPanel(root, vm, actions) {
   const focusedKey = doc.activeElement && root.contains(doc.activeElement) ? doc.activeElement.getAttribute("data-key") : null;
   const scroller = root.querySelector(".cmr-panel");
   const scroll = scroller ? scroller.scrollTop : 0;
-  const g = vm.groups || { present: [], relocated: [], missing: [] };
-  const missing = g.missing.filter((i) => !i.inactive).length;
-  const downloadable = downloadableItems(g, vm.busyKeys).length;
-  const embeddable = [...g.missing, ...g.relocated, ...g.present]
+  const g = { present: [], relocated: [], misplaced: [], missing: [], ...(vm.groups || {}) };
+  const s = summarize(g, vm.busyKeys);
+  const dl = downloadAllState(s, { resolving: vm.resolving });
+  const embeddable = [...g.missing, ...g.relocated, ...g.misplaced, ...g.present]
     .filter((i) => i.url || i.candidates?.[0]?.url || vm.sources?.has(i.key)).length;
-  const relinkable = g.relocated.filter((i) => i.relinkValue).length;
+  const relinkable = g.relocated.filter((i) => !i.inactive).length;
 
   const header = h(doc, "div", { class: "cmr-header" },
     h(doc, "h2", { class: "cmr-title", text: "Model Resolver" }),
@@ -288,30 +282,40 @@ export function renderPanel(root, vm, actions) {
   const body = [];
   if (vm.settingsOpen) body.push(settingsForm(doc, vm, actions));
   if (vm.error) {
-    body.push(h(doc, "div", { class: "cmr-error", role: "alert", text: vm.error.message }));
-    if (vm.error.hint) body.push(h(doc, "div", { class: "cmr-hint", text: vm.error.hint }));
+    body.push(h(doc, "div", { class: "cmr-error", role: "alert", text: plainMessage(vm.error.message) }));
+    if (vm.error.hint) body.push(h(doc, "div", { class: "cmr-hint", text: plainMessage(vm.error.hint) }));
+  }
+  // one banner for the whole panel when the sources can't be asked (offline, proxy, rate limits)
+  for (const b of providerBanners(vm.providers)) {
+    body.push(h(doc, "div", { class: "cmr-banner", role: "alert", "data-banner": b.kind },
+      h(doc, "span", { class: `pi ${b.kind === "offline" ? "pi-wifi" : "pi-clock"}`, "aria-hidden": "true" }), h(doc, "span", { text: b.text })));
   }
   if (vm.phase === "analyzing" && !vm.groups) body.push(h(doc, "p", { class: "cmr-muted", text: "Analyzing the workflow…" }));
   if (vm.groups) {
-    const total = g.present.length + g.relocated.length + g.missing.length;
-    body.push(h(doc, "p", { class: "cmr-summary", "data-summary": "" },
-      `${vm.workflowName ? `${vm.workflowName}: ` : ""}${total} model${total === 1 ? "" : "s"} · ${g.present.length} present · `
-      + `${g.relocated.length} relocated · ${g.missing.length} missing`));
+    const line = countLine(s);
+    body.push(h(doc, "div", { class: "cmr-summary", "data-summary": "", "data-count": String(s.count) },
+      h(doc, "div", {}, vm.workflowName ? h(doc, "strong", { class: "cmr-wfname", title: vm.workflowName, text: `${vm.workflowName}: ` }) : null, line.headline),
+      h(doc, "div", { class: "cmr-meta", "data-summary-detail": "" }, line.detail)));
     if (vm.resolveError) {
       const e = vm.resolveError;
-      body.push(h(doc, "div", { class: "cmr-warn", role: "alert", text: `Download sources: ${e.message}` }));
-      if (e.hint) body.push(h(doc, "div", { class: "cmr-hint", text: e.hint }));
+      body.push(h(doc, "div", { class: "cmr-warn", role: "alert", text: `Download sources: ${plainMessage(e.message)}` }));
+      if (e.hint) body.push(h(doc, "div", { class: "cmr-hint", text: plainMessage(e.hint) }));
     }
+    const whyId = "cmr-download-all-why";
     body.push(h(doc, "div", { class: "cmr-actions" },
-      missing ? button(doc, `Download all missing (${downloadable})`, actions.downloadAll, {
-        icon: "pi pi-download", disabled: !downloadable, key: "download-all" }) : null,
+      s.missing ? button(doc, `Download all (${dl.count})`, actions.downloadAll, {
+        icon: "pi pi-download", disabled: dl.disabled, key: "download-all", describedby: dl.why ? whyId : null }) : null,
       relinkable > 1 ? button(doc, `Relink all (${relinkable})`, actions.relinkAll, { severity: "secondary", icon: "pi pi-link", key: "relink-all" }) : null,
       embeddable ? button(doc, "Embed sources", actions.embed, {
         severity: "secondary", icon: "pi pi-bookmark", key: "embed",
-        aria: "Embed download links (properties.models) into the loader nodes of this workflow" }) : null));
+        aria: "Embed download links (properties.models) into the loader nodes of this workflow" }) : null,
+      s.missing && dl.why ? h(doc, "div", { id: whyId, class: "cmr-why", "data-why": "", text: dl.why }) : null));
     body.push(group(doc, "missing", "Missing", "missing", g.missing, (i) => missingItem(doc, i, vm, actions)));
-    body.push(group(doc, "relocated", "Relocated", "relocated", g.relocated, (i) => relocatedItem(doc, i, actions)));
-    body.push(group(doc, "present", "Present", "present", g.present, (i) => presentItem(doc, i)));
+    if (g.misplaced.length) {
+      body.push(group(doc, "misplaced", "In the wrong folder", "misplaced", g.misplaced, (i) => misplacedItem(doc, i, vm, actions)));
+    }
+    body.push(group(doc, "relocated", "To relink", "relocated", g.relocated, (i) => relocatedItem(doc, i, vm, actions)));
+    body.push(group(doc, "present", "Present", "present", g.present, (i) => presentItem(doc, i, vm)));
     const others = vm.otherJobs || [];
     if (others.length) {
       body.push(h(doc, "section", { class: "cmr-group", "aria-label": "Other downloads" },
@@ -324,6 +328,8 @@ export function renderPanel(root, vm, actions) {
   const panel = h(doc, "div", { class: "cmr-panel", role: "region", "aria-label": "Model Resolver" }, header, body, live);
   root.replaceChildren(panel);
   panel.scrollTop = scroll;
+  const focusItem = vm.focusKey ? panel.querySelector("[data-focus=true]") : null;
+  if (focusItem && panel.dataset.focused !== vm.focusKey) focusItem.scrollIntoView?.({ block: "center" });
   if (focusedKey) {
     const again = [...panel.querySelectorAll("[data-key]")].find((el) => el.getAttribute("data-key") === focusedKey);
     if (again && !again.disabled) again.focus();

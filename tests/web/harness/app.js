@@ -12,13 +12,18 @@ function makeGraph() {
       node(2, "sg-1", [widget("ckpt_name", "SD1.5\\dream.safetensors")], { subgraph: sub }),
       node(3, "LoraLoader", [widget("lora_name", "detail.safetensors"), widget("strength_model", 1)]),
       node(4, "UpscaleModelLoader", [widget("model_name", "4x.pth")]),
+      // a node whose pack is not installed: LiteGraph keeps its saved data and shows no widgets
+      node(6, "ExoticLoader", undefined, { has_errors: true,
+        last_serialization: { id: 6, type: "ExoticLoader", widgets_values: ["exotic.safetensors"] } }),
+      node(7, "CLIPLoader", [widget("clip_name", "t5xxl.safetensors"), widget("type", "flux")]),
     ],
     subgraphs: new Map([["sg-1", sub]]),
     dirty: 0,
     setDirtyCanvas() { this.dirty++; },
     getNodeById(id) { return this.nodes.find((n) => n.id === Number(id)) ?? null; },
     serialize() {
-      const ser = (n) => ({ id: n.id, type: n.type, mode: n.mode, properties: n.properties, widgets_values: n.widgets.map((w) => w.value) });
+      const ser = (n) => n.last_serialization ?? ({ id: n.id, type: n.type, mode: n.mode, properties: n.properties,
+        widgets_values: n.widgets.map((w) => w.value) });
       return { nodes: this.nodes.map(ser), links: [], version: 0.4,
         definitions: { subgraphs: [{ id: "sg-1", nodes: sub.nodes.map(ser) }] } };
     },
@@ -37,7 +42,8 @@ export const app = {
   async refreshComboInNodes() { this.comboRefreshes++; },
   extensionManager: {
     // the newer store API (preferred by the extension) and the old one, over the same list
-    sidebarTab: { used: false, sidebarTabs: tabs, registerSidebarTab(tab) { this.used = true; tabs.push(tab); } },
+    sidebarTab: { used: false, sidebarTabs: tabs, registerSidebarTab(tab) { this.used = true; tabs.push(tab); },
+      activeSidebarTabId: null, toggled: [], toggleSidebarTab(id) { this.toggled.push(id); this.activeSidebarTabId = id; } },
     registerSidebarTab(tab) { tabs.push(tab); },
     getSidebarTabs() { return tabs; },
     toast: { add(t) { toasts.push(t); } },

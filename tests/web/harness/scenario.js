@@ -32,8 +32,14 @@ function analysisRows() {
       status: downloaded ? "present" : "missing" }),
     row({ filename: "4x.pth", folder: "upscale_models", node_id: "4", node_type: "UpscaleModelLoader", input: "model_name",
       status: "missing", pickle: true }),
+    row({ filename: "exotic.safetensors", folder: "checkpoints", node_id: "6", node_type: "ExoticLoader", input: "model_name",
+      status: "relocated", relink_value: "sub/exotic.safetensors", local_path: "/models/checkpoints/sub/exotic.safetensors" }),
+    row({ filename: "t5xxl.safetensors", folder: "text_encoders", node_id: "7", node_type: "CLIPLoader", input: "clip_name",
+      status: moved ? "present" : "relocated", local_path: moved ? "/models/text_encoders/t5xxl.safetensors" : "/models/loras/t5xxl.safetensors" }),
   ];
 }
+let moved = false;
+let offline = false;
 const hf = { url: "https://huggingface.co/acme/detail/resolve/main/detail.safetensors", source: "huggingface", confidence: 0.93,
   size: 144000000, sha256: "ab".repeat(32), repo: "acme/detail", path: "detail.safetensors",
   reasons: ["exact file name", "1.2k downloads"] };
@@ -44,7 +50,15 @@ const gated = { url: "https://huggingface.co/acme/up/resolve/main/4x.pth", sourc
 let config = { hf_token: { set: false }, civitai_api_key: { set: false }, max_concurrent_downloads: 3 };
 
 api.on("POST", "/cmr/v1/analyze", (body, q) => [200, { workflow: q.name, format: "ui", models: analysisRows(), errors: [] }]);
-api.on("POST", "/cmr/v1/resolve", (body, q) => [200, { workflow: q.name, format: "ui", providers: [], disk: [], requests: 3,
+api.on("POST", "/cmr/v1/move", (body) => { moved = true; return [200, { from: body.path, to: `/models/${body.folder}/${body.filename}`,
+  folder: body.folder, filename: body.filename, size: 10 }]; });
+const offlineProviders = [{ name: "huggingface", state: "unavailable", host: "huggingface.co", message: "can't reach huggingface.co",
+  detail: "ClientConnectorError: [Errno -3] Temporary failure in name resolution" },
+  { name: "civitai", state: "unavailable", host: "civitai.com", message: "can't reach civitai.com" }];
+api.on("POST", "/cmr/v1/resolve", (body, q) => offline ? [200, { workflow: q.name, format: "ui", providers: offlineProviders, disk: [],
+  requests: 2, models: analysisRows().map((m) => ({ ...m, local_status: m.status, status: m.status === "missing" ? "unavailable" : m.status,
+    candidates: [], chosen: null, message: m.status === "missing" ? "no source could be asked: can't reach civitai.com, huggingface.co" : null })) }]
+  : [200, { workflow: q.name, format: "ui", providers: [], disk: [], requests: 3,
   models: analysisRows().map((m) => ({ ...m, local_status: m.status,
     status: m.status !== "missing" ? m.status : m.filename === "4x.pth" ? "auth_required" : "resolved",
     candidates: m.status !== "missing" ? [] : m.filename === "4x.pth" ? [gated] : [hf, civ],
@@ -69,7 +83,8 @@ try {
   out.extensions = app.extensions.map((e) => e.name);
 
   // 1. the badge is set from a background analysis, before the tab is opened
-  await until(() => tab.iconBadge === "2", "badge 2");
+  await until(() => tab.iconBadge === "5", "badge 5");
+  await sleep(1500); // the workflow-switch poll and graph events have run: still one analysis
   out.steps.push({ step: "badge", badge: tab.iconBadge, analyzeCalls: api.calls.filter((c) => c.path.endsWith("/analyze")).length,
     resolveCalls: api.calls.filter((c) => c.path.endsWith("/resolve")).length });
 
@@ -111,7 +126,7 @@ try {
   downloaded = true;
   api.emit("cmr.progress", { job_id: "j1", state: "completed", filename: "detail.safetensors", folder: "loras",
     bytes_done: 144000000, total: 144000000, speed: 0 });
-  await until(() => app.comboRefreshes > 0 && tab.iconBadge === "1", "combo refresh + re-analysis");
+  await until(() => app.comboRefreshes > 0 && tab.iconBadge === "4", "combo refresh + re-analysis");
   out.steps.push({ step: "completed", comboRefreshes: app.comboRefreshes, badge: tab.iconBadge,
     analyzeCallsAfter: api.calls.filter((c) => c.path.endsWith("/analyze")).length - before,
     groups: Object.fromEntries($$("[data-group]").map((g) => [g.dataset.group, g.querySelectorAll("[data-item]").length])),
@@ -143,12 +158,29 @@ try {
     form: text($(".cmr-settings")), inputType: $("#cmr-set-hf_token").type, inputValue: $("#cmr-set-hf_token").value });
 
   // 6. relink the relocated model inside the subgraph (and its promoted widget on the instance)
-  const relocated = $("[data-group=relocated] [data-item]");
+  const relocated = $("[data-group=relocated] [data-item='checkpoints|sd1.5/dream.safetensors']");
   buttonBy("Relink", relocated).click();
   await sleep(50);
   const inner = app.graph.subgraphs.get("sg-1").nodes[0];
   out.steps.push({ step: "relink", inner: inner.widgets[0].value, instance: app.graph.nodes[1].widgets[0].value,
     dirty: app.graph.dirty, checks: app.extensionManager.workflow.activeWorkflow.changeTracker.checks });
+
+  // 6b. relink on a node whose pack is not installed: nothing changes, and the panel says why
+  const toastsBefore = app.toasts.length;
+  buttonBy("Relink", $("[data-item='checkpoints|exotic.safetensors']")).click();
+  await until(() => /Not relinked/.test(text($("[data-item='checkpoints|exotic.safetensors']")) || ""), "relink refusal shown");
+  out.steps.push({ step: "relink-missing-pack", text: text($("[data-item='checkpoints|exotic.safetensors'] .cmr-error")),
+    toast: app.toasts.slice(toastsBefore).map((t) => `${t.severity}: ${t.summary}: ${t.detail}`),
+    saved: app.graph.nodes[4].last_serialization.widgets_values });
+
+  // 6c. a file in the wrong folder: Move puts it where the loader reads, then it is present
+  const misplaced = $("[data-group=misplaced] [data-item]");
+  const misplacedText = text(misplaced);
+  const moveButton = buttonBy("Move into text_encoders", misplaced);
+  moveButton.click();
+  await until(() => !$("[data-group=misplaced]") && $("[data-group=present] [data-item='text_encoders|t5xxl.safetensors']"), "moved");
+  out.steps.push({ step: "move", before: misplacedText, body: api.calls.find((c) => c.path.endsWith("/move"))?.body,
+    badge: tab.iconBadge, present: text($("[data-group=present] [data-item='text_encoders|t5xxl.safetensors']")) });
 
   // 7. embed sources into properties.models
   buttonBy("Embed download links (properties.models) into the loader nodes of this workflow").click();
@@ -161,6 +193,52 @@ try {
   app.extensionManager.workflow.activeWorkflow = { key: "wf-b.json", path: "workflows/wf-b.json", filename: "wf-b" };
   await until(() => api.calls.filter((c) => c.path.endsWith("/analyze")).length > n, "re-analysis on switch", 4000);
   out.steps.push({ step: "switch", name: api.calls.filter((c) => c.path.endsWith("/analyze")).at(-1).query.name });
+
+  // 8b. the node context menu (frontend 1.27: getExtraMenuOptions chained per node type) opens the item
+  const ext = app.extensions[0];
+  const LoaderType = { prototype: { getExtraMenuOptions(_c, options) { options.push({ content: "Open Image" }); } } };
+  ext.beforeRegisterNodeDef(LoaderType, { name: "UpscaleModelLoader" });
+  const upscaleNode = app.graph.nodes[3];
+  const menu = [];
+  LoaderType.prototype.getExtraMenuOptions.call(upscaleNode, {}, menu);
+  const ours = menu.find((o) => o && /Find this model/.test(o.content));
+  ours?.callback();
+  await until(() => $("[data-focus=true]"), "focused item");
+  out.steps.push({ step: "node-menu", entries: menu.map((o) => o?.content ?? null), focused: $("[data-focus=true]")?.dataset.item,
+    opened: app.extensionManager.sidebarTab.toggled.slice() });
+
+  // 8c. ComfyUI's own missing-models dialog gets "Resolve with Model Resolver"
+  const dialog = document.createElement("div");
+  dialog.className = "p-dialog";
+  dialog.innerHTML = '<button class="p-dialog-close-button">x</button><div><ul class="comfy-missing-models"><li>4x.pth</li></ul></div>';
+  let closed = 0;
+  dialog.querySelector("button").addEventListener("click", () => { closed++; dialog.remove(); });
+  app.extensionManager.sidebarTab.activeSidebarTabId = null;
+  document.body.append(dialog);
+  await until(() => dialog.querySelector("[data-cmr=resolve-from-dialog]"), "dialog offer");
+  const offer = text(dialog.querySelector("[data-cmr-dialog]"));
+  dialog.querySelector("[data-cmr=resolve-from-dialog]").click();
+  out.steps.push({ step: "dialog", offer, closed, opened: app.extensionManager.sidebarTab.toggled.slice() });
+
+  // 8c'. newer frontends show an "issues found" overlay instead of the dialog: the offer goes under it
+  const overlay = document.createElement("div");
+  overlay.dataset.testid = "error-overlay";
+  overlay.textContent = "3 issues found";
+  document.body.append(overlay);
+  await until(() => overlay.querySelector("[data-cmr=resolve-from-dialog]"), "overlay offer");
+  out.steps.push({ step: "overlay", text: text(overlay.querySelector("[data-cmr-dialog]")), badge: tab.iconBadge });
+  overlay.remove();
+
+  // 8d. offline: one banner for the panel, items 'unavailable', Download all (0) says why
+  offline = true;
+  $("[data-key=reanalyze]").click();
+  await until(() => $("[data-banner=offline]"), "offline banner");
+  await until(() => $$("[data-state=unavailable]").length >= 1, "unavailable items");
+  out.steps.push({ step: "offline", banners: $$("[data-banner]").map(text), panel: text($(".cmr-panel")),
+    states: $$("[data-group=missing] [data-state]").map((e) => e.dataset.state),
+    downloadAll: text($("[data-key=download-all]")), disabled: $("[data-key=download-all]")?.disabled, why: text($("[data-why]")),
+    describedBy: $("[data-key=download-all]")?.getAttribute("aria-describedby") });
+  offline = false;
 
   // 9. closing the tab detaches the panel; events keep the badge up to date
   tab.destroy();
