@@ -385,7 +385,8 @@ async def build_resolver(
             object_info = await load_object_info(source)
     knowledge = Knowledge(object_info=object_info, input_folders=input_folders)
     layout = build_layout(settings.effective_models_root, settings.effective_extra_model_paths,
-                          environ if environ is not None else {}, explicit=folder_dirs)
+                          environ if environ is not None else {}, explicit=folder_dirs,
+                          write_roots=settings.write_roots)
     data_dir = settings.effective_data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)

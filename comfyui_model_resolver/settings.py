@@ -109,6 +109,7 @@ class Settings:
     comfyui_url: str | None = None  # a running ComfyUI, for /object_info
     object_info: Path | None = None  # a saved object_info.json
     data_dir: Path | None = None  # caches, job state; default ~/.cache/comfyui-model-resolver
+    write_roots: tuple[Path, ...] = ()  # more places downloads may land (linked model folders), os.pathsep-separated
 
     # analysis
     max_workflow_bytes: int = _limits(50 * 1024 * 1024, ge=1024)
@@ -275,7 +276,7 @@ def persist_runtime_settings(settings: "Settings", changes: Mapping[str, Any]) -
     return path
 
 
-_TUPLE_FIELDS = {"cors_origins", "extra_model_paths", "allowed_hosts"}
+_TUPLE_FIELDS = {"cors_origins", "extra_model_paths", "allowed_hosts", "write_roots"}
 
 
 def _validate(data: Mapping[str, Any]) -> Settings:
@@ -388,7 +389,7 @@ Settings.model_fields = {f.name: f for f in fields(Settings)}  # type: ignore[at
 def _coerce(name: str, raw: Any) -> Any:
     if name in _TUPLE_FIELDS:
         if isinstance(raw, str):
-            sep = os.pathsep if name == "extra_model_paths" else ","
+            sep = os.pathsep if name in ("extra_model_paths", "write_roots") else ","
             return tuple(p.strip() for p in raw.split(sep) if p.strip())
         if isinstance(raw, (list, tuple)):
             return tuple(str(p) for p in raw)

@@ -65,6 +65,15 @@ async def _run_serve(args: argparse.Namespace) -> int:
         if _public_hosts(settings) and settings.api_key is None:
             print(f"note: listening on {', '.join(_public_hosts(settings))} without CMR_API_KEY: a key will be "
                   f"generated on first start and kept in {settings.effective_data_dir}")
+        from comfyui_model_resolver.index.layout import build_layout
+        from comfyui_model_resolver.settings import process_environ
+
+        from .health import linked_folder_lines, write_roots_report
+
+        layout = build_layout(settings.effective_models_root, settings.effective_extra_model_paths,
+                              process_environ(), write_roots=settings.write_roots)
+        for line in linked_folder_lines(write_roots_report(layout)):
+            print(line)
         print(f"configuration OK: models in {settings.effective_models_root}")
         return 0
     if _public_hosts(settings):  # beyond loopback: changes need a key; make one rather than refuse to start

@@ -5,6 +5,10 @@ configured, exists and is writable, and the data dir is writable. Upstream reach
 the Hugging Face and Civitai endpoints) never changes readiness: a render farm behind a proxy may
 legitimately not see them. It is checked in the background at most once a minute, so health probes
 stay cheap; `?upstreams=check` waits (up to a few seconds) for a fresh check.
+
+`write_roots` says where downloads may land and names each model folder that is a link leading
+elsewhere (downloads into it are refused), with the one line that allows it — information too: the
+server works, those folders just take no downloads (downloads/containment.py).
 """
 from __future__ import annotations
 
@@ -32,6 +36,19 @@ def _writable_dir(path: Path | None) -> dict[str, Any]:
     except OSError as exc:
         return {**info, "ok": False, "message": f"not writable: {exc.strerror or exc}"}
     return {**info, "ok": True}
+
+
+def write_roots_report(layout: Any) -> dict[str, Any]:
+    """{"roots": [...], "refused_links": [{folder, path, target, allow, message}]}. Blocking."""
+    from comfyui_model_resolver.downloads.containment import linked_folders, write_roots
+
+    return {"roots": list(write_roots(layout).roots), "refused_links": linked_folders(layout)}
+
+
+def linked_folder_lines(report: dict[str, Any]) -> list[str]:
+    """One line per refused link, for people (`cmr serve --check`)."""
+    return [f"warning: {item['message']}" + (f"; to allow it: {item['allow']}" if item["allow"] else "")
+            for item in report["refused_links"]]
 
 
 class UpstreamProbe:
@@ -85,8 +102,9 @@ class UpstreamProbe:
 async def health_report(resolver: Any, probe: UpstreamProbe, *, version: str, wait_upstreams: bool) -> tuple[dict, bool]:
     settings = resolver.settings
     models_root = settings.effective_models_root
-    models, data = await asyncio.gather(asyncio.to_thread(_writable_dir, models_root),
-                                        asyncio.to_thread(_writable_dir, settings.effective_data_dir))
+    models, data, roots = await asyncio.gather(asyncio.to_thread(_writable_dir, models_root),
+                                               asyncio.to_thread(_writable_dir, settings.effective_data_dir),
+                                               asyncio.to_thread(write_roots_report, resolver.layout))
     task = probe.refresh()
     if wait_upstreams and task is not None:
         try:
@@ -104,6 +122,7 @@ async def health_report(resolver: Any, probe: UpstreamProbe, *, version: str, wa
         "pid": os.getpid(),
         "checks": checks,
         "upstreams": dict(probe.results),
+        "write_roots": roots,
         "features": {"downloads": downloads is not None, "resolve": hasattr(resolver, "resolve")},
     }
     return body, ready

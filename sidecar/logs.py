@@ -11,6 +11,8 @@ import sys
 import time
 from typing import Any
 
+from comfyui_model_resolver.text import encodable
+
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime", "taskName", "color_message"}
 
 
@@ -30,14 +32,19 @@ class JsonFormatter(logging.Formatter):
                 data[key] = value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
         if record.exc_info:
             data["exc"] = self.formatException(record.exc_info)
-        return json.dumps(data, ensure_ascii=False)
+        return encodable(json.dumps(data, ensure_ascii=False))
+
+
+class TextFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        return encodable(super().format(record))
 
 
 def configure_logging(level: str, *, fmt: str = "json", stream=None) -> None:
     """Send the root, uvicorn and gradio loggers to one handler with the chosen format."""
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(JsonFormatter() if fmt == "json" else
-                         logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+                         TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     root = logging.getLogger()
     for h in list(root.handlers):
         root.removeHandler(h)

@@ -19,7 +19,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.utils import get_openapi
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from comfyui_model_resolver import __version__
@@ -31,7 +31,7 @@ from comfyui_model_resolver.settings import Settings
 from .deps import MetricsDep, ProbeDep, ResolverDep
 from .health import UpstreamProbe, health_report
 from .metrics import CONTENT_TYPE, Metrics
-from .routes import bind_routes
+from .routes import JsonAnswer, bind_routes
 from .security import GuardMiddleware, is_loopback, sidecar_guard_for, sidecar_policy
 
 log = logging.getLogger("cmr.sidecar")
@@ -165,12 +165,12 @@ def _install_error_handlers(app: FastAPI) -> None:
         kind = {404: "NotFound", 405: "MethodNotAllowed", 413: "RequestTooLarge"}.get(exc.status_code, "HTTPError")
         message = {404: f"No such endpoint: {request.url.path}",
                    405: f"{request.method} is not allowed on {request.url.path}"}.get(exc.status_code, str(exc.detail))
-        return JSONResponse(error_body(kind, message, hint="See /docs for the API." if exc.status_code < 500 else None,
+        return JsonAnswer(error_body(kind, message, hint="See /docs for the API." if exc.status_code < 500 else None,
                                        code=kind.lower()), exc.status_code, headers=getattr(exc, "headers", None))
 
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()[:10])
-        return JSONResponse(error_body("ValidationError", f"Invalid request: {problems}", code="invalid_request"), 422)
+        return JsonAnswer(error_body("ValidationError", f"Invalid request: {problems}", code="invalid_request"), 422)
 
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
@@ -183,7 +183,7 @@ def _add_service_routes(app: FastAPI) -> None:
         """Ready = configuration loaded, models root and data dir writable. `?upstreams=check` waits for
         a fresh reachability check of the Hugging Face and Civitai endpoints."""
         body, ready = await health_report(resolver, probe, version=__version__, wait_upstreams=upstreams == "check")
-        return JSONResponse(body, 200 if ready else 503)
+        return JsonAnswer(body, 200 if ready else 503)
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics (text exposition format).",
              response_class=Response, responses={200: {"content": {"text/plain": {}}}})
@@ -192,7 +192,7 @@ def _add_service_routes(app: FastAPI) -> None:
 
     @app.get("/", include_in_schema=False)
     async def index(request: Request) -> Response:
-        return JSONResponse({"name": "comfyui-model-resolver", "version": __version__, "api": SIDECAR_PREFIX,
+        return JsonAnswer({"name": "comfyui-model-resolver", "version": __version__, "api": SIDECAR_PREFIX,
                              "docs": "/docs", "openapi": "/openapi.json", "health": "/health",
                              "ui": GRADIO_PATH + "/" if request.app.state.ui_mounted else None})
 

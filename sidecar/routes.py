@@ -17,6 +17,7 @@ from typing import Any, AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
+from comfyui_model_resolver.text import json_bytes
 from comfyui_model_resolver.adapters.routes import (
     ROUTES, SIDECAR_PREFIX, ApiRequest, ApiResponse, Route, decode_request, dispatch, download_event_stream,
     error_response,
@@ -41,8 +42,15 @@ ERROR_SCHEMA = {
 }
 
 
+class JsonAnswer(JSONResponse):
+    """Every JSON answer of the sidecar: text that cannot be encoded is normalised, never a 500."""
+
+    def render(self, content: Any) -> bytes:
+        return json_bytes(content)
+
+
 def as_response(resp: ApiResponse) -> Response:
-    return JSONResponse(resp.body, resp.status, headers=resp.headers or None)
+    return JsonAnswer(resp.body, resp.status, headers=resp.headers or None)
 
 
 # ---- request decoding ------------------------------------------------------------------------

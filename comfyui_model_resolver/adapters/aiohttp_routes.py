@@ -9,12 +9,12 @@ host, origin, content type, size; ComfyUI has no API keys), then its body is rea
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 from typing import Any, Awaitable, Callable, Iterable
 
 from aiohttp import web
 
+from ..text import json_bytes
 from .guard import GuardPolicy, GuardRequest, RouteGuard, body_limit, check_request, too_large_response
 from .routes import ROUTES, ApiRequest, ApiResponse, Route, decode_request, dispatch, download_event_stream, error_response
 
@@ -65,8 +65,8 @@ async def build_api_request(request: web.Request, route: Route, policy: GuardPol
 
 
 def _json_response(resp: ApiResponse) -> web.Response:
-    return web.json_response(resp.body, status=resp.status, headers=resp.headers or None,
-                             dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    return web.Response(body=json_bytes(resp.body), status=resp.status, headers=resp.headers or None,
+                        content_type="application/json")
 
 
 def _make_handler(route: Route, get_resolver: ResolverGetter, policy: PolicyGetter) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

@@ -16,7 +16,7 @@ import json
 import sys
 from typing import TYPE_CHECKING, Any, Callable
 
-from ..errors import ConfigError, HostNotAllowed, ResolverError, UnknownFolder, UnsafeFormat, UnsafePath
+from ..errors import ConfigError, HostNotAllowed, ResolverError, UnsafeFormat, UnsafePath
 from .cli import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_USAGE, add_install_options, command,
                   settings_from_args)
 
@@ -74,7 +74,7 @@ async def _run_download(args: argparse.Namespace) -> int:
     try:
         resolver.check_download_folder(req.folder, create=args.create_folder)
         outcome = (await run_downloads(manager, [req], stop=stop, bars=None if not args.no_progress else False))[0]
-    except UnknownFolder as exc:
+    except UnsafePath as exc:  # a folder that can never work (UnknownFolder, a path, a node pack's code)
         outcome = exc
     finally:
         restore()

@@ -144,6 +144,10 @@ class ComfyUIAdapter:
         except Exception as exc:  # noqa: BLE001 - the routes still work; the first submit retries
             log.warning("[Model Resolver] could not resume earlier downloads: %s", getattr(exc, "message", exc))
         self.resolver = resolver
+        from ..downloads.containment import linked_folders
+
+        for item in await asyncio.to_thread(linked_folders, resolver.layout):  # downloads there are refused
+            log.warning("[Model Resolver] %s%s", item["message"], f"; to allow it: {item['allow']}" if item["allow"] else "")
         stats = self.schemas.stats()
         log.info("[Model Resolver] ready in %.1f s: %d node types (%d model inputs), %d model folders%s",
                  time.perf_counter() - t0, stats["node_types"], stats["model_inputs"], len(dirs),

@@ -22,6 +22,7 @@ from ..errors import (
     SourceUnavailable, TargetExists, UnsafeFormat, UnsafePath, WorkflowError, WorkflowTooLarge, too_large,
 )
 from ..hosts import secret_values
+from ..text import json_bytes
 from ..types import DownloadRequest
 from ..workflow.decode import parse_json_text
 from ..workflow.relink import RelinkChange, apply_relinks
@@ -367,7 +368,7 @@ def event_payload(event: Any) -> Any:
 
 
 def format_sse(event: str, data: Any) -> bytes:
-    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False, separators=(',', ':'))}\n\n".encode()
+    return b"event: " + event.encode() + b"\ndata: " + json_bytes(data, separators=(",", ":")) + b"\n\n"
 
 
 async def download_event_stream(resolver, *, heartbeat: float = SSE_HEARTBEAT) -> AsyncIterator[bytes]:

@@ -46,6 +46,7 @@ from . import intervals as iv
 from .http import TokenPolicy
 from .job import TERMINAL_STATES, Job
 from .locks import FileLock, PathLock, RedisLock
+from .containment import check_writes
 from .paths import LOCK_SUFFIX, PART_SUFFIX, check_folder_name, filename_from_url, safe_relative_name, target_path
 from .placement import check_format, pickle_warning, remove_part_quietly
 from .runner import ACTIVE_STATES, JobEntry, JobRunner
@@ -315,7 +316,7 @@ class DownloadManager:
             return self._snapshot(entry)
         await self._stop(entry, "cancel")
         if not keep_partial and rec.path:
-            await asyncio.to_thread(remove_part_quietly, rec.path + PART_SUFFIX)
+            await asyncio.to_thread(remove_part_quietly, self.layout, rec.path + PART_SUFFIX)
             rec.done = []
         rec.state, rec.detail = "cancelled", None
         rec.error = DownloadCancelled("Cancelled" + (" (partial file kept)." if keep_partial else "."),
@@ -361,6 +362,8 @@ class DownloadManager:
     async def make_lock(self, rec: JobRecord) -> PathLock:
         """The lock that keeps one download per target: Redis with CMR_REDIS_URL, else a file lock."""
         assert rec.path is not None
+        # the lock, the part file and the sub-folders are written from here on: links resolved now
+        await asyncio.to_thread(check_writes, self.layout, rec.path, rec.path + LOCK_SUFFIX, rec.path + PART_SUFFIX)
         try:  # sub-folders of the name ("SD1.5/x.safetensors") are created here, inside the folder
             await asyncio.to_thread(os.makedirs, os.path.dirname(rec.path), exist_ok=True)
         except OSError as exc:

@@ -25,6 +25,7 @@ from ..errors import DownloadError, TargetExists, UnsafePath
 from ..index.layout import FolderLayout
 from ..workflow.folders import is_code_file
 from .partfile import open_no_follow
+from .containment import check_writes
 from .paths import PART_SUFFIX, target_path
 
 __all__ = ["Moved", "move_model_file"]
@@ -104,6 +105,8 @@ def move_model_file(layout: FolderLayout, where: tuple[str, str, str] | None, pa
     if os.path.lexists(final):
         raise TargetExists(f"{final} already exists; it is never overwritten.",
                            hint="Remove or rename the file in the way, or relink the workflow to it.")
+    # the new name is written and the old one deleted: both inside the write roots, links resolved now
+    check_writes(layout, final, path, what="Moving a model file")
     os.makedirs(os.path.dirname(final), exist_ok=True)
     name = os.path.basename(final)
     try:

@@ -8,7 +8,8 @@ path. It accepts a relative name with sub-folders (``SD1.5/x.safetensors``, also
 * NUL and other control characters, characters Windows cannot store (``<>:"|?*``), names that
   end in a dot or space, reserved device names (``CON``, ``NUL``, ``COM1``, ``LPT1.txt`` …);
 * components longer than 255 bytes (UTF-8) — including the ``.part`` suffix we add;
-* any path whose real location (symlinks resolved) is outside the folder's real directory.
+* any path whose real location (every link resolved) is outside the write roots (containment.py);
+* in a node pack, any folder but the model folders packs use, and any file but model weights.
 
 Names from ``Content-Disposition`` go through the same checks (`content_disposition_filename`),
 and must be a single component.
@@ -23,12 +24,11 @@ from urllib.parse import unquote, urlsplit
 from ..errors import ConfigError, UnsafePath
 from ..index.layout import FolderLayout
 from ..workflow.folders import canonical_folder
+from .containment import LOCK_SUFFIX, PACK_PREFIX, PART_SUFFIX, check_pack_file, pack_model_dir, write_roots
 
 __all__ = ["PART_SUFFIX", "LOCK_SUFFIX", "safe_relative_name", "target_path", "content_disposition_filename",
            "filename_from_url", "check_folder_name"]
 
-PART_SUFFIX = ".part"
-LOCK_SUFFIX = ".lock"
 MAX_COMPONENT_BYTES = 255
 _RESERVED = {"con", "prn", "aux", "nul", "conin$", "conout$",
              *(f"com{i}" for i in range(10)), *(f"lpt{i}" for i in range(10)),
@@ -108,6 +108,8 @@ def check_folder_name(layout: FolderLayout, folder: str) -> str:
     for part in folder.split("/"):  # the loader table's `custom_nodes/<pack>/…` forms: plain parts only
         _check_component(part, folder)
     canonical = canonical_folder(folder)
+    if canonical.startswith(PACK_PREFIX):
+        pack_model_dir(canonical)  # only the model folders packs use, never the pack's code or settings
     if layout.dirs(canonical):
         return canonical
     if "/" in folder:
@@ -115,15 +117,9 @@ def check_folder_name(layout: FolderLayout, folder: str) -> str:
     return canonical
 
 
-def _inside(path: str, root: str) -> bool:
-    try:
-        return os.path.commonpath([path, root]) == root
-    except ValueError:  # different drives
-        return False
-
-
 def target_path(layout: FolderLayout, folder: str, filename: str) -> str:
-    """Absolute final path for `filename` in `folder`, guaranteed inside the folder's directory.
+    """Absolute final path for `filename` in `folder`, where every link on the way leads into the
+    write roots (downloads/containment.py).
 
     Blocking (stats the file system for symlinks). Does not create anything.
     """
@@ -133,18 +129,15 @@ def target_path(layout: FolderLayout, folder: str, filename: str) -> str:
     if base is None:
         raise ConfigError(f"No directory is known for the folder {canonical!r}.",
                           hint="Set CMR_COMFYUI_ROOT or CMR_MODELS_ROOT (or --comfyui-root).")
-    if canonical.startswith("custom_nodes/"):  # a pack's own model folder (loader table): never a new pack
+    if canonical.startswith(PACK_PREFIX):  # a pack's own model folder (loader table): never a new pack
+        check_pack_file(canonical, rel)
         pack = os.path.join(os.path.dirname(layout.models_root or ""), "custom_nodes", canonical.split("/")[1])
         if not layout.models_root or not os.path.isdir(pack):
             raise UnsafePath(f"{canonical!r} is inside a node pack that is not installed; the resolver never "
                              "creates node packs.", hint="Install the node pack first (ComfyUI-Manager).")
-    root = os.path.realpath(base)
-    final = os.path.join(root, *rel.split("/"))
-    real = os.path.realpath(final)
-    if not _inside(real, root) or real == root:
-        raise UnsafePath(f"{filename!r} would be written outside the {canonical} folder ({root}); "
-                         "a symbolic link inside the folder points elsewhere.",
-                         hint="Remove the link or choose another file name.")
+    final = os.path.join(os.path.abspath(base), *rel.split("/"))
+    roots = write_roots(layout)
+    real = roots.check(final, what=f"{filename!r} in {canonical}")
     # The part and lock files are written in place: a link under their names would redirect the
     # writes elsewhere (outside the folder, or onto another model). The writers open them without
     # following links too (partfile.open_no_follow); this says so before anything starts.
@@ -152,7 +145,7 @@ def target_path(layout: FolderLayout, folder: str, filename: str) -> str:
         if os.path.islink(final + suffix):
             raise UnsafePath(f"{final + suffix} is a symbolic link; refusing to write through it.",
                              hint="Remove the link (the resolver only writes plain files in the models folder).")
-    if os.path.isdir(real):
+    if os.path.isdir(real) or real in roots.roots:
         raise UnsafePath(f"{final} is a directory; give a file name.")
     if os.path.islink(final) and not os.path.exists(final):
         raise UnsafePath(f"{final} is a broken symbolic link.", hint="Remove the link or choose another file name.")

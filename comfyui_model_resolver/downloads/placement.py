@@ -8,6 +8,9 @@
 * `verify_existing` decides whether a file already under the target name is the download (then the
   job is done) or a different file (TargetExists: it is never overwritten).
 * `remove_part_quietly` deletes a part file of ours, never a link planted under its name.
+
+Every file written, renamed or deleted here is checked against the write roots first
+(containment.check_writes), with links resolved at that moment.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from ..index.layout import FolderLayout
 from ..settings import Settings
 from ..workflow.folders import is_code_file, is_pickle_file
 from .http import parse_content_range
+from .containment import check_writes
 from .paths import PART_SUFFIX, target_path
 from .store import JobRecord
 from .transfer import TransferResult, open_bounded
@@ -78,8 +82,8 @@ async def recheck_target(layout: FolderLayout, rec: JobRecord) -> None:
                          hint="Submit the download again.")
 
 
-async def place(rec: JobRecord, result: TransferResult, *, executor: Executor, data_dir: str,
-                durable: bool) -> Placed:
+async def place(rec: JobRecord, result: TransferResult, *, layout: FolderLayout, executor: Executor,
+                data_dir: str, durable: bool) -> Placed:
     """Verify the part file; rename it into place, or quarantine it and raise IntegrityError."""
     assert rec.path is not None
     loop = asyncio.get_running_loop()
@@ -99,6 +103,7 @@ async def place(rec: JobRecord, result: TransferResult, *, executor: Executor, d
         rec.done, rec.total = [], None
         where = f" It was moved to {moved}." if moved else " It was deleted."
         raise IntegrityError(exc.message + where, hint=exc.hint) from None
+    await asyncio.to_thread(check_writes, layout, part, rec.path)  # verifying took a while: links again
     try:
         await loop.run_in_executor(executor, partial(finalize, part, rec.path, durable=durable))
     except OSError as exc:
@@ -150,9 +155,14 @@ async def verify_existing(rec: JobRecord, *, session: aiohttp.ClientSession, set
                   warning="The file was already present with the expected size; no hash was available to verify it.")
 
 
-def remove_part_quietly(path: str) -> None:
-    """Delete a part file of ours: a plain file with one name. A link (symbolic or hard) under that
-    name is not ours, so it stays (the job failed with UnsafePath because of it)."""
+def remove_part_quietly(layout: FolderLayout, path: str) -> None:
+    """Delete a part file of ours: a plain file with one name, inside the write roots. A link (symbolic
+    or hard) under that name, or a folder that now leads elsewhere, is not ours, so it stays (the job
+    failed with UnsafePath because of it)."""
+    try:
+        check_writes(layout, path, what="Removing a partial download")
+    except (UnsafePath, UnsafeFormat):
+        return
     try:
         st = os.lstat(path)
         if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:

@@ -154,11 +154,11 @@ class JobRunner:
             err["hint"] = redact_secrets(err["hint"], h.settings)
         rec.error = err
         if rec.path and not rec.done:  # nothing worth resuming: leave no empty part file behind
-            await asyncio.to_thread(remove_part_quietly, rec.path + PART_SUFFIX)
+            await asyncio.to_thread(remove_part_quietly, h.layout, rec.path + PART_SUFFIX)
         h.release_path(rec)
         await h.save(rec)
         h.publish(entry, force=True)
-        log.info("download %s failed: %s", redact_url(rec.url), err["message"])
+        log.info("download %s failed: %s", redact_url(rec.url), rec.error["message"])
 
     async def _completed(self, entry: JobEntry, placed: Placed) -> None:
         rec = entry.rec
@@ -238,7 +238,7 @@ class JobRunner:
         result = await transfer.run()
         rec.state, rec.detail = "verifying", None
         h.publish(entry, force=True)
-        placed = await place(rec, result, executor=h.executor, data_dir=h.data_dir,
+        placed = await place(rec, result, layout=h.layout, executor=h.executor, data_dir=h.data_dir,
                              durable=h.settings.download_fsync)
         await self._completed(entry, placed)
 

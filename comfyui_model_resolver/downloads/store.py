@@ -25,7 +25,9 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
+
+from ..text import encodable
 
 __all__ = ["JobRecord", "JobStore", "UNFINISHED_STATES"]
 
@@ -34,6 +36,9 @@ UNFINISHED_STATES = ("queued", "running", "verifying")
 _HISTORY = 500  # finished jobs kept for listing
 #: The rows of this store's volume (every row for a store without one); binds `_scope`.
 _MINE = "(? IS NULL OR volume = ?)"
+#: Fields that hold text from outside (URLs, server-chosen names, upstream error text): normalised on
+#: every assignment, loads from the database included, so a job always encodes (text.encodable).
+_TEXT_FIELDS = frozenset({"url", "folder", "filename", "source", "etag", "error", "warnings", "detail"})
 
 
 @dataclass
@@ -61,6 +66,11 @@ class JobRecord:
     error: dict | None = None
     warnings: list[str] = field(default_factory=list)
     detail: str | None = None
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _TEXT_FIELDS and value is not None:
+            value = encodable(value)
+        object.__setattr__(self, name, value)
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), separators=(",", ":"))

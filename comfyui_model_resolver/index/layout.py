@@ -27,6 +27,8 @@ class FolderLayout:
     folders: Mapping[str, tuple[str, ...]]
     models_root: str | None = None
     sources: tuple[str, ...] = field(default=())  # where the layout came from, for diagnostics
+    #: more directories downloads may be written to (CMR_WRITE_ROOTS; downloads/containment.py)
+    write_roots: tuple[str, ...] = field(default=())
 
     def dirs(self, folder: str) -> tuple[str, ...]:
         """Directories of a folder. Besides folder names this understands the forms the loader
@@ -145,7 +147,8 @@ def parse_extra_model_paths(text: str, yaml_dir: str, environ: Mapping[str, str]
 def build_layout(models_root: str | os.PathLike | None,
                  extra_yaml_files: Iterable[str | os.PathLike] = (),
                  environ: Mapping[str, str] | None = None,
-                 explicit: Mapping[str, Iterable[str]] | None = None) -> FolderLayout:
+                 explicit: Mapping[str, Iterable[str]] | None = None,
+                 write_roots: Iterable[str | os.PathLike] = ()) -> FolderLayout:
     """The folder layout of an install. `explicit` (from ComfyUI's folder_paths) wins when given."""
     folders: dict[str, list[str]] = {}
     sources: list[str] = []
@@ -196,4 +199,5 @@ def build_layout(models_root: str | os.PathLike | None,
                 text, str(path.resolve().parent), environ, origin=str(path)):
             add(folder, directory, is_default)
         sources.append(str(path))
-    return FolderLayout({k: tuple(v) for k, v in folders.items()}, root, tuple(sources))
+    return FolderLayout({k: tuple(v) for k, v in folders.items()}, root, tuple(sources),
+                        tuple(os.path.abspath(os.fspath(p)) for p in write_roots))

@@ -54,7 +54,8 @@ async def managers():
     made: list[DownloadManager] = []
 
     def make(settings: Settings) -> DownloadManager:
-        m = DownloadManager(settings, build_layout(settings.models_root), retry=FAST_RETRY)
+        m = DownloadManager(settings, build_layout(settings.models_root, write_roots=settings.write_roots),
+                            retry=FAST_RETRY)
         made.append(m)
         return m
 

@@ -85,10 +85,10 @@ async def test_hostile_workflow_resolve_and_download_stay_in_the_models_folders(
 
 
 @pytest.mark.parametrize("folder,filename,error", [
-    ("custom_nodes/evilpack", "__init__.py", UnsafeFormat),
+    ("custom_nodes/evilpack", "__init__.py", UnsafePath),  # a pack is not a model folder
     ("custom_nodes/evilpack", "weights.safetensors", UnsafePath),  # never creates a node pack
-    ("custom_nodes/innocent", "__init__.py", UnsafeFormat),  # nor puts code into an installed one
-    ("custom_nodes/innocent/web/js", "evil.js", UnsafeFormat),
+    ("custom_nodes/innocent", "__init__.py", UnsafePath),  # nor puts code into an installed one
+    ("custom_nodes/innocent/web/js", "evil.js", UnsafePath),
     ("loras", "evil.PY", UnsafeFormat),
     ("loras", "lib/evil.so", UnsafeFormat),
     ("checkpoints", "run.sh", UnsafeFormat),
@@ -126,11 +126,14 @@ async def test_a_hostile_resolve_result_posted_to_downloads_writes_nothing_outsi
             {"filename": "../../../outside/x.safetensors", "folder": "loras", "status": "resolved",
              "chosen": {"url": url, "source": "embedded"}},
             {"filename": "C:\\x.safetensors", "folder": "loras", "status": "resolved",
+             "chosen": {"url": url, "source": "embedded"}},
+            {"filename": "__init__.py", "folder": "loras", "status": "resolved",
              "chosen": {"url": url, "source": "embedded"}}]
     status, body, _ = await door.request("POST", "/downloads", json_body={"models": rows})
     assert status == 202, body
     assert body["jobs"] == []
-    assert sorted(e["error"]["type"] for e in body["errors"]) == ["UnsafeFormat", "UnsafePath", "UnsafePath"]
+    assert sorted(e["error"]["type"] for e in body["errors"]) == ["UnsafeFormat", "UnsafePath", "UnsafePath",
+                                                                  "UnsafePath"]
 
 
 @pytest.mark.parametrize("raw,expected", [

@@ -62,20 +62,33 @@ def test_symlink_out_of_the_folder_is_refused(layout, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()
     os.symlink(outside, tmp_path / "models" / "checkpoints" / "escape")
-    with pytest.raises(UnsafePath, match="outside the checkpoints folder"):
+    with pytest.raises(UnsafePath, match="outside the folders the resolver may write to") as info:
         target_path(layout, "checkpoints", "escape/x.safetensors")
+    assert f"CMR_WRITE_ROOTS={os.path.realpath(outside)}" in info.value.hint
     os.symlink(outside / "x.safetensors.part", tmp_path / "models" / "checkpoints" / "y.safetensors.part")
     with pytest.raises(UnsafePath, match="symbolic link"):  # any link under the part name: it is written in place
         target_path(layout, "checkpoints", "y.safetensors")
 
 
-def test_symlinked_folder_root_is_fine(tmp_path):
+def test_a_folder_linked_to_another_disk_needs_that_disk_as_a_write_root(tmp_path):
     big = tmp_path / "bigdisk" / "loras"
     big.mkdir(parents=True)
     (tmp_path / "models").mkdir()
     os.symlink(big, tmp_path / "models" / "loras")
-    layout = build_layout(tmp_path / "models")
-    assert target_path(layout, "loras", "a/b.safetensors") == os.path.join(os.path.realpath(big), "a", "b.safetensors")
+    with pytest.raises(UnsafePath, match="a link leads to") as info:
+        target_path(build_layout(tmp_path / "models"), "loras", "a/b.safetensors")
+    assert f"CMR_WRITE_ROOTS={os.path.realpath(big / 'a')}" in info.value.hint
+    layout = build_layout(tmp_path / "models", write_roots=[tmp_path / "bigdisk"])
+    assert target_path(layout, "loras", "a/b.safetensors") == os.path.join(tmp_path, "models", "loras", "a", "b.safetensors")
+
+
+def test_extra_model_paths_entries_are_write_roots(tmp_path):
+    (tmp_path / "models").mkdir()
+    other = tmp_path / "other" / "loras"
+    other.mkdir(parents=True)
+    (tmp_path / "extra.yaml").write_text(f"mine:\n  is_default: true\n  loras: {other}\n")
+    layout = build_layout(tmp_path / "models", [tmp_path / "extra.yaml"])
+    assert target_path(layout, "loras", "x.safetensors") == os.path.join(other, "x.safetensors")
 
 
 def test_folder_names(layout, tmp_path):
