@@ -203,9 +203,11 @@ class JobRunner:
                 return await call()
             except Retryable as e:
                 failures += 1
-                delay = self.host.retry.next_delay(failures, self.host.settings.download_retries, e.retry_after)
+                delay = self.host.retry.next_delay(failures, e.budget(self.host.settings.download_retries),
+                                                   e.retry_after)
                 if delay is None:
                     raise e.error from None
+                log.info("%s: %s — retry %d in %.1f s", entry.rec.filename, e.error.message, failures, delay)
                 entry.rec.detail = f"{e.error.message} — retry {failures} in {delay:.1f} s"
                 self.host.publish(entry, force=True)
                 await asyncio.sleep(delay)
@@ -240,5 +242,7 @@ class JobRunner:
         if detail == "verifying":
             entry.rec.state = "verifying"
             detail = None
+        if detail:
+            log.info("%s: %s", entry.rec.filename or redact_url(entry.rec.url), detail)
         entry.rec.detail = detail
         self.host.publish(entry, force=True)
