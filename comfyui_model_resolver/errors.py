@@ -124,6 +124,24 @@ class SourceUnavailable(SourceError):
     code = "unavailable"
 
 
+def is_name_resolution_failure(exc: BaseException) -> bool:
+    """True when `exc` says a host name could not be resolved (no DNS: offline, a typo in an endpoint).
+
+    Retrying that does not help the way it helps a dropped connection, so callers retry it at most once."""
+    import socket
+
+    for err in (exc, getattr(exc, "os_error", None), exc.__cause__):
+        if isinstance(err, socket.gaierror) or type(err).__name__ == "ClientConnectorDNSError":
+            return True
+    return False
+
+
+def cannot_resolve(host: str, *, source: str | None = None) -> SourceUnavailable:
+    """The one plain-words error for a host name that does not resolve."""
+    return SourceUnavailable(f"Offline / cannot resolve host {host}.", source=source,
+                             hint="Check the network connection, DNS or proxy, and the endpoint setting.")
+
+
 class DownloadError(ResolverError):
     code = "download_error"
 

@@ -24,8 +24,13 @@ from typing import Any, ClassVar, Mapping
 __all__ = ["Record", "to_jsonable"]
 
 
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
 def to_jsonable(value: Any) -> Any:
     """Records, enums, paths, datetimes and tuples as plain JSON values (like pydantic's mode="json")."""
+    if type(value) in _PLAIN:  # most values: answered before any isinstance (str enums are not plain)
+        return value
     if isinstance(value, Record):
         return {f: to_jsonable(getattr(value, f)) for f in value.model_fields}
     if isinstance(value, Enum):

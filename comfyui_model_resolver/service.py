@@ -324,6 +324,25 @@ class Resolver:
                 errors.append({"filename": req.filename, "folder": req.folder, "error": exc.to_dict()})
         return jobs, [s.to_dict() for s in skipped], errors
 
+    async def ensure(self, workflows: Any, *, wait: bool = False, timeout: float | None = None) -> Any:
+        """Make sure every model these (data, name) workflows need is on this host's models volume,
+        queueing the missing ones with a confident source (ensure.py); an EnsureReport."""
+        from .ensure import ensure
+
+        return await ensure(self, workflows, wait=wait, timeout=timeout)
+
+    async def ensure_paths(self, paths: Any, *, wait: bool = False, timeout: float | None = None) -> Any:
+        """`ensure` for workflow files; one that cannot be read is reported in `errors`."""
+        workflows, unread = [], []
+        for path in paths:
+            try:
+                workflows.append(await self._read_workflow_file(path))
+            except WorkflowError as exc:
+                unread.append({"workflow": str(path), "error": exc.to_dict()})
+        report = await self.ensure(workflows, wait=wait, timeout=timeout)
+        report.errors[:0] = unread
+        return report
+
     async def move_model(self, path: str, folder: str, filename: str) -> dict[str, Any]:
         """Move a model file found in the wrong folder into `folder` under `filename` (the name its
         loader's widget holds): atomic, never overwriting, never from or to outside the model folders

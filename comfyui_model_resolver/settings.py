@@ -133,7 +133,7 @@ class Settings:
     stall_timeout: float = _limits(60.0, gt=0)
     segment_threshold: int = _limits(64 * 1024 * 1024, ge=1)
     segments: int = _limits(4, ge=1, le=32)
-    download_ramp_probe: float = _limits(1.0, ge=0, le=60)  # seconds one stream is measured before splitting
+    download_ramp_probe: float = _limits(0.25, ge=0, le=60)  # seconds one stream is measured before splitting
     download_retries: int = _limits(5, ge=0, le=50)
     download_fsync: bool = False  # fsync part files at checkpoints and before the final rename
     safetensors_only: bool = False

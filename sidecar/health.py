@@ -125,4 +125,7 @@ async def health_report(resolver: Any, probe: UpstreamProbe, *, version: str, wa
         "write_roots": roots,
         "features": {"downloads": downloads is not None, "resolve": hasattr(resolver, "resolve")},
     }
+    fleet = getattr(downloads, "fleet", None)
+    if fleet is not None:  # information only: a host whose Redis is away keeps working on its own
+        body["fleet"] = fleet.status()
     return body, ready

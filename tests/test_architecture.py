@@ -8,8 +8,8 @@ PKG = Path(__file__).resolve().parents[1] / "comfyui_model_resolver"
 FORBIDDEN_IN_CORE = {"fastapi", "gradio", "server", "folder_paths", "starlette", "uvicorn", "httpx", "requests"}
 # Layer order (lower may not import higher).
 LAYERS = {"types": 0, "errors": 0, "settings": 0, "events": 0, "hosts": 0, "records": 0, "text": 0, "upstream": 0.5,
-          "workflow": 1, "index": 1, "sources": 1,
-          "downloads": 1, "service": 2, "adapters": 3}
+          "workflow": 1, "index": 1, "sources": 1, "fleet": 1,
+          "downloads": 1, "service": 2, "ensure": 2, "adapters": 3}
 
 
 def _imports(path: Path):

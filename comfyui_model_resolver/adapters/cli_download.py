@@ -121,4 +121,5 @@ def _configure_download(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("--json", action="store_true", help='print one final JSON line {"path", "size", "sha256", "seconds"}')
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_install_options(p)
+    p.set_defaults(_preload=("aiohttp",))
     return _run_download

@@ -13,8 +13,6 @@ import asyncio
 import sys
 from typing import IO, Sequence, Union
 
-from tqdm import tqdm
-
 from ..downloads import DownloadManager, Job
 from ..errors import ResolverError
 from ..types import DownloadRequest, DownloadState
@@ -25,17 +23,32 @@ _SETTLED = {DownloadState.completed, DownloadState.failed, DownloadState.cancell
 __all__ = ["run_downloads", "Outcome"]
 
 
+def _is_terminal(out: IO[str]) -> bool:
+    try:
+        return out.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 class _Bar:
     def __init__(self, job: Job, position: int, out: IO[str], enabled: bool | None) -> None:
         name = job.filename or job.url.rsplit("/", 1)[-1]
-        self.bar = tqdm(total=job.total, initial=job.bytes_done, unit="B", unit_scale=True, unit_divisor=1024,
-                        desc=name[:40], position=position, file=out, leave=True, dynamic_ncols=True,
-                        disable=None if enabled is None else not enabled, miniters=1)
         self.name = name[:40]
         self.shown = job.bytes_done
         self.state: DownloadState | None = None
+        self.bar = None
+        if enabled is False or (enabled is None and not _is_terminal(out)):
+            return  # no bar (--no-progress, or not a terminal, as tqdm would decide): tqdm not even imported
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=job.total, initial=job.bytes_done, unit="B", unit_scale=True, unit_divisor=1024,
+                        desc=name[:40], position=position, file=out, leave=True, dynamic_ncols=True,
+                        disable=None if enabled is None else not enabled, miniters=1)
 
     def update(self, job: Job) -> None:
+        if self.bar is None:
+            self.state = job.state
+            return
         if job.filename and self.name != job.filename[:40]:
             self.name = job.filename[:40]
             self.bar.set_description_str(self.name, refresh=False)
@@ -54,7 +67,8 @@ class _Bar:
         self.state = job.state
 
     def close(self) -> None:
-        self.bar.close()
+        if self.bar is not None:
+            self.bar.close()
 
 
 async def run_downloads(manager: DownloadManager, requests: Sequence[DownloadRequest], *,

@@ -137,6 +137,15 @@ class DownloadBody(RootModel[DownloadCreate | DownloadFromResolution]):
     """The body of POST /downloads: one URL, or the `models` of a resolve result."""
 
 
+class EnsureBody(_Strict):
+    """POST /ensure: workflows (API or UI JSON) whose models must be on this host's models volume."""
+
+    workflows: list[dict | list] = Field(min_length=1, max_length=64)
+    names: list[str] | None = None  # one per workflow, for the report
+    wait: bool = False  # answer once the queued downloads have ended
+    timeout: float | None = Field(None, gt=0, le=86400)  # with wait: give up waiting after this
+
+
 #: File types analyze/resolve accept as an upload (the content is sniffed, not the name).
 UPLOAD_TYPES = (".json", ".png", ".webp")
 
@@ -263,6 +272,14 @@ async def resume_download(resolver, req: ApiRequest) -> ApiResponse:
     return ApiResponse((await resolver.downloads.resume(req.params["job_id"])).model_dump(mode="json"))
 
 
+async def ensure(resolver, req: ApiRequest) -> ApiResponse:
+    body = EnsureBody.model_validate(req.body if req.body is not None else {})
+    names = body.names or []
+    workflows = [(wf, names[i] if i < len(names) else f"workflow-{i + 1}") for i, wf in enumerate(body.workflows)]
+    report = await resolver.ensure(workflows, wait=body.wait, timeout=body.timeout)
+    return ApiResponse(report.to_dict())
+
+
 async def relink(resolver, req: ApiRequest) -> ApiResponse:
     request = RelinkRequest.model_validate(req.body)
     workflow, applied = apply_relinks(request.workflow, request.changes)
@@ -345,6 +362,9 @@ ROUTES: tuple[Route, ...] = (
     Route("POST", "/downloads/{job_id}/pause", "pause_download", "Pause a download.", pause_download, guard=API_CHANGE),
     Route("POST", "/downloads/{job_id}/resume", "resume_download", "Resume a paused or failed download.",
           resume_download, guard=API_CHANGE),
+    Route("POST", "/ensure", "ensure", "Make sure every model of these workflows is on this host's models volume: "
+          "queue the missing ones with a confident source; says what could not be ensured and why.", ensure,
+          guard=RouteGuard(body="json", limit="workflow", auth="key"), body=EnsureBody),
     Route("POST", "/relink", "relink", "Rewrite widget values to point at relocated files; returns the workflow.",
           relink, guard=RouteGuard(body="json"), body=RelinkRequest),
     Route("POST", "/move", "move_model", "Move a model file found in the wrong folder into the folder its loader reads.",

@@ -13,8 +13,9 @@ KiB = 1024
 MiB = 1024 * KiB
 #: Pieces are never smaller than this (one HTTP request per piece) …
 MIN_PIECE = 256 * KiB
-#: … nor larger than this (the hash frontier trails the downloads by about one piece per connection).
-MAX_PIECE = 64 * MiB
+#: … nor larger than this: the connections work on neighbouring pieces, and the bytes ahead of the
+#: hash frontier (about one piece per connection) are kept in memory for the hash (hashing.HOLD_BUDGET).
+MAX_PIECE = 16 * MiB
 _ALIGN = 64 * KiB
 
 

@@ -17,11 +17,12 @@ Guarantees:
 * the final name only ever holds bytes whose size, SHA-256 (when known: the request's, the Hub's
   X-Linked-Etag) and safetensors header were verified; a file that fails is moved to
   ``<data dir>/quarantine`` and the job fails with IntegrityError;
-* two requests for the same target share one job (in this process) or wait for the other
-  process/host that is downloading it (file lock, or Redis with CMR_REDIS_URL), and then report the
-  verified file as done;
+* two requests for the same target share one job (in this process, or in the fleet queue with
+  CMR_REDIS_URL) or wait for the other process that is downloading it (a file lock next to the
+  part file), and then report the verified file as done;
 * an existing file under the target name is never overwritten: it is verified and reported as done,
   or the job fails with TargetExists.
+With CMR_REDIS_URL jobs go through the fleet queue (fleet/link.py): any host of the volume runs them.
 """
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ from typing import Any, Callable
 
 import aiohttp
 
-from ..errors import ConfigError, DownloadCancelled, DownloadError, JobNotFound
+from ..errors import ConfigError, DownloadCancelled, DownloadError, JobNotFound, ResolverError
 from ..events import EventBus
 from ..hosts import check_url
 from ..index.layout import FolderLayout
@@ -45,8 +46,8 @@ from ..workflow.folders import has_model_extension
 from . import intervals as iv
 from .http import TokenPolicy
 from .job import TERMINAL_STATES, Job
-from .locks import FileLock, PathLock, RedisLock
 from .containment import check_writes
+from .locks import PathLock, file_lock
 from .paths import LOCK_SUFFIX, PART_SUFFIX, check_folder_name, filename_from_url, safe_relative_name, target_path
 from .placement import check_format, pickle_warning, remove_part_quietly
 from .runner import ACTIVE_STATES, JobEntry, JobRunner
@@ -84,7 +85,7 @@ class DownloadManager:
         self._store: JobStore | None = None
         self.session: aiohttp.ClientSession | None = None
         self.executor: ThreadPoolExecutor | None = None
-        self._redis: Any = None
+        self.fleet: Any = None  # fleet.link.FleetLink with CMR_REDIS_URL
         self._runner = JobRunner(self)
         self.volume: str | None = None  # the models volume's id (volume.py), known once started
         self._db_lock: asyncio.Lock | None = None
@@ -135,9 +136,13 @@ class DownloadManager:
                                   hint="Set CMR_DATA_DIR to a writable directory.") from None
             self.session = open_session(downloads=True, read_bufsize=_READ_BUFSIZE)
             self._started = True
-            if self.resume_unfinished:
-                for rec in await asyncio.to_thread(self._store.load):
-                    self._adopt_record(rec, run=rec.state in ACTIVE_STATES)
+            records = await asyncio.to_thread(self._store.load) if self.resume_unfinished else []
+            for rec in records:  # in a fleet, the queue decides which host runs them
+                self._adopt_record(rec, run=rec.state in ACTIVE_STATES and not s.redis_url)
+            if s.redis_url:
+                from ..fleet.link import FleetLink
+                self.fleet = FleetLink(self)
+                await self.fleet.start()
 
     async def close(self) -> None:
         """Stop every job (running ones are checkpointed and resume at the next start)."""
@@ -146,6 +151,8 @@ class DownloadManager:
         self._closed = True
         if not self._started:
             return
+        if self.fleet is not None:  # take no more jobs; the ones running here go back to the queue
+            await self.fleet.stop_loops()
         entries = [e for e in self._entries.values() if e.task is not None and not e.task.done()]
         for e in entries:
             e.stop = "shutdown"
@@ -153,19 +160,15 @@ class DownloadManager:
         await asyncio.gather(*(e.task for e in entries if e.task), return_exceptions=True)
         if self.session is not None:
             await self.session.close()
-        if self._redis is not None:
-            try:
-                await self._redis.aclose()
-            except Exception:  # noqa: BLE001 - best effort
-                pass
+        if self.fleet is not None:
+            await self.fleet.close()
         if self._store is not None:
             await asyncio.to_thread(self._store.close)
         if self.executor is not None:  # every job has stopped; this returns at once
             await asyncio.to_thread(self.executor.shutdown, True)
 
     async def __aenter__(self) -> "DownloadManager":
-        await self.start()
-        return self
+        return await self.start() or self
 
     async def __aexit__(self, *exc: Any) -> None:
         await self.close()
@@ -187,19 +190,26 @@ class DownloadManager:
         else:
             done = iv.covered(tuple(x) for x in rec.done)
         speed = t.meter.speed if t is not None and rec.state == "running" else 0.0
-        return Job.from_record(rec, bytes_done=done, speed=speed, connections=t.connections if t else 0)
+        where = self.fleet.lease_of(rec.id, self.runs_here(rec.id)) if self.fleet is not None else {}
+        return Job.from_record(rec, bytes_done=done, speed=speed, connections=t.connections if t else 0, **where)
 
     def jobs(self) -> list[Job]:
-        """Every job known to this manager, oldest first."""
+        """Every job known to this manager (in a fleet: to the models volume's fleet), oldest first."""
+        if self.fleet is not None:
+            return self.fleet.jobs()
         return [self._snapshot(e) for e in sorted(self._entries.values(), key=lambda e: e.rec.created)]
 
     def job(self, job_id: str) -> Job:
-        return self._snapshot(self._entry(job_id))
+        return self.fleet.job(job_id) if self.fleet is not None else self._snapshot(self._entry(job_id))
 
     async def wait(self, job_id: str, timeout: float | None = None) -> Job:
         """Wait until the job is completed, failed, cancelled or paused; returns its snapshot."""
+        if self.fleet is not None and not self.runs_here(job_id):
+            return await self.fleet.wait(job_id, timeout)
         entry = self._entry(job_id)
         await asyncio.wait_for(entry.settled.wait(), timeout)
+        if self.fleet is not None and entry.rec.state in ACTIVE_STATES:  # handed to another host
+            return await self.fleet.wait(job_id, timeout)
         return self._snapshot(entry)
 
     # ---- submit ----------------------------------------------------------------------------
@@ -257,6 +267,8 @@ class DownloadManager:
                             expected_sha256=requested, requested_sha256=requested, expected_size=req.size)
         if filename:
             pickle_warning(rec, filename)
+        if self.fleet is not None:
+            return await self.fleet.submit(rec)
         await self.save(rec)
         entry = self._adopt_record(rec, run=True)
         self.publish(entry, force=True)
@@ -276,7 +288,11 @@ class DownloadManager:
         return entry
 
     # ---- controls --------------------------------------------------------------------------
-    async def _stop(self, entry: JobEntry, reason: str) -> None:
+    def _remote(self, job_id: str) -> bool:
+        """In a fleet, with Redis reachable, a job this host does not run is controlled through the queue."""
+        return self.fleet is not None and self.fleet.online and not self.runs_here(job_id)
+
+    async def stop_task(self, entry: JobEntry, reason: str) -> None:
         task = entry.task
         if task is not None and not task.done():
             entry.stop = reason
@@ -285,9 +301,11 @@ class DownloadManager:
 
     async def pause(self, job_id: str) -> Job:
         """Stop a queued or running job, keeping its partial data; `resume` continues it."""
+        if self._remote(job_id):
+            return await self.fleet.control(job_id, "pause")
         entry = self._entry(job_id)
         if entry.rec.state in ACTIVE_STATES:
-            await self._stop(entry, "pause")
+            await self.stop_task(entry, "pause")
             if entry.rec.state in ACTIVE_STATES:  # the task was stopped before it could record it
                 entry.rec.state = "paused"
                 entry.rec.detail = None
@@ -297,6 +315,8 @@ class DownloadManager:
 
     async def resume(self, job_id: str) -> Job:
         """Queue a paused or failed job again; it continues from the bytes already on disk."""
+        if self._remote(job_id):
+            return await self.fleet.control(job_id, "resume")
         entry = self._entry(job_id)
         if entry.rec.state in ("paused", "failed"):
             rec = entry.rec
@@ -310,11 +330,13 @@ class DownloadManager:
 
     async def cancel(self, job_id: str, keep_partial: bool = False) -> Job:
         """Stop a job for good; its part file is deleted unless `keep_partial`. Completed jobs stay."""
+        if self._remote(job_id):
+            return await self.fleet.control(job_id, "cancel-keep" if keep_partial else "cancel")
         entry = self._entry(job_id)
         rec = entry.rec
         if rec.state == "completed" or rec.state == "cancelled":
             return self._snapshot(entry)
-        await self._stop(entry, "cancel")
+        await self.stop_task(entry, "cancel")
         if not keep_partial and rec.path:
             await asyncio.to_thread(remove_part_quietly, self.layout, rec.path + PART_SUFFIX)
             rec.done = []
@@ -360,26 +382,9 @@ class DownloadManager:
             del self._by_path[rec.path]
 
     async def make_lock(self, rec: JobRecord) -> PathLock:
-        """The lock that keeps one download per target: Redis with CMR_REDIS_URL, else a file lock."""
-        assert rec.path is not None
-        # the lock, the part file and the sub-folders are written from here on: links resolved now
+        """The lock, the part file and the sub-folders are written from here on: links resolved now."""
         await asyncio.to_thread(check_writes, self.layout, rec.path, rec.path + LOCK_SUFFIX, rec.path + PART_SUFFIX)
-        try:  # sub-folders of the name ("SD1.5/x.safetensors") are created here, inside the folder
-            await asyncio.to_thread(os.makedirs, os.path.dirname(rec.path), exist_ok=True)
-        except OSError as exc:
-            raise DownloadError(f"Cannot create the folder {os.path.dirname(rec.path)}: {exc.strerror or exc}.",
-                                hint="Check that the models folder is writable.") from None
-        url = self._settings.redis_url
-        if not url:
-            return FileLock(rec.path + LOCK_SUFFIX, rec.id)
-        if self._redis is None:
-            try:
-                import redis.asyncio as redis_asyncio
-            except ImportError:
-                raise ConfigError("CMR_REDIS_URL is set but the 'redis' package is not installed.",
-                                  hint="pip install 'comfyui-model-resolver[redis]' or unset CMR_REDIS_URL.") from None
-            self._redis = redis_asyncio.from_url(url, decode_responses=True, socket_timeout=10)
-        return RedisLock(self._redis, rec.path, rec.id)
+        return await file_lock(rec.path, rec.id)  # type: ignore[arg-type]
 
     async def completed(self, entry: JobEntry) -> None:
         """Tell the `on_complete` listener (the Resolver refreshes its index)."""
@@ -403,11 +408,43 @@ class DownloadManager:
                 await asyncio.to_thread(self._store.save_row, rec.id, rec.path, rec.state, rec.updated, row)
             except Exception as exc:  # noqa: BLE001 - a full disk must not turn into a crash
                 log.warning("cannot save download job %s: %s", rec.id, exc)
+            if self.fleet is not None:
+                await self.fleet.saved(rec)
 
     def publish(self, entry: JobEntry, force: bool = False) -> None:
         now = time.monotonic()
         if not force and now - entry.last_publish < PUBLISH_INTERVAL:
             return
         entry.last_publish = now
-        self.events.publish(self._snapshot(entry).event())
+        job = self._snapshot(entry)
+        self.events.publish(job.event())
+        if self.fleet is not None:
+            self.fleet.published(job, entry.rec, force)
+
+    # ---- what the fleet link uses (fleet/link.py) ------------------------------------------
+    def entries(self) -> list[JobEntry]:
+        return list(self._entries.values())
+
+    def entry(self, job_id: str) -> JobEntry | None:
+        return self._entries.get(job_id)
+
+    def runs_here(self, job_id: str) -> bool:
+        entry = self._entries.get(job_id)
+        return entry is not None and entry.task is not None and not entry.task.done()
+
+    adopt = _adopt_record
+    schedule = _schedule
+    snapshot = _snapshot
+
+    async def forget(self, job_id: str) -> None:
+        await asyncio.to_thread(self._store.delete, job_id)  # type: ignore[union-attr]
+
+    async def remove_part(self, job: Job) -> None:
+        """Delete a cancelled job's part file, if its path is one this host would write."""
+        try:
+            path = await asyncio.to_thread(target_path, self.layout, job.folder, job.filename or "")
+        except ResolverError:
+            return
+        if path == job.path:
+            await asyncio.to_thread(remove_part_quietly, path + PART_SUFFIX)
 

@@ -1,25 +1,13 @@
-"""The ``<final>.part`` file: positional writes from several connections, pre-allocation, fsync,
-and the SHA-256 computed while the download runs.
+"""The ``<final>.part`` file: positional writes from several connections, pre-allocation, fsync.
 
-Hashing (`FrontierHasher`): SHA-256 needs the bytes in file order, but segmented downloads write
-pieces out of order. The hasher keeps a *frontier*: every byte before it has been hashed. Whenever
-the contiguous written prefix of the file grows past the frontier, it reads the new bytes back
-with ``pread`` and feeds them to the hash, in a worker thread. The downloader hands out pieces
-lowest-offset first and never lets a connection run more than `max lag` ahead of the frontier,
-so the bytes read back were written moments earlier and come from the page cache: a memory copy,
-not a second read of the disk — hashing runs concurrently with the download, and when the last
-byte arrives only the last few pieces remain to be hashed. The same path serves single-stream
-downloads (the frontier simply trails the one writer).
-
-``hashlib`` objects cannot be saved, so a resumed download (new process) re-hashes the part of the
-file already on disk once, at disk speed, while the remaining bytes download; this is the only
-case that reads bytes back from disk.
+Every method blocks; `PartFile.run` calls one in a worker thread and `aclose` waits for all such
+calls before the descriptor is closed. The SHA-256 of the file is computed by
+`hashing.OrderedHasher` from the buffers written here, while the download runs.
 """
 from __future__ import annotations
 
 import asyncio
 import errno
-import hashlib
 import os
 import stat
 from concurrent.futures import Executor, Future
@@ -28,10 +16,9 @@ from typing import Callable
 
 from ..errors import DownloadError, InsufficientSpace, UnsafePath
 
-__all__ = ["PartFile", "FrontierHasher", "format_bytes", "open_no_follow"]
+__all__ = ["PartFile", "format_bytes", "open_no_follow"]
 
 _NO_SPACE = {errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC), errno.EFBIG}
-HASH_CHUNK = 8 * 1024 * 1024
 
 
 def format_bytes(n: float | int | None) -> str:
@@ -147,6 +134,20 @@ class PartFile:
             raise _io_error(exc, self.path, "writing") from None
         return pos
 
+    def write_buffers(self, offset: int, buffers: list) -> int:
+        """Write `buffers` back to back from `offset`: one ``pwritev``, no joining copy."""
+        if len(buffers) == 1 or not hasattr(os, "pwritev"):
+            return self.write_at(offset, buffers[0] if len(buffers) == 1 else b"".join(buffers))
+        total = sum(len(b) for b in buffers)
+        try:
+            done = os.pwritev(self.fd, buffers, offset)
+        except OSError as exc:
+            raise _io_error(exc, self.path, "writing") from None
+        if done < total:  # a short write (rare): write the rest plainly
+            rest = b"".join(buffers)[done:]
+            done += self.write_at(offset + done, rest)
+        return done
+
     def truncate(self, size: int) -> None:
         try:
             os.ftruncate(self.fd, size)
@@ -163,98 +164,3 @@ class PartFile:
         if not self.closed:
             self.closed = True
             os.close(self.fd)
-
-
-class FrontierHasher:
-    """SHA-256 of a part file in file order, computed behind the writers (see module docstring).
-
-    `advance_to(n)` says bytes [0, n) are written; hashing runs in `executor` and never blocks the
-    event loop. `reset()` starts over (the server ignored Range and we rewrite from byte 0).
-    """
-
-    def __init__(self, part: PartFile, executor: Executor,
-                 on_progress: Callable[[int], None] | None = None) -> None:
-        self._part = part
-        self._executor = executor
-        self._on_progress = on_progress
-        self._h = hashlib.sha256()
-        self._gen = 0
-        self.frontier = 0
-        self._target = 0
-        self._wake = asyncio.Event()
-        self._moved = asyncio.Event()
-        self._task: asyncio.Task | None = None
-        self._error: BaseException | None = None
-        self._buf = bytearray(HASH_CHUNK)
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="cmr-hash")
-
-    def advance_to(self, written_prefix: int) -> None:
-        if written_prefix > self._target:
-            self._target = written_prefix
-            self._wake.set()
-
-    def reset(self) -> None:
-        self._gen += 1
-        self._h = hashlib.sha256()
-        self.frontier = 0
-        self._target = 0
-        self._moved.set()
-
-    def _hash_range(self, h, start: int, n: int) -> None:
-        view = memoryview(self._buf)[:n]
-        got = os.preadv(self._part.fd, [view], start)
-        if got != n:
-            raise DownloadError(f"Read back {got} of {n} bytes at offset {start} of {self._part.path}.")
-        h.update(view)
-
-    async def _run(self) -> None:
-        try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self.frontier < self._target:
-                    gen, h, start = self._gen, self._h, self.frontier
-                    n = min(HASH_CHUNK, self._target - start)
-                    await self._part.run(self._executor, self._hash_range, h, start, n)
-                    if gen != self._gen:
-                        break  # reset while hashing: discard
-                    self.frontier = start + n
-                    self._moved.set()
-                    if self._on_progress:
-                        self._on_progress(self.frontier)
-        except asyncio.CancelledError:
-            raise
-        except BaseException as exc:  # surfaced by wait_for
-            self._error = exc
-            self._moved.set()
-
-    async def wait_until(self, n: int) -> None:
-        """Wait until bytes [0, n) are hashed."""
-        self.advance_to(n)
-        while self.frontier < n:
-            if self._error:
-                raise self._error
-            self._moved.clear()
-            await self._moved.wait()
-        if self._error:
-            raise self._error
-
-    async def changed(self) -> None:
-        """Wait until the frontier moves (used to throttle connections that run too far ahead)."""
-        self._moved.clear()
-        await self._moved.wait()
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
-
-    async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-            self._task = None

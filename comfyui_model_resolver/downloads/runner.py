@@ -4,8 +4,8 @@
     (waiting for whoever holds it) -> take a download slot (highest priority first) ->
     transfer into ``<final>.part`` -> verify -> rename into place -> completed
 
-or failed / paused / cancelled. A lock that is lost while downloading (a Redis lease that could
-not be renewed) stops the transfer; the job waits for the lock again and resumes from the part file.
+or failed / paused / cancelled. In a fleet, a job whose lease another host took over is stopped
+("lost") without recording anything: that host resumes it from the part file.
 
 The runner keeps no state of its own: the queue (`DownloadManager`) hands it a `JobEntry` and is
 its `host` for what is shared between jobs (settings, the HTTP session, slots, the job database,
@@ -27,7 +27,7 @@ from ..hosts import redact_secrets, redact_text, redact_url
 from ..index.layout import FolderLayout
 from ..settings import Settings
 from .http import Retryable
-from .locks import PathLock, acquire_lock, run_holding
+from .locks import PathLock, acquire_lock
 from .paths import PART_SUFFIX, content_disposition_filename, filename_from_url, target_path
 from .placement import (Placed, check_format, pickle_warning, place, recheck_target, remove_part_quietly,
                         verify_existing)
@@ -94,20 +94,13 @@ class JobRunner:
                 await self._name_job(entry)
             else:  # checked at submit; again now (a restart, or links planted while it was queued)
                 await recheck_target(h.layout, rec)
-            while True:
-                lock = await h.make_lock(rec)
-                await acquire_lock(lock, target=rec.path or "", redis_url=h.settings.redis_url,
-                                   announce=lambda text: self._announce(entry, text))
-                try:
-                    async with h.slots.slot(lambda: rec.priority):
-                        lost = await run_holding(lock, lambda: self._download(entry))
-                finally:
-                    await asyncio.shield(lock.release())
-                if not lost:
-                    break
-                rec.state = "queued"
-                rec.detail = "lost the download lock (Redis lease expired); waiting to get it back"
-                h.publish(entry, force=True)
+            lock = await h.make_lock(rec)
+            await acquire_lock(lock, target=rec.path or "", announce=lambda text: self._announce(entry, text))
+            try:
+                async with h.slots.slot(lambda: rec.priority):
+                    await self._download(entry)
+            finally:
+                await asyncio.shield(lock.release())
         except asyncio.CancelledError:
             await asyncio.shield(self._stopped(entry))
             return
@@ -120,7 +113,8 @@ class JobRunner:
                 hint="This is a bug; the log has the details.")))
         finally:
             entry.transfer = None
-            entry.settled.set()
+            if entry.stop != "cancel":  # cancel() records the outcome, then settles the job
+                entry.settled.set()
 
     def _announce(self, entry: JobEntry, text: str | None) -> None:
         entry.rec.detail = text
@@ -136,8 +130,8 @@ class JobRunner:
         elif reason == "shutdown":
             rec.state = "queued" if rec.state in ACTIVE_STATES else rec.state
             rec.detail = None
-        elif reason == "cancel":
-            return  # cancel() records the outcome
+        elif reason in ("cancel", "lost"):
+            return  # cancel() records the outcome; a job another fleet host took over is that host's now
         else:  # cancelled from outside (event loop shutting down)
             rec.state = "queued" if rec.state in ACTIVE_STATES else rec.state
         await self.host.save(rec)
@@ -209,9 +203,11 @@ class JobRunner:
                 return await call()
             except Retryable as e:
                 failures += 1
-                delay = self.host.retry.next_delay(failures, self.host.settings.download_retries, e.retry_after)
+                delay = self.host.retry.next_delay(failures, e.budget(self.host.settings.download_retries),
+                                                   e.retry_after)
                 if delay is None:
                     raise e.error from None
+                log.info("%s: %s — retry %d in %.1f s", entry.rec.filename, e.error.message, failures, delay)
                 entry.rec.detail = f"{e.error.message} — retry {failures} in {delay:.1f} s"
                 self.host.publish(entry, force=True)
                 await asyncio.sleep(delay)
@@ -246,5 +242,7 @@ class JobRunner:
         if detail == "verifying":
             entry.rec.state = "verifying"
             detail = None
+        if detail:
+            log.info("%s: %s", entry.rec.filename or redact_url(entry.rec.url), detail)
         entry.rec.detail = detail
         self.host.publish(entry, force=True)

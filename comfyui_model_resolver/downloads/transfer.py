@@ -22,31 +22,37 @@ The sequence, for one `Transfer.run()`:
    backoff with jitter, honouring Retry-After), and resumes at the last byte it wrote; its retry budget
    (`Settings.download_retries`) refills whenever data arrives. No data for
    `Settings.stall_timeout` seconds counts as a dropped connection.
-5. **Hash while downloading** (`partfile.FrontierHasher`), checkpoint the written intervals to
-   SQLite every few seconds (after an fsync with CMR_DOWNLOAD_FSYNC), and return size + sha256.
+5. **Hash while downloading**: every written buffer goes to `hashing.OrderedHasher`, which hashes
+   it in file order in a worker thread (no read-back; see `body.copy_body` for the pipeline),
+   checkpoint the written intervals to SQLite every few seconds (after an fsync with
+   CMR_DOWNLOAD_FSYNC), and return size + sha256.
 
+The pieces: `schedule` (who fetches which bytes), `answers` (what a server's answer means),
+`body` (copying one response into the part file), `hashing` (the SHA-256 in file order).
 Writes, fsync and hashing run in worker threads; the event loop only moves buffers.
 """
 from __future__ import annotations
 
 import asyncio
-import time
 import os
 import shutil
-from collections import deque
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Awaitable, Callable
 
 import aiohttp
 
-from ..errors import (DownloadError, HostNotAllowed, InsufficientSpace, IntegrityError, NotFound, RateLimited,
-                      ResolverError, SourceError, SourceUnavailable)
-from ..hosts import redact_url
+from ..errors import (DownloadError, HostNotAllowed, InsufficientSpace, NotFound, RateLimited, ResolverError,
+                      SourceError)
 from . import intervals as iv
 from ..upstream import RetryPolicy
-from .http import Opened, Retryable, TokenPolicy, open_url, parse_content_range
+from .answers import Complete, Probe, Restart, adopt, check_piece, open_bounded, probe
+from .body import copy_body
+from .hashing import HOLD_BUDGET, OrderedHasher
+from .http import Opened, Retryable, TokenPolicy
 from .job import SpeedMeter
-from .partfile import FrontierHasher, PartFile, format_bytes
+from .partfile import PartFile, format_bytes
+from .schedule import Piece, Scheduler, first_failure
 from .store import JobRecord
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -56,128 +62,20 @@ if TYPE_CHECKING:  # pragma: no cover
 
 __all__ = ["RetryPolicy", "Transfer", "TransferResult", "Probe", "probe", "open_bounded"]
 
-WRITE_CHUNK = 1024 * 1024  # bytes gathered before one pwrite
-MAX_PENDING_WRITES = 8  # per connection
 CHECKPOINT_SECONDS = 2.0
 MAX_RESTARTS = 3  # "start over from byte 0" at most this often per run
-MIN_STEAL = 1024 * 1024  # a piece is split for an idle connection only if twice this is left
 #: One stream at least this fast (bytes/s) is not split over more connections.
 FAST_SINGLE_STREAM = 300 * 1024 * 1024
-MIN_HASH_LAG = 512 * 1024 * 1024  # connections may run this far ahead of the hash frontier
+#: Connections may take a piece that ends this far ahead of the hash frontier: the out-of-order
+#: bytes the hasher keeps in memory, so that a segmented download is hashed without reading back.
+MAX_HASH_LAG = HOLD_BUDGET
 
 
 @dataclass
 class TransferResult:
     size: int
     sha256: str
-
-
-@dataclass
-class Probe:
-    """What a first response says about a file (used to name a job before downloading)."""
-
-    url: str
-    content_disposition: str | None
-    size: int | None
-    linked_sha256: str | None
-
-
-class _Restart(Exception):
-    """Start over from byte 0 (the server ignored Range, or the file changed)."""
-
-    def __init__(self, reason: str, opened: Opened | None = None) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.opened = opened  # a 200 response for the whole file, to continue with
-
-
-class _Piece:
-    __slots__ = ("start", "end", "pos", "written")
-
-    def __init__(self, start: int, end: int | None) -> None:
-        self.start = start
-        self.end = end  # exclusive; None: until EOF (size unknown); may shrink when split
-        self.pos = start  # next byte to receive
-        self.written = start  # [start, written) is on disk
-
-    @property
-    def complete(self) -> bool:
-        return self.end is not None and self.written >= self.end
-
-
-class _Scheduler:
-    """Hands out pieces lowest-offset first; splits the biggest piece in flight at the end."""
-
-    def __init__(self, done: list[iv.Interval], pieces: list[iv.Interval], *, segmented: bool,
-                 max_lag: int, open_end: bool = False) -> None:
-        self.done = list(done)
-        self.unclaimed: deque[iv.Interval] = deque(pieces)
-        self.active: list[_Piece] = []
-        self.segmented = segmented
-        self.max_lag = max_lag
-        self.open_end = open_end
-
-    def claim(self, frontier: int) -> _Piece | None | str:
-        if self.unclaimed:
-            a, b = self.unclaimed[0]
-            if self.segmented and a - frontier > self.max_lag:
-                return "wait"
-            self.unclaimed.popleft()
-            piece = _Piece(a, None if self.open_end else b)
-            self.active.append(piece)
-            return piece
-        if not self.segmented:
-            return None
-        victim = max((p for p in self.active if p.end is not None), key=lambda p: p.end - p.pos, default=None)
-        if victim is None or victim.end - victim.pos < 2 * MIN_STEAL:
-            return None
-        mid = victim.pos + (victim.end - victim.pos) // 2
-        mid -= mid % (64 * 1024)
-        if mid <= victim.pos:
-            return None
-        piece = _Piece(mid, victim.end)
-        victim.end = mid
-        self.active.append(piece)
-        return piece
-
-    def finish(self, piece: _Piece) -> None:
-        self.active.remove(piece)
-        self.done = iv.merge([*self.done, (piece.start, piece.written)])
-
-    def intervals(self) -> list[iv.Interval]:
-        return iv.merge([*self.done, *((p.start, p.written) for p in self.active)])
-
-
-def _timeout(settings: "Settings") -> aiohttp.ClientTimeout:
-    return aiohttp.ClientTimeout(total=None, sock_connect=settings.download_timeout, sock_read=settings.stall_timeout)
-
-
-async def open_bounded(session: aiohttp.ClientSession, url: str, settings: "Settings", **kw) -> Opened:
-    """open_url bounded by CMR_DOWNLOAD_TIMEOUT for connect + redirects + response headers."""
-    try:
-        return await asyncio.wait_for(open_url(session, url, settings, timeout=_timeout(settings), **kw),
-                                      settings.download_timeout)
-    except asyncio.TimeoutError:
-        raise Retryable(SourceUnavailable(f"No response within {settings.download_timeout:g} s from "
-                                          f"{redact_url(url).split('/')[2]}.",
-                                          hint="CMR_DOWNLOAD_TIMEOUT sets this limit.")) from None
-
-
-async def probe(session: aiohttp.ClientSession, url: str, settings: "Settings", *,
-                tokens: TokenPolicy = "auto") -> Probe:
-    """Open `url` for its name and size, without downloading the body."""
-    opened = await open_bounded(session, url, settings, start=0, tokens=tokens)
-    try:
-        size = _size_of(opened)
-        return Probe(opened.url, opened.content_disposition, size, opened.linked_sha256)
-    finally:
-        opened.close()
-
-
-def _size_of(opened: Opened) -> int | None:
-    if opened.status in (206, 416):
-        return parse_content_range(opened.resp.headers.get("Content-Range"))[2]
-    return opened.resp.content_length
+    read_back: int = 0  # bytes hashed by reading the part file (resumed bytes, or beyond the hold budget)
 
 
 class Transfer:
@@ -200,9 +98,9 @@ class Transfer:
         self.connections = 0
         self.final_url: str | None = None
         self.resumed_from = 0
-        self._sched: _Scheduler | None = None
+        self._sched: Scheduler | None = None
         self._part: PartFile | None = None
-        self._hasher: FrontierHasher | None = None
+        self._hasher: OrderedHasher | None = None
         self._resolve_lock = asyncio.Lock()
 
     # ---- state -------------------------------------------------------------------------
@@ -247,7 +145,7 @@ class Transfer:
     # ---- entry point -------------------------------------------------------------------
     async def run(self) -> TransferResult:
         self._part = await asyncio.get_running_loop().run_in_executor(self.executor, PartFile, self.part_path)
-        self._hasher = FrontierHasher(self._part, self.executor)
+        self._hasher = OrderedHasher(self._part, self.executor)
         self._hasher.start()
         ticker = asyncio.get_running_loop().create_task(self._checkpoint_loop(), name="cmr-checkpoint")
         try:
@@ -343,11 +241,11 @@ class Transfer:
                     opened = await self._open_any(start=start, if_range=self._validator() if start else None)
                 await self._adopt(opened, start, done)
                 failures = 0
-            except _Restart as r:
+            except Restart as r:
                 restarts += 1
                 carry = self._start_over(r, restarts)
                 continue
-            except _Complete as c:
+            except Complete as c:
                 return await self._finish(c.size)
             except Retryable as e:
                 failures += 1
@@ -355,14 +253,14 @@ class Transfer:
                 continue
             try:
                 await self._download(opened)
-            except _Restart as r:
+            except Restart as r:
                 restarts += 1
                 carry = self._start_over(r, restarts)
                 continue
             assert rec.total is not None
             return await self._finish(rec.total)
 
-    def _start_over(self, r: _Restart, restarts: int) -> Opened | None:
+    def _start_over(self, r: Restart, restarts: int) -> Opened | None:
         """The server's file changed under us (or ignored Range): drop what we have and go on with the
         response it already sent, if any, unless that keeps happening."""
         if restarts > MAX_RESTARTS:
@@ -372,7 +270,7 @@ class Transfer:
         return r.opened
 
     async def _backoff(self, e: Retryable, failures: int) -> None:
-        retries = self.settings.download_retries
+        retries = e.budget(self.settings.download_retries)
         delay = self.retry.next_delay(failures, retries, e.retry_after)
         if delay is None:
             raise e.error
@@ -381,66 +279,11 @@ class Transfer:
         self._on_detail(None)
 
     async def _adopt(self, opened: Opened, start: int, done: list[iv.Interval]) -> None:
-        """Interpret the first response; raise _Restart/_Complete, or set rec.total/ranges/validators."""
-        rec = self.rec
-        status = opened.status
-        headers = opened.resp.headers
-        if status == 416:
-            total = parse_content_range(headers.get("Content-Range"))[2]
-            opened.release()
-            if total is not None and total == start and iv.prefix_end(done) >= start:
-                rec.total = total  # we already hold every byte: nothing left to fetch
-                raise _Complete(total)
-            if total == 0:
-                rec.total = 0
-                raise _Complete(0)
-            if total is not None and total < start:
-                rec.total = None
-                raise _Restart(f"the file on the server ({format_bytes(total)}) is shorter than what we hold")
-            raise Retryable(SourceError(f"The server answered 416 (range not satisfiable) to bytes {start}- of a "
-                                        f"{format_bytes(total)} file ({redact_url(rec.url)}).",
-                                        hint="The server mishandles range requests; try again later."))
-        if status == 200:
-            # We always send Range, so a 200 means ranges do not work here (or If-Range failed).
-            total = opened.resp.content_length
-            rec.ranges = False
-            if start > 0:
-                why = "the file changed on the server" if self._validator() else "the server ignored the Range request"
-                raise _Restart(why, opened)
-        else:  # 206
-            a, _b, total = parse_content_range(headers.get("Content-Range"))
-            if a != start:
-                opened.close()
-                raise SourceError(f"Asked for bytes from {start} but the server sent a range starting at {a}.")
-            rec.ranges = True
-        # Same file as the bytes we already hold?
-        if done:
-            changed = None
-            if rec.total is not None and total is not None and total != rec.total:
-                changed = f"its size changed from {rec.total} to {total} bytes"
-            elif rec.server_sha256 and opened.linked_sha256 and opened.linked_sha256 != rec.server_sha256:
-                changed = "the Hub reports a different SHA-256"
-            elif not rec.server_sha256 and rec.etag and opened.etag and opened.etag != rec.etag:
-                changed = "its ETag changed"
-            if changed:
-                opened.close()
-                rec.total = None
-                raise _Restart(f"the file changed on the server ({changed})")
-        if opened.linked_sha256:
-            if rec.requested_sha256 and rec.requested_sha256 != opened.linked_sha256:
-                opened.close()
-                raise IntegrityError(f"The server says this file's SHA-256 is {opened.linked_sha256}, but "
-                                     f"{rec.requested_sha256} was requested.",
-                                     hint="Check the URL and the expected hash; nothing was downloaded.")
-            rec.server_sha256 = opened.linked_sha256
-            rec.expected_sha256 = rec.requested_sha256 or opened.linked_sha256
-        if opened.linked_size is not None and rec.expected_size is None:
-            rec.expected_size = opened.linked_size
-        rec.total = total
-        rec.etag = opened.etag
-        if total is not None:
-            await self._reserve(total)
-        await self._save(rec)
+        """Interpret the first response (`answers.adopt`), then reserve the space and save the job."""
+        adopt(self.rec, opened, start, done, validated=bool(self._validator()))
+        if self.rec.total is not None:
+            await self._reserve(self.rec.total)
+        await self._save(self.rec)
 
     async def _reserve(self, total: int) -> None:
         part = self._part
@@ -467,7 +310,7 @@ class Transfer:
         if total is None:
             # Size unknown (chunked): one stream to EOF from where we are.
             start = iv.prefix_end(done)
-            self._sched = _Scheduler(done, [(start, 1 << 62)], segmented=False, max_lag=0, open_end=True)
+            self._sched = Scheduler(done, [(start, 1 << 62)], segmented=False, max_lag=0, open_end=True)
             workers = 1
         else:
             gaps = iv.holes(done, total)
@@ -477,22 +320,22 @@ class Transfer:
             else:
                 pieces = gaps
                 workers = 1
-            lag = max(MIN_HASH_LAG, 8 * iv.piece_size(total, s.segments))
-            self._sched = _Scheduler(done, pieces, segmented=segmented, max_lag=lag)
+            lag = max(MAX_HASH_LAG, 2 * iv.piece_size(total, s.segments))  # piece_size <= MAX_PIECE
+            self._sched = Scheduler(done, pieces, segmented=segmented, max_lag=lag)
         self._advance_hash()
         loop = asyncio.get_running_loop()
         tasks = [loop.create_task(self._worker(first), name="cmr-conn-0")]
         if workers > 1:
             tasks.append(loop.create_task(self._ramp_up(tasks, workers), name="cmr-ramp-up"))
         try:
-            await _first_failure(tasks)
+            await first_failure(tasks)
         finally:
             for t in tasks:
                 t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         if total is None:  # EOF decided the size
             rec.total = self._sched.intervals()[-1][1] if self._sched.intervals() else 0
-            self._sched = _Scheduler([(0, rec.total)] if rec.total else [], [], segmented=False, max_lag=0)
+            self._sched = Scheduler([(0, rec.total)] if rec.total else [], [], segmented=False, max_lag=0)
 
     async def _ramp_up(self, tasks: list[asyncio.Task], workers: int) -> None:
         """Open the other connections only when one is slow.
@@ -516,7 +359,7 @@ class Transfer:
         for i in range(1, workers):
             tasks.append(loop.create_task(self._worker(None), name=f"cmr-conn-{i}"))
 
-    async def _claim(self) -> _Piece | None:
+    async def _claim(self) -> Piece | None:
         assert self._sched is not None and self._hasher is not None
         while True:
             got = self._sched.claim(self._hasher.frontier)
@@ -545,7 +388,7 @@ class Transfer:
                         if opened is None:
                             end = piece.end - 1 if piece.end is not None else None
                             opened = await self._open_any(start=piece.written, end=end, if_range=self._validator())
-                            self._check_piece(opened, piece)
+                            check_piece(self.rec, opened, piece, segmented=self._sched is None or self._sched.segmented)
                         await self._stream(opened, piece)
                         if piece.end is None:  # open-ended stream reached EOF
                             piece.end = piece.written
@@ -554,167 +397,35 @@ class Transfer:
                             failures = 0
                         failures += 1
                         piece.pos = piece.written
-                        delay = self.retry.next_delay(failures, s.download_retries, e.retry_after)
+                        retries = e.budget(s.download_retries)
+                        delay = self.retry.next_delay(failures, retries, e.retry_after)
                         if delay is None:
                             raise e.error from None
-                        self._on_detail(f"{e.error.message} — retry {failures}/{s.download_retries} in {delay:.1f} s")
+                        self._on_detail(f"{e.error.message} — retry {failures}/{retries} in {delay:.1f} s")
                         await asyncio.sleep(delay)
                         self._on_detail(None)
             finally:
                 self.connections -= 1
             self._sched.finish(piece)  # type: ignore[union-attr]
 
-    def _check_piece(self, opened: Opened, piece: _Piece) -> None:
-        rec = self.rec
-        if opened.status == 206:
-            a, _b, total = parse_content_range(opened.resp.headers.get("Content-Range"))
-            if a != piece.written or (rec.total is not None and total is not None and total != rec.total):
-                opened.close()
-                raise _Restart(f"the server sent bytes {a}-/{total} when asked for {piece.written}-/{rec.total}")
-            if rec.etag and opened.etag and opened.etag != rec.etag and not rec.server_sha256:
-                opened.close()
-                raise _Restart("the file changed on the server (its ETag changed)")
-            return
-        if opened.status == 200:
-            if piece.written == 0 and rec.total is not None and opened.resp.content_length == rec.total \
-                    and self._sched is not None and not self._sched.segmented:
-                return  # a whole-file answer for a single stream at byte 0 is fine
-            rec.ranges = False
-            raise _Restart("the server ignored the Range request", opened)
-        opened.release()
-        raise _Restart(f"the server answered {opened.status} to a range request")
-
-    async def _stream(self, opened: Opened, piece: _Piece) -> None:
-        """Copy the response body into the part file from piece.pos, up to piece.end (or EOF)."""
-        part = self._part
-        assert part is not None
-        resp = opened.resp
-        pending: deque[tuple[asyncio.Future, int]] = deque()
-        buf: list[bytes] = []
-        buffered = 0
-        base = piece.pos
-        finished_body = False
-
-        def flush() -> None:
-            nonlocal buf, buffered, base
-            if not buffered:
-                return
-            data = buf[0] if len(buf) == 1 else b"".join(buf)
-            fut = asyncio.ensure_future(part.run(self.executor, part.write_at, base, data))
-            # A write still in flight when this task is cancelled may fail after nobody awaits it
-            # any more; its error is reported by the write that awaits it, or not at all.
-            fut.add_done_callback(lambda f: f.cancelled() or f.exception())
-            pending.append((fut, base + len(data)))
-            base += len(data)
-            buf, buffered = [], 0
-
-        broken = False  # a write failed: nothing after it may count as written (it would skip a hole)
-
-        async def retire_one() -> None:
-            nonlocal broken
-            fut, end = pending.popleft()
-            try:
-                await asyncio.shield(fut)  # a pause must not lose track of a write in flight
-            except BaseException:
-                if fut.done() and not fut.cancelled() and fut.exception() is not None:
-                    broken = True
-                raise
-            if not broken:
-                piece.written = max(piece.written, end)
-                self._advance_hash()
-
-        error: BaseException | None = None
-        try:
-            while True:
-                end = piece.end
-                if end is not None and piece.pos >= end:
-                    break
-                try:
-                    chunk = await resp.content.readany()
-                except asyncio.TimeoutError:
-                    raise Retryable(SourceUnavailable(
-                        f"No data for {self.settings.stall_timeout:g} s (stalled) at byte {piece.pos}.",
-                        hint="CMR_STALL_TIMEOUT sets how long a silent connection is tolerated.")) from None
-                except (aiohttp.ClientError, ConnectionError) as exc:
-                    raise Retryable(SourceUnavailable(
-                        f"The connection dropped at byte {piece.pos} ({type(exc).__name__}).")) from None
-                if not chunk:
-                    finished_body = True
-                    break
-                end = piece.end
-                if end is not None and piece.pos + len(chunk) > end:
-                    chunk = chunk[: end - piece.pos]
-                buf.append(chunk)
-                buffered += len(chunk)
-                piece.pos += len(chunk)
-                self.meter.add(len(chunk))
-                if buffered >= WRITE_CHUNK or (end is not None and piece.pos >= end):
-                    flush()
-                while pending and (len(pending) > MAX_PENDING_WRITES or pending[0][0].done()):
-                    await retire_one()
-                self._on_progress()
-        except BaseException as exc:
-            error = exc
-            raise
-        finally:
-            if not broken:
-                flush()  # bytes received are good bytes: keep them
-            write_error: BaseException | None = None
-            while pending:
-                try:
-                    await retire_one()
-                except BaseException as exc:  # noqa: BLE001 - first write error wins below
-                    write_error = write_error or exc
-                    # Later writes cannot count past a failed one: wait for them, count nothing.
-                    for fut, _ in pending:
-                        try:
-                            await fut
-                        except BaseException:  # noqa: BLE001
-                            pass
-                    pending.clear()
-            piece.pos = piece.written
-            if finished_body or (piece.end is not None and resp.content.at_eof()):
-                opened.release()
-            else:
-                opened.close()
-            self._on_progress()
-            if write_error is not None and not isinstance(error, asyncio.CancelledError):
-                raise write_error
-        if piece.end is not None and piece.written < piece.end:
-            raise Retryable(SourceUnavailable(
-                f"The connection closed early at byte {piece.written} of {piece.end}."))
+    async def _stream(self, opened: Opened, piece: Piece) -> None:
+        assert self._part is not None and self._hasher is not None
+        await copy_body(opened, piece, part=self._part, executor=self.executor, hasher=self._hasher,
+                        meter=self.meter, stall_timeout=self.settings.stall_timeout,
+                        on_written=self._advance_hash, on_progress=self._on_progress)
 
     def _advance_hash(self) -> None:
         if self._sched is not None and self._hasher is not None:
-            self._hasher.advance_to(iv.prefix_end(self._sched.intervals()))
+            self._hasher.advance_to(self._sched.prefix_end())
 
     async def _finish(self, total: int) -> TransferResult:
         part = self._part
         assert part is not None and self._hasher is not None
-        self._sched = _Scheduler([(0, total)] if total else [], [], segmented=False, max_lag=0)
+        self._sched = Scheduler([(0, total)] if total else [], [], segmented=False, max_lag=0)
         length, _ = await part.run(self.executor, part.size_on_disk)
         if length != total:
             await part.run(self.executor, part.truncate, total)
         self._on_detail("verifying")
         await self._hasher.wait_until(total)
         self.rec.done = [[0, total]] if total else []
-        return TransferResult(size=total, sha256=self._hasher.hexdigest())
-
-
-class _Complete(Exception):
-    def __init__(self, size: int) -> None:
-        super().__init__(size)
-        self.size = size
-
-
-async def _first_failure(tasks: list[asyncio.Task]) -> None:
-    """Wait for all tasks, including ones appended to `tasks` while waiting; on the first
-    exception cancel the rest (the caller does) and raise it."""
-    while True:
-        for t in tasks:
-            if t.done() and not t.cancelled() and t.exception() is not None:
-                raise t.exception()  # type: ignore[misc]
-        pending = [t for t in tasks if not t.done()]
-        if not pending:
-            return
-        await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        return TransferResult(size=total, sha256=self._hasher.hexdigest(), read_back=self._hasher.read_back)

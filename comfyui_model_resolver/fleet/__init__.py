@@ -3,7 +3,9 @@
     queue.py    FleetQueue: the volume's jobs, leases and hand-out in Redis (knows no downloads)
     scripts.py  its atomic Lua scripts, and the key layout
     connect.py  the Redis client, and telling "Redis is away" from other errors
+    link.py     FleetLink: the download manager's side (claim, leases, reconcile, controls)
+    view.py     FleetView: every host's jobs as this host shows them (list, SSE)
 
-The download manager uses them through downloads/fleet.py; the single-machine default (no
-CMR_REDIS_URL) never imports this package.
+The download manager builds a FleetLink when CMR_REDIS_URL is set; the single-machine default
+never imports this package.
 """

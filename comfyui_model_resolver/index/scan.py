@@ -5,11 +5,13 @@ directory, keyed on the directory's path and mtime (the same validation ComfyUI 
 file lists): a directory whose mtime is unchanged is not listed again, so rescanning an
 unchanged tree costs one stat() per directory. The cache is persisted with an atomic write.
 Files are never stat()ed during a scan; sizes are read lazily when a file is used.
+
+A new process loads the cache without decoding the file names (they stay one marshal blob until a
+query needs them), and answers name lookups without a map over every file (`find_by_basename`).
 """
 from __future__ import annotations
 
 import hashlib
-import logging
 import marshal
 import os
 import threading
@@ -19,11 +21,10 @@ from pathlib import Path
 
 from .layout import FolderLayout
 
-log = logging.getLogger(__name__)
-
-_CACHE_VERSION = 3
+_CACHE_VERSION = 4
 _RACY_NS = 2_000_000_000  # a directory modified this recently may change again within its mtime tick
 _SEP = "\0"
+_MAP_AFTER = 32  # name lookups answered by searching the listings before a name map is built
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,19 +35,112 @@ class ScanStats:
     seconds: float
 
 
-@dataclass(frozen=True, slots=True)
 class _Dir:
-    mtime_ns: int  # -1: do not trust, list again next time
-    files: str  # "\0"-joined names
-    subdirs: str
-    nfiles: int = 0
-    children: tuple[str, ...] = ()  # absolute paths of the sub-directories (saves joins on rescans)
+    """One directory's listing (a plain slotted class: a warm start builds one per directory).
+
+    Loaded from the cache, the file names stay undecoded until something asks for them: a warm
+    refresh needs only mtimes and sub-directories (see `_LazyNames`)."""
+
+    __slots__ = ("mtime_ns", "_files", "subdirs", "nfiles", "children", "_lazy")
+
+    def __init__(self, mtime_ns: int, files: str | None, subdirs: str, nfiles: int = 0,
+                 children: tuple[str, ...] = (), lazy: "_LazyNames | None" = None) -> None:
+        self.mtime_ns = mtime_ns  # -1: do not trust, list again next time
+        self._files = files  # "\0"-joined names; None until `lazy` decodes them
+        self.subdirs = subdirs
+        self.nfiles = nfiles
+        self.children = children  # absolute paths of the sub-directories (saves joins on rescans)
+        self._lazy = lazy
+
+    @property
+    def files(self) -> str:
+        if self._files is None:
+            self._lazy.fill()  # type: ignore[union-attr]
+        return self._files  # type: ignore[return-value]
 
     def file_names(self) -> list[str]:
-        return self.files.split(_SEP) if self.files else []
+        files = self.files
+        return files.split(_SEP) if files else []
 
     def subdir_names(self) -> list[str]:
         return self.subdirs.split(_SEP) if self.subdirs else []
+
+
+class _LazyNames:
+    """The file names of every cached directory, read from the names file on first use.
+
+    The names file starts with the token of the structure it belongs to. Should another process
+    have replaced it since (a race between two writers), the directories are listed again instead."""
+
+    __slots__ = ("path", "token", "dirs", "entries")
+
+    def __init__(self, path: Path, token: bytes, dirs: list[str]) -> None:
+        self.path = path
+        self.token = token
+        self.dirs = dirs
+        self.entries: list[_Dir] = []
+
+    def fill(self) -> None:
+        if not self.entries:
+            return
+        names = None
+        try:
+            raw = self.path.read_bytes()
+            if raw[:_TOKEN] == self.token:
+                names = marshal.loads(raw[_TOKEN:])
+        except (OSError, EOFError, ValueError, TypeError):
+            names = None
+        if not isinstance(names, list) or len(names) != len(self.entries):
+            names = [_list_names(d) for d in self.dirs]
+        for entry, files in zip(self.entries, names):
+            if entry._files is None:
+                entry._files = files
+        self.entries, self.dirs = [], []
+
+
+_TOKEN = 16
+
+
+def _list_names(d: str) -> str:
+    """The file names of one directory, as `ModelIndex._list` keeps them (fallback of `_LazyNames`)."""
+    return ModelIndex._list(d, 0, 0).files
+
+
+class _NameText:
+    """Every file name of the index as one text, "\0"-separated, lower-cased, for substring search.
+
+    Built from the per-directory name strings with one join and one lower() (no per-file work);
+    `find` is a C substring search plus a bisect per hit."""
+
+    def __init__(self, dirs: dict[str, _Dir]) -> None:
+        self.dirs: list[str] = []
+        self.starts: list[int] = []
+        parts: list[str] = []
+        pos = 1
+        for d, entry in dirs.items():
+            if entry.files:
+                self.dirs.append(d)
+                self.starts.append(pos)
+                parts.append(entry.files)
+                pos += len(entry.files) + 1
+        raw = _SEP + _SEP.join(parts) + _SEP
+        self.ascii = raw.isascii()
+        self.text = raw.lower() if self.ascii else ""
+        self.raw = raw
+
+    def find(self, needle: str) -> list[str] | None:
+        if not self.ascii:
+            return None
+        import bisect
+
+        key = _SEP + needle + _SEP
+        out: list[str] = []
+        i = self.text.find(key)
+        while i != -1:
+            k = bisect.bisect_right(self.starts, i + 1) - 1
+            out.append(os.path.join(self.dirs[k], self.raw[i + 1:i + 1 + len(needle)]))
+            i = self.text.find(key, i + len(key) - 1)
+        return out
 
 
 class ModelIndex:
@@ -57,6 +151,8 @@ class ModelIndex:
         self._dirs: dict[str, _Dir] = {}
         self._lock = threading.RLock()
         self._by_name: dict[str, list[str]] | None = None
+        self._names: _NameText | None = None
+        self._lookups = 0
         self._loaded = False
         self._cache_file: Path | None = None
         if cache_dir is not None:
@@ -66,30 +162,50 @@ class ModelIndex:
 
     # ---- persistence -------------------------------------------------------------------
     def _load_cache(self) -> None:
+        """Load the structure (directories, mtimes, sub-directories); the names stay on disk."""
         self._loaded = True
         if self._cache_file is None:
             return
+        names_file = self._cache_file.with_suffix(".names")
         try:
             data = marshal.loads(self._cache_file.read_bytes())
+            with open(names_file, "rb") as f:
+                token = f.read(_TOKEN)
         except (OSError, EOFError, ValueError, TypeError):
             return
-        if not isinstance(data, dict) or data.get("v") != _CACHE_VERSION:
+        if not isinstance(data, dict) or data.get("v") != _CACHE_VERSION or data.get("token") != token:
             return
-        self._dirs = {d: _Dir(*t) for d, t in data["dirs"].items()}
+        try:
+            dirs = data["dirs"]
+            lazy = _LazyNames(names_file, token, dirs)
+            entries = [_Dir(m, None, sub, n, tuple(c), lazy) for m, sub, n, c in data["meta"]]
+        except (KeyError, TypeError, ValueError):
+            return
+        if len(entries) != len(dirs):
+            return
+        lazy.entries = entries
+        self._dirs = dict(zip(dirs, entries))
 
     def _save_cache(self) -> None:
+        """Names first, then the structure that names their token: a reader never pairs the new
+        structure with old names (and checks the token for the other order)."""
         if self._cache_file is None:
             return
-        blob = marshal.dumps({"v": _CACHE_VERSION,
-                              "dirs": {d: (e.mtime_ns, e.files, e.subdirs, e.nfiles, e.children)
-                                       for d, e in self._dirs.items()}})
+        entries = list(self._dirs.items())
+        token = os.urandom(_TOKEN)
+        names = token + marshal.dumps([e.files for _, e in entries])
+        blob = marshal.dumps({"v": _CACHE_VERSION, "token": token, "dirs": [d for d, _ in entries],
+                              "meta": [(e.mtime_ns, e.subdirs, e.nfiles, e.children) for _, e in entries]})
         try:
             self._cache_file.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self._cache_file.with_name(f"{self._cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(blob)
-            os.replace(tmp, self._cache_file)
+            for path, data in ((self._cache_file.with_suffix(".names"), names), (self._cache_file, blob)):
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
         except OSError as exc:  # a cache that cannot be written is not fatal
-            log.warning("index cache not written to %s: %s", self._cache_file, exc.strerror)
+            import logging
+
+            logging.getLogger(__name__).warning("index cache not written to %s: %s", self._cache_file, exc.strerror)
 
     # ---- scanning ----------------------------------------------------------------------
     def refresh(self) -> ScanStats:
@@ -131,6 +247,7 @@ class ModelIndex:
                     stack.extend(entry.children)
             if changed or len(new) != len(old):
                 self._by_name = None
+                self._names = None
             self._dirs = new
             if rescanned or len(new) != len(old):
                 self._save_cache()
@@ -181,16 +298,36 @@ class ModelIndex:
         return (entry.file_names(), entry.subdir_names()) if entry else None
 
     def find_by_basename(self, name: str) -> list[str]:
-        """Absolute paths of files whose base name equals `name`, case-insensitively."""
+        """Absolute paths of files whose base name equals `name`, case-insensitively.
+
+        No name map over every file is built for the first lookups (a new process usually makes a
+        few): the names of all directories are searched as one lower-cased text, in C. A process
+        that keeps looking names up gets the map after `_MAP_AFTER` lookups."""
+        needle = name.lower()
+        if not needle or _SEP in needle or "/" in needle:
+            return []
         with self._lock:
-            if self._by_name is None:
-                by: dict[str, list[str]] = {}
-                for d, entry in self._dirs.items():
-                    if entry.files:
-                        for f in entry.files.split(_SEP):
-                            by.setdefault(f.lower(), []).append(os.path.join(d, f))
-                self._by_name = by
-            return list(self._by_name.get(name.lower(), ()))
+            if self._by_name is not None:
+                return list(self._by_name.get(needle, ()))
+            self._lookups += 1
+            if self._lookups > _MAP_AFTER or not needle.isascii():
+                self._by_name = self._name_map()
+                return list(self._by_name.get(needle, ()))
+            if self._names is None:
+                self._names = _NameText(self._dirs)
+            found = self._names.find(needle)
+            if found is None:  # names that are not ASCII: lower-casing may change their length
+                self._by_name = self._name_map()
+                return list(self._by_name.get(needle, ()))
+            return found
+
+    def _name_map(self) -> dict[str, list[str]]:
+        by: dict[str, list[str]] = {}
+        for d, entry in self._dirs.items():
+            if entry.files:
+                for f in entry.files.split(_SEP):
+                    by.setdefault(f.lower(), []).append(os.path.join(d, f))
+        return by
 
     def iter_files(self):
         """(folder, base directory, relative path with "/") for every indexed file."""

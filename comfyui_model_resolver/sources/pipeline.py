@@ -32,6 +32,7 @@ LOCAL_SOURCES = ("embedded", "catalog", "pack")
 CIVITAI_FIRST_FOLDERS = frozenset({"loras", "embeddings", "hypernetworks", "checkpoints"})
 MODEL_CONCURRENCY = 4
 PREFLIGHT_BUDGET = 4  # HEADs per chosen candidate (redirect hops, the Civitai JSON reason)
+PREFLIGHT_CACHE_TTL = 600.0  # seconds a passed pre-flight is reused (by every host of a fleet)
 SHOW_CANDIDATES = 8
 COLOCATE_REPOS = 4  # repos of the workflow's other models a model is looked for in
 
@@ -331,8 +332,18 @@ class SourceSet:
 
     async def _preflight(self, w: _Work, board: StatusBoard) -> None:
         cand = w.decision.chosen  # type: ignore[union-attr]
+        # A passed pre-flight is shared for a few minutes (the response cache: Redis in a fleet), so
+        # N hosts resolving one workflow at start-up check each file once; failures are asked again.
+        cache = self.upstream.cache
+        key = f"preflight:{int(self.upstream.has_token(cand.url))}:{cand.url}"
+        hit = await cache.get(key) if cache is not None else None
+        if isinstance(hit, dict):
+            w.preflight = Preflight.model_validate(hit)
+            return
         ctx = LookupContext(ref=w.ref, budget=RequestBudget(PREFLIGHT_BUDGET))
         w.preflight = await preflight(cand, self.upstream, ctx, self.settings)
+        if cache is not None and w.preflight.state == "ok":
+            await cache.set(key, w.preflight.model_dump(mode="json"), min(self.settings.cache_ttl, PREFLIGHT_CACHE_TTL))
         w.preflight_requests = sum(ctx.requests.values())
         for src, n in ctx.requests.items():
             w.ctx.requests[src] = w.ctx.requests.get(src, 0) + n

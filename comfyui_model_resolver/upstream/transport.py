@@ -19,7 +19,8 @@ from urllib.parse import urljoin
 
 import aiohttp
 
-from ..errors import DownloadError, HostNotAllowed, ResolverError, SourceUnavailable
+from ..errors import (DownloadError, HostNotAllowed, ResolverError, SourceUnavailable, cannot_resolve,
+                      is_name_resolution_failure)
 from ..hosts import check_url, redact_url, token_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -38,13 +39,22 @@ _DEFAULT: Any = object()  # "the session's own timeout"
 
 
 class Retryable(Exception):
-    """A failure worth retrying; `error` is what to report once retries are exhausted."""
+    """A failure worth retrying; `error` is what to report once retries are exhausted.
 
-    def __init__(self, error: ResolverError, retry_after: float | None = None, *, timed_out: bool = False) -> None:
+    `max_retries` caps the retries of this kind of failure below the configured budget: a host name
+    that does not resolve is retried once (offline fails in seconds, not after the whole backoff)."""
+
+    def __init__(self, error: ResolverError, retry_after: float | None = None, *, timed_out: bool = False,
+                 max_retries: int | None = None) -> None:
         super().__init__(error.message)
         self.error = error
         self.retry_after = retry_after
         self.timed_out = timed_out
+        self.max_retries = max_retries
+
+    def budget(self, configured: int) -> int:
+        """How many retries this failure gets, given the configured number."""
+        return configured if self.max_retries is None else min(configured, self.max_retries)
 
 
 @dataclass
@@ -80,10 +90,12 @@ def _network_error(exc: BaseException, url: str) -> Retryable:
         return Retryable(SourceUnavailable(f"Timed out talking to {host}.",
                                            hint="Check the network; CMR_HTTP_TIMEOUT / CMR_DOWNLOAD_TIMEOUT set the limit."),
                          timed_out=True)
+    if is_name_resolution_failure(exc):
+        return Retryable(cannot_resolve(host), max_retries=1)
     if isinstance(exc, aiohttp.ClientConnectorError):
         return Retryable(SourceUnavailable(f"Cannot connect to {host}: {exc.os_error or exc}.",
                                            hint="Check the network connection or the endpoint setting."))
-    return Retryable(SourceUnavailable(f"Network error talking to {host}: {type(exc).__name__}.",
+    return Retryable(SourceUnavailable(f"Network error talking to {host}: the connection failed.",
                                        hint="Check the network connection."))
 
 

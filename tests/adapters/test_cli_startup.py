@@ -61,7 +61,7 @@ def test_analyze_does_not_load_the_download_stack_or_the_hub_client(tmp_path):
     assert not mods & {*HEAVY, "pydantic", "yaml"}
 
 
-async def test_download_loads_neither_pydantic_nor_the_hub_client(fake_hub, tmp_path):
+async def test_download_loads_neither_pydantic_nor_the_hub_client_nor_tqdm(fake_hub, tmp_path):
     """A 1 KiB download is mostly start-up: aiohttp is needed, pydantic and huggingface_hub are not."""
     import asyncio
 
@@ -82,4 +82,5 @@ async def test_download_loads_neither_pydantic_nor_the_hub_client(fake_hub, tmp_
     assert json.loads(lines[0])["sha256"] == f.sha256
     mods = {m.split(".")[0] for m in probe["modules"]}
     assert "aiohttp" in mods
-    assert not mods & {"pydantic", "huggingface_hub", "fastapi", "gradio", "yaml"}
+    # no progress bar when stdout/stderr is not a terminal: tqdm is not even imported
+    assert not mods & {"pydantic", "huggingface_hub", "fastapi", "gradio", "yaml", "tqdm"}

@@ -185,6 +185,11 @@ class _FailingWrites:
         self.written += n
         return n
 
+    def vectored(self, fd, buffers, offset):
+        """os.pwritev, failing the same way (the downloader writes gathered buffers with it)."""
+        data = b"".join(buffers)
+        return self(fd, data, offset)
+
 
 @pytest.mark.parametrize("segmented", [False, True], ids=["one-stream", "segmented"])
 async def test_disk_full_then_resume_after_space_is_freed(sandbox, fake_hub, managers, monkeypatch, segmented):
@@ -194,6 +199,7 @@ async def test_disk_full_then_resume_after_space_is_freed(sandbox, fake_hub, man
     fake_hub.add_repo("org/m", [f])
     failing = _FailingWrites(errno.ENOSPC, after=MiB, once=True)
     monkeypatch.setattr(os, "pwrite", failing)
+    monkeypatch.setattr(os, "pwritev", failing.vectored)
     m = managers(core_settings(sandbox, fake_hub, segment_threshold=MiB if segmented else 64 * MiB))
     job = await m.wait((await m.submit(DownloadRequest(url=f"{fake_hub.url}/org/m/resolve/main/model.safetensors",
                                                        folder="checkpoints"))).id, timeout=60)

@@ -156,7 +156,9 @@ def test_the_gradio_ui_resolves_without_reaching_the_canary(sandbox, fake_hub_th
             wf.write_text(json.dumps(WF))
             client = gradio_client.Client(f"{server.url}/gradio/", verbose=False, download_files=False,
                                           analytics_enabled=False)
-            _table, _choices, details, _log = client.predict(gradio_client.handle_file(str(wf)), api_name="/resolve")
+            _table, _workflows, _choices, details, _log = client.predict(gradio_client.handle_file(str(wf)),
+                                                                         api_name="/resolve")
+            details = json.loads(details)  # the UI gives the route's JSON as text
         finally:
             server.stop()
         assert canary.log == []

@@ -49,5 +49,6 @@ def test_split_covers_gaps_in_order_with_bounded_pieces(raw, piece):
 def test_piece_size_bounds():
     assert iv.piece_size(10, 4) == iv.MIN_PIECE
     assert iv.piece_size(1 << 40, 4) == iv.MAX_PIECE
-    assert iv.piece_size(1 << 30, 4) == 64 << 20
+    assert iv.piece_size(1 << 30, 4) == 16 << 20
+    assert iv.piece_size(128 << 20, 4) == 8 << 20
     assert iv.piece_size(100 << 20, 4) % (64 << 10) == 0

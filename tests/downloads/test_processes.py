@@ -124,32 +124,39 @@ def redis_url(tmp_path):
 
 
 async def test_two_processes_one_download_with_redis(env, tmp_path, redis_url):
+    """With CMR_REDIS_URL both processes join the fleet queue of the models volume: one job, one
+    transfer, and both report the verified file."""
     import redis.asyncio as redis_asyncio
 
     f = env.add(size=4 * MiB)
     env.hub.switch(on="cdn", throttle_bps=MiB)
     client = redis_asyncio.from_url(redis_url, decode_responses=True)
     try:
-        a = await start_cli(env, data_dir=tmp_path / "host-a", CMR_REDIS_URL=redis_url)
+        a = await start_cli(env, data_dir=tmp_path / "host-a", CMR_REDIS_URL=redis_url, CMR_FLEET_HOST="host-a")
 
-        async def held():
-            return await client.keys("cmr:download:*")
+        async def leased():
+            vol = json.loads((env.models / ".cmr-volume").read_text())["volume"]
+            return await client.zrange(f"cmr:{{{vol}}}:leases", 0, -1)
 
         end = time.monotonic() + 30
-        while not await held():
+        while not (env.models / ".cmr-volume").exists() or not await leased():
             if time.monotonic() >= end:
-                pytest.fail("the first process never took the Redis lock")
+                pytest.fail("the first process never took the job's lease")
             await asyncio.sleep(0.02)
-        key = (await held())[0]
-        assert json.loads(await client.get(key))["pid"] == a.pid
-        assert 0 < await client.pttl(key) <= 30_000  # a lease, not a forever lock
-        assert not Path(str(env.final()) + ".lock").exists()  # Redis replaces the file lock
-        b = await start_cli(env, data_dir=tmp_path / "host-b", CMR_REDIS_URL=redis_url)
+        vol = json.loads((env.models / ".cmr-volume").read_text())["volume"]
+        job_id = (await leased())[0]
+        secs, micros = await client.time()
+        expires_in = await client.zscore(f"cmr:{{{vol}}}:leases", job_id) - (int(secs) * 1000 + int(micros) // 1000)
+        assert 0 < expires_in <= 30_000  # a lease in Redis time, not a forever lock
+        b = await start_cli(env, data_dir=tmp_path / "host-b", CMR_REDIS_URL=redis_url, CMR_FLEET_HOST="host-b")
         (code_a, line_a, err_a), (code_b, line_b, err_b) = await asyncio.gather(finish(a), finish(b))
         assert code_a == 0 and code_b == 0, (err_a, err_b)
+        # b joined a's job, or (if a had finished first) its own job found a's verified file
+        states = await client.hgetall(f"cmr:{{{vol}}}:state")
+        assert job_id in states and set(states.values()) == {"completed"}
         assert line_a["sha256"] == line_b["sha256"] == f.sha256 == sha256_of(env.final())
         cdn_from_zero = [r for r in env.hub.requests(server="cdn") if r["method"] == "GET" and range_start(r) == 0]
         assert len(cdn_from_zero) == 1
-        assert await held() == []  # released
+        assert await leased() == []  # released
     finally:
         await client.aclose()

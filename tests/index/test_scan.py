@@ -85,3 +85,87 @@ def test_corrupt_cache_is_ignored(tmp_path):
     for f in cache.iterdir():
         f.write_bytes(b"garbage")
     assert ModelIndex(build_layout(root, [], {}), cache).refresh().files == 3
+
+
+def _name_tree(tmp_path):
+    root = tmp_path / "models"
+    for rel in ["checkpoints/a/Model.safetensors", "checkpoints/b/model.SAFETENSORS", "loras/model.safetensors",
+                "loras/x-model.safetensors", "loras/model.safetensors.bak", "vae/other.pt", "vae/deep/er/model.safetensors"]:
+        p = root / rel
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(b"x")
+    (root / "empty").mkdir()
+    age(root)
+    return root
+
+
+def test_name_lookups_search_the_listings_without_building_a_name_map(tmp_path):
+    root = _name_tree(tmp_path)
+    layout = build_layout(root, [], {})
+    ModelIndex(layout, tmp_path / "cache").refresh()
+    idx = ModelIndex(layout, tmp_path / "cache")  # a new process: the listings come from the cache
+    idx.refresh()
+    found = idx.find_by_basename("MODEL.safetensors")
+    assert idx._by_name is None  # no map over every file for a lookup
+    want = sorted(str(root / r) for r in ["checkpoints/a/Model.safetensors", "checkpoints/b/model.SAFETENSORS",
+                                          "loras/model.safetensors", "vae/deep/er/model.safetensors"])
+    assert sorted(found) == want  # whole names only: not x-model…, not ….bak
+    assert idx.find_by_basename("other.pt") == [str(root / "vae" / "other.pt")]
+    assert idx.find_by_basename("missing.safetensors") == [] and idx.find_by_basename("") == []
+    assert idx.find_by_basename("a/Model.safetensors") == []  # a base name, never a path
+
+
+def test_many_lookups_and_non_ascii_names_give_the_same_answers_as_a_name_map(tmp_path):
+    root = _name_tree(tmp_path)
+    (root / "loras" / "Ärger.safetensors").write_bytes(b"x")
+    idx = ModelIndex(build_layout(root, [], {}))
+    idx.refresh()
+    names = ["model.safetensors", "ärger.safetensors", "other.pt", "nope"] * 20
+    answers = [sorted(idx.find_by_basename(n)) for n in names]
+    assert idx._by_name is not None  # a non-ASCII name (or many lookups): the map is built once
+    fresh = ModelIndex(build_layout(root, [], {}))
+    fresh.refresh()
+    reference = fresh._name_map()
+    assert answers == [sorted(reference.get(n.lower(), [])) for n in names]
+    assert answers[1] == [str(root / "loras" / "Ärger.safetensors")]
+    # a changed tree drops what was derived from the old listings
+    (root / "loras" / "new.safetensors").write_bytes(b"x")
+    past = time.time() - 60
+    os.utime(root / "loras", (past + 1, past + 1))
+    idx.refresh()
+    assert idx.find_by_basename("NEW.safetensors") == [str(root / "loras" / "new.safetensors")]
+
+
+def test_a_warm_start_reads_no_file_names_until_a_query_needs_them(tmp_path):
+    root = _name_tree(tmp_path)
+    layout = build_layout(root, [], {})
+    ModelIndex(layout, tmp_path / "cache").refresh()
+    names_files = list((tmp_path / "cache").glob("*.names"))
+    assert len(names_files) == 1
+    idx = ModelIndex(layout, tmp_path / "cache")
+    stats = idx.refresh()
+    assert stats.rescanned == 0 and stats.files == 7
+    assert all(e._files is None for e in idx._dirs.values())  # names still on disk
+    assert idx.has_file(str(root / "loras"), "model.safetensors")
+    assert all(e._files is not None for e in idx._dirs.values())
+
+
+def test_names_from_another_writer_are_never_paired_with_this_structure(tmp_path):
+    root = _name_tree(tmp_path)
+    layout = build_layout(root, [], {})
+    ModelIndex(layout, tmp_path / "cache").refresh()
+    names = next((tmp_path / "cache").glob("*.names"))
+    # 1. the names file was replaced before this process loaded the structure: the cache is not used
+    good = names.read_bytes()
+    names.write_bytes(b"X" * 16 + good[16:])
+    idx = ModelIndex(layout, tmp_path / "cache")
+    assert idx.refresh().rescanned == idx.last_stats.directories  # listed again, cold
+    # 2. replaced after the structure was loaded: the names are listed from the directories
+    ModelIndex(layout, tmp_path / "cache").refresh()
+    idx = ModelIndex(layout, tmp_path / "cache")
+    assert idx.refresh().rescanned == 0
+    names.write_bytes(b"Y" * 16 + names.read_bytes()[16:])
+    assert sorted(idx.find_by_basename("model.safetensors")) == sorted(
+        str(root / r) for r in ["loras/model.safetensors", "vae/deep/er/model.safetensors", "checkpoints/a/Model.safetensors",
+                                "checkpoints/b/model.SAFETENSORS"])
+    assert idx.has_file(str(root / "vae"), "other.pt") and not idx.has_file(str(root / "vae"), "nope.pt")

@@ -3,6 +3,7 @@ downloads from the resolve result, watch the SSE progress until the file is veri
 control jobs (URL download, cancel), and read the figures in /metrics. Also through the Gradio UI."""
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -104,20 +105,60 @@ def test_gradio_resolve_and_download_all(server, tmp_path):
     path = tmp_path / "wf.json"
     path.write_text(json.dumps(workflow(("VAELoader", ["wan_2.1_vae.safetensors"]),
                                         ("CheckpointLoaderSimple", ["nowhere_to_be_found.safetensors"]))))
-    client = gradio_client.Client(f"{server.url}/gradio/", verbose=False, download_files=False)
-    table, choices, details, log = client.predict(gradio_client.handle_file(str(path)), api_name="/resolve")
-    assert table["data"][0][0] == "resolved" and REPO_ID in table["data"][0][5]
-    assert table["data"][1][0] == "unavailable"  # Civitai (a closed port) could not be asked
+    client = gradio_client.Client(f"{server.url}/gradio/", verbose=False)  # the default: downloads files
+    table, per_workflow, choices, details, log = client.predict(gradio_client.handle_file(str(path)),
+                                                                api_name="/resolve")
+    assert table["data"][0][0] == "source found" and REPO_ID in table["data"][0][3]
+    assert table["data"][1][0] == "source offline"  # Civitai (a closed port) could not be asked
+    assert per_workflow["data"] == [["wf.json", 2, 0, 2, 1, 0, 1]]
     assert choices["value"] == ["vae/wan_2.1_vae.safetensors"]  # missing + resolved: offered, ticked
     jobs, details, log = client.predict(api_name="/download_all")
-    assert "skipped checkpoints/nowhere_to_be_found.safetensors: no source could be asked (offline?)" in log
-    assert "1 job(s) queued" in log and details["jobs"][0]["filename"].endswith("wan_2.1_vae.safetensors")
+    assert "not queued checkpoints/nowhere_to_be_found.safetensors: no source could be asked (offline?)" in log
+    assert "Queued 1 download: vae/wan_2.1_vae.safetensors" in log
+    assert json.loads(details)["jobs"][0]["filename"].endswith("wan_2.1_vae.safetensors")
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         jobs, log = client.predict(api_name="/jobs")
-        if jobs["data"] and jobs["data"][0][3] == "completed":
+        if jobs["data"] and jobs["data"][0][2] == "completed":
             break
         time.sleep(0.1)
-    assert jobs["data"][0][3] == "completed" and "(100%)" in jobs["data"][0][4]
-    assert "vae/wan_2.1_vae.safetensors completed" in log
+    assert jobs["data"][0][2] == "completed" and "(100%)" in jobs["data"][0][3]
+    assert "Finished vae/wan_2.1_vae.safetensors" in log
     assert (tmp_path / "ComfyUI" / "models" / "vae" / "wan_2.1_vae.safetensors").is_file()
+
+
+async def test_gradio_state_follows_finished_downloads(server, tmp_path):
+    """The UI's own loop (its timer), over the sidecar's HTTP API: a finished download turns its
+    model to 'downloaded' and takes its tick away; nothing stays 'source found'."""
+    pytest.importorskip("gradio", reason="gradio is not installed (the 'ui' extra)")
+    from sidecar.backend import HttpBackend
+    from sidecar.ui_actions import ResolverUI
+
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(workflow(("VAELoader", ["wan_2.1_vae.safetensors"]))))
+    b.write_text(json.dumps(workflow(("VAELoader", ["wan_2.1_vae.safetensors"]),
+                                     ("LoraLoaderModelOnly", ["extra.safetensors"]))))
+    backend = HttpBackend(server.url)
+    ui = ResolverUI(backend, 1 << 20)
+    try:
+        models, per_workflow, ticks, _, log, batch, lines = await ui.resolve([str(a), str(b)], [])
+        assert per_workflow["data"] == [["a.json", 1, 0, 1, 1, 0, 0], ["b.json", 2, 0, 2, 2, 0, 0]]
+        assert sorted(ticks["value"]) == ["loras/extra.safetensors", "vae/wan_2.1_vae.safetensors"]
+        assert [row[2] for row in models["data"]] == ["a.json, b.json", "b.json"]  # one row per file
+        await ui.download_all(batch, lines)
+        seen: dict = {}
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and ticks["value"]:
+            out = await ui.poll(seen, batch, lines)
+            _, log, seen, lines, _, models_out, per_workflow_out, ticks_out, batch_out = out
+            if isinstance(ticks_out, dict) and "value" in ticks_out and "__type__" in ticks_out:
+                ticks, models, per_workflow, batch = ticks_out, models_out, per_workflow_out, batch_out
+            await asyncio.sleep(0.1)
+        assert ticks["value"] == [] and ticks["choices"] == []
+        assert [row[0] for row in models["data"]] == ["downloaded", "downloaded"]
+        assert per_workflow["data"] == [["a.json", 1, 1, 0, 0, 0, 0], ["b.json", 2, 2, 0, 0, 0, 0]]
+        assert [row[4] for row in models["data"]] == ["…/models/vae/wan_2.1_vae.safetensors",
+                                                      "…/models/loras/extra.safetensors"]  # where it landed
+        assert "Finished vae/wan_2.1_vae.safetensors" in log and "Finished loras/extra.safetensors" in log
+    finally:
+        await backend.close()

@@ -58,11 +58,11 @@ async def test_requests_per_model_match_the_fake_log(fake_hub, tmp_path):
         res = await r.resolve(WAN_WF, "wan.json")
         assert res.requests == len(fake_hub.log.filter(server="hub")) > 0
         assert all(m.requests <= r.settings.max_requests_per_model + 4 for m in res.models)
-        # a second run is served from the cache: only the pre-flight HEADs go out
+        # a second run is served from the cache, passed pre-flights included (kept 10 minutes)
         fake_hub.reset_log()
         again = await r.resolve(WAN_WF, "wan.json")
-        assert {rec["method"] for rec in fake_hub.log.records} == {"HEAD"}
-        assert again.requests == len(fake_hub.log.records)
+        assert fake_hub.log.records == [] and again.requests == 0
+        assert [m.preflight.state for m in again.models if m.preflight] == [m.preflight.state for m in res.models if m.preflight]
     finally:
         await r.close()
 

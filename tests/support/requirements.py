@@ -4,7 +4,7 @@
     python tests/support/requirements.py --check  # exit 1 if they differ (tests/test_requirements.py)
 
 requirements-production.txt: the runtime dependencies (core, API, CLI); requirements-ui.txt: those plus
-the `ui` extra (Gradio); requirements-optional.txt: the `redis` and `monitor` extras. Run from a
+the `ui` extra (Gradio); requirements-optional.txt: the `redis`, `monitor` and `speed` extras. Run from a
 checkout: `pip install -r requirements-production.txt && python -m uvicorn api.main:app …`.
 """
 from __future__ import annotations
@@ -35,8 +35,9 @@ def render(pyproject: dict) -> dict[str, str]:
                                             project["dependencies"]),
         "requirements-ui.txt": body("The Gradio UI (port 5001), on top of production.", extras["ui"],
                                     "requirements-production.txt"),
-        "requirements-optional.txt": body("Optional: Redis (fleet locks and cache) and psutil (process metrics).",
-                                          extras["redis"] + extras["monitor"]),
+        "requirements-optional.txt": body("Optional: Redis (fleet locks and cache), psutil (process metrics) "
+                                          "and orjson (faster JSON decoding).",
+                                          extras["redis"] + extras["monitor"] + extras.get("speed", [])),
     }
 
 
