@@ -276,8 +276,7 @@ async def ensure(resolver, req: ApiRequest) -> ApiResponse:
     body = EnsureBody.model_validate(req.body if req.body is not None else {})
     names = body.names or []
     workflows = [(wf, names[i] if i < len(names) else f"workflow-{i + 1}") for i, wf in enumerate(body.workflows)]
-    report = await resolver.ensure(workflows, wait=body.wait, timeout=body.timeout)
-    return ApiResponse(report.to_dict())
+    return ApiResponse((await resolver.ensure(workflows, wait=body.wait, timeout=body.timeout)).to_dict())
 
 
 async def relink(resolver, req: ApiRequest) -> ApiResponse:
