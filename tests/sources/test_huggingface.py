@@ -179,7 +179,7 @@ async def test_hub_down_is_reported_once_and_not_hammered(fake_hub, tmp_path):
     # policy's max wait), so the first answer is final; concurrent models share that one request.
     fake_hub.switch(None, status=503, retry_after=120)
     wf = workflow(*[("VAELoader", [f"v{i}.safetensors"]) for i in range(5)])
-    r = await build_resolver(make_settings(tmp_path, hub=fake_hub, max_upstream_concurrency=1, http_timeout=1.0))
+    r = await build_resolver(make_settings(tmp_path, hub=fake_hub, max_upstream_concurrency=1, http_timeout=15.0))
     try:
         res = await r.resolve(wf, "x")
     finally:
