@@ -9,6 +9,7 @@ UI sees the same JSON either way and holds no resolver logic of its own.
 """
 from __future__ import annotations
 
+import json
 import time
 from typing import Any, Callable, Mapping, Protocol
 
@@ -48,40 +49,54 @@ class InProcessBackend:
 
 
 class HttpBackend:
-    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 120.0,
-                 prefix: str = SIDECAR_PREFIX, transport: Any = None) -> None:
-        import httpx
+    """The sidecar's API over HTTP with aiohttp (our one HTTP client); the session opens on first use,
+    inside the event loop that serves the UI. This is our own API, not upstream traffic: no allowlist."""
 
+    def __init__(self, base_url: str, *, api_key: str | None = None, timeout: float = 120.0,
+                 prefix: str = SIDECAR_PREFIX) -> None:
         self.where = base_url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.AsyncClient(base_url=self.where + prefix, headers=headers, timeout=timeout,
-                                         transport=transport)
+        self._base = self.where + prefix
+        self._headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self._timeout = timeout
+        self._session: Any = None
+
+    def _client(self) -> Any:
+        import aiohttp
+
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(headers=self._headers,
+                                                  timeout=aiohttp.ClientTimeout(total=self._timeout))
+        return self._session
 
     async def call(self, name, *, body=None, upload=None, upload_name=None, query=None, params=None) -> ApiResponse:
-        import httpx
+        import aiohttp
 
         route = BY_NAME[name]
         path = route.path.format(**{k: _quote(v) for k, v in (params or {}).items()})
         kwargs: dict[str, Any] = {"params": dict(query or {})}
         if upload is not None:
-            kwargs["files"] = {"file": (upload_name or "upload", upload)}
+            form = aiohttp.FormData()
+            form.add_field("file", upload, filename=upload_name or "upload", content_type="application/octet-stream")
+            kwargs["data"] = form
         elif body is not None:
             kwargs["json"] = body
         try:
-            r = await self._client.request(route.method, path, **kwargs)
-        except httpx.HTTPError as exc:
+            async with self._client().request(route.method, self._base + path, **kwargs) as r:
+                status, headers, raw = r.status, r.headers, await r.read()
+        except (aiohttp.ClientError, TimeoutError) as exc:
             return ApiResponse({"error": {"type": "SourceUnavailable", "code": "unavailable",
                                           "message": f"Cannot reach the sidecar at {self.where}: {type(exc).__name__}",
                                           "hint": "Check that the sidecar runs and the URL is right."}}, 502)
         try:
-            data = r.json()
+            data = json.loads(raw)
         except ValueError:
             data = {"error": {"type": "HTTPError", "code": "bad_response",
-                              "message": f"The sidecar answered {r.status_code} without JSON.", "hint": None}}
-        return ApiResponse(data, r.status_code, {k: v for k, v in r.headers.items() if k.lower() == "retry-after"})
+                              "message": f"The sidecar answered {status} without JSON.", "hint": None}}
+        return ApiResponse(data, status, {k: v for k, v in headers.items() if k.lower() == "retry-after"})
 
     async def close(self) -> None:
-        await self._client.aclose()
+        if self._session is not None:
+            await self._session.close()
 
 
 def _quote(value: str) -> str:
