@@ -192,7 +192,7 @@ async def test_pack_folders_through_the_gradio_download(sandbox, fake_hub):
             assert status == 200 and "is not a model file" in text, text[:500]
             assert (await client.get(f"{server.url}/api/v1/downloads")).json()["jobs"] == []
             status, text = await _call(client, ui, "download_url", [good, MODELS, MODEL, "", []], {})
-            assert status == 200 and "1 job(s) queued" in text, text[:500]
+            assert status == 200 and "Queued 1 download" in text, text[:500]
             for _ in range(400):
                 jobs = (await client.get(f"{server.url}/api/v1/downloads")).json()["jobs"]
                 if jobs and jobs[0]["state"] in ("completed", "failed"):

@@ -233,7 +233,7 @@ async def test_linked_folders_through_the_gradio_download(sandbox, fake_hub):
             assert status == 200 and "outside the folders the resolver may write to" in text, text[:500]
             assert (await client.get(f"{server.url}/api/v1/downloads")).json()["jobs"] == []
             status, text = await _call(client, ui, "download_url", [url, "checkpoints/disk", NAME, "", []], {})
-            assert status == 200 and "1 job(s) queued" in text, text[:500]
+            assert status == 200 and "Queued 1 download" in text, text[:500]
             for _ in range(400):
                 jobs = (await client.get(f"{server.url}/api/v1/downloads")).json()["jobs"]
                 if jobs and jobs[0]["state"] in ("completed", "failed"):
