@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from ..workflow.folders import canonical_folder
+from ..workflow.mirrors import git, mirror_dir
 from .manager_list import installed_manager
 from .pack_sources import DEFAULT_PATH
 from .pack_sources_extract import CODE_FOLDER, Hit, extract, family_of, layout_folder
@@ -49,18 +50,6 @@ MAX_FILE_BYTES = 1_500_000
 STRICT_DISTANCE = 2  # lines between a link and the folder its text names, for `strict` packs
 _FOLDER_OK = re.compile(r"^[A-Za-z0-9][\w.+-]{0,63}(?:/[A-Za-z0-9][\w.+-]{0,63}){0,5}$")
 TABLE_START, TABLE_END = "<!-- packs table: generated -->", "<!-- end of packs table -->"
-
-
-def _git(git_dir: Path, *args: str) -> str:
-    return subprocess.run(["git", f"--git-dir={git_dir}", *args], check=True, capture_output=True,
-                          text=True, encoding="utf-8", errors="replace").stdout
-
-
-def mirror_dir(mirror: Path, repo: str) -> Path | None:
-    for d in (mirror / repo.replace("/", "+") / "repo", mirror / repo.replace("/", "+")):
-        if (d / "HEAD").is_file() or (d / ".git").exists():
-            return d if (d / "HEAD").is_file() else d / ".git"
-    return None
 
 
 def _wanted(path: str, include: list[str], exclude: list[str]) -> bool:
@@ -82,7 +71,7 @@ def head_texts(git_dir: Path, wanted) -> dict[str, str]:
     """path -> text of the files at HEAD for which `wanted(path)` holds (at most MAX_FILE_BYTES each),
     read in one `git cat-file --batch`."""
     blobs: list[tuple[str, str]] = []
-    for row in _git(git_dir, "ls-tree", "-r", "-l", "HEAD").splitlines():
+    for row in git(git_dir, "ls-tree", "-r", "-l", "HEAD").splitlines():
         meta, _, path = row.partition("\t")
         fields = meta.split()
         if len(fields) < 4 or fields[1] != "blob" or not fields[3].isdigit() or int(fields[3]) > MAX_FILE_BYTES:
@@ -104,7 +93,7 @@ def head_texts(git_dir: Path, wanted) -> dict[str, str]:
 
 def read_pack(git_dir: Path, review: dict) -> tuple[str, list[tuple[str, list[Hit], list[str]]]]:
     """(commit, [(path, hits, lines)]) of one pack's repository at HEAD, docs first."""
-    commit = _git(git_dir, "rev-parse", "HEAD").strip()
+    commit = git(git_dir, "rev-parse", "HEAD").strip()
     include = list(review.get("include") or DEFAULT_INCLUDE)
     exclude = list(review.get("exclude") or ())
     texts = head_texts(git_dir, lambda path: _wanted(path, include, exclude))

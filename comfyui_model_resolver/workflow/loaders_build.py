@@ -33,6 +33,7 @@ from typing import Any
 from ..sources.pack_sources_build import head_texts, stars
 from .folders import canonical_folder
 from .loaders_extract import Loader, Registration, extract_pack
+from .mirrors import git, mirror_dir
 
 log = logging.getLogger("cmr.loaders_build")
 
@@ -49,18 +50,6 @@ NOT_MODEL_INPUTS = re.compile(r"(?i)select to add|category|filter|^folder$|subfo
 TABLE_START, TABLE_END = "<!-- extracted packs: generated -->", "<!-- end of extracted packs -->"
 
 
-def _git(git_dir: Path, *args: str) -> str:
-    return subprocess.run(["git", f"--git-dir={git_dir}", *args], check=True, capture_output=True,
-                          text=True, encoding="utf-8", errors="replace").stdout
-
-
-def git_dir_of(mirror: Path, name: str) -> Path | None:
-    d = mirror / name / "repo"
-    if (d / ".git").is_dir():
-        return d / ".git"
-    return d if (d / "HEAD").is_file() else None
-
-
 def python_files(git_dir: Path) -> dict[str, str]:
     """path -> text of the pack's Python files at HEAD (tests, docs and examples left out)."""
     def wanted(path: str) -> bool:
@@ -73,7 +62,7 @@ def python_files(git_dir: Path) -> dict[str, str]:
 def registry_id(git_dir: Path) -> str | None:
     """The Comfy Registry id: `[project] name` in the pack's pyproject.toml."""
     try:
-        text = _git(git_dir, "show", "HEAD:pyproject.toml")
+        text = git(git_dir, "show", "HEAD:pyproject.toml")
     except subprocess.CalledProcessError:
         return None
     m = re.search(r'(?ms)^\[project\].*?^name\s*=\s*"([^"]+)"', text)
@@ -82,11 +71,11 @@ def registry_id(git_dir: Path) -> str | None:
 
 def core_keys(mirror: Path) -> dict[str, str]:
     """ComfyUI's own folder keys -> their first models/ sub-path, from a ComfyUI mirror's folder_paths.py."""
-    git_dir = git_dir_of(mirror, CORE_MIRROR)
+    git_dir = mirror_dir(mirror, CORE_MIRROR)
     if git_dir is None:
         log.warning("no ComfyUI mirror (%s) under %s: core folder keys taken as themselves", CORE_MIRROR, mirror)
         return {}
-    _, regs, _ = extract_pack({"folder_paths.py": _git(git_dir, "show", "HEAD:folder_paths.py")})
+    _, regs, _ = extract_pack({"folder_paths.py": git(git_dir, "show", "HEAD:folder_paths.py")})
     return {r.folder: r.path or r.folder for r in regs}
 
 
@@ -143,7 +132,7 @@ def entry_of(loader: Loader, pack: str, *, core: dict[str, str], registered: dic
 
 
 def read_pack(git_dir: Path) -> tuple[str, str | None, list[Loader], list[Registration], list[str]]:
-    commit = _git(git_dir, "rev-parse", "HEAD").strip()
+    commit = git(git_dir, "rev-parse", "HEAD").strip()
     loaders, regs, problems = extract_pack(python_files(git_dir))
     return commit, registry_id(git_dir), loaders, regs, problems
 
@@ -153,7 +142,7 @@ def build(table: dict, mirror: Path, repos: list[str], stars: dict[str, int], *,
     core = core_keys(mirror)
     read: dict[str, tuple] = {}
     for repo in repos:
-        git_dir = git_dir_of(mirror, repo.replace("/", "+"))
+        git_dir = mirror_dir(mirror, repo)
         if git_dir is None:
             log.warning("%s: no mirror under %s; left as it was", repo, mirror)
             continue
@@ -227,7 +216,7 @@ def write_provenance(table: dict, path: Path) -> None:
 def mirrored_repos(mirror: Path) -> list[str]:
     out = []
     for d in sorted(mirror.iterdir()):
-        if d.is_dir() and "+" in d.name and d.name != CORE_MIRROR and git_dir_of(mirror, d.name):
+        if d.is_dir() and "+" in d.name and d.name != CORE_MIRROR and mirror_dir(mirror, d.name):
             out.append(d.name.replace("+", "/", 1))
     return out
 
