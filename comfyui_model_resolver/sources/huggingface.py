@@ -147,15 +147,10 @@ class HuggingFaceSource(Source):
 
     async def _cached(self, key: str, ctx: LookupContext | None, what: str,
                       fetch: Callable[[], Awaitable[Any]]) -> Any:
-        """Cache + single-flight: concurrent models asking the same listing share one request."""
-        if self.cache is not None:
-            hit = await self.cache.get(key)
-            if hit is not None:
-                if ctx is not None:
-                    ctx.count(NAME, cached=True)
-                if is_not_found(hit):
-                    raise NotFound(f"huggingface: {what}: not found", source=NAME)
-                return hit
+        """Cache + single-flight: concurrent models asking the same listing share one request.
+
+        The flight is claimed before the cache is read (an await): a model that reads the cache while
+        the first request fails would otherwise send its own request after the Hub was found down."""
         pending = self._inflight.get(key)
         if pending is not None:
             if ctx is not None:
@@ -163,10 +158,19 @@ class HuggingFaceSource(Source):
             return await asyncio.shield(pending)
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._inflight[key] = fut
+        hit = None
         try:
-            value = await fetch()
+            hit = await self.cache.get(key) if self.cache is not None else None
+            if hit is not None:
+                if ctx is not None:
+                    ctx.count(NAME, cached=True)
+                if is_not_found(hit):
+                    raise NotFound(f"huggingface: {what}: not found", source=NAME)
+                value = hit
+            else:
+                value = await fetch()
         except NotFound as exc:
-            if self.cache is not None:
+            if self.cache is not None and hit is None:
                 await self.cache.set(key, NOT_FOUND, min(self.settings.cache_ttl, 3600))
             fut.set_exception(exc)
             fut.exception()  # retrieved: no "never retrieved" warning when nobody else waits
@@ -177,7 +181,7 @@ class HuggingFaceSource(Source):
             raise
         else:
             fut.set_result(value)
-            if self.cache is not None:
+            if self.cache is not None and hit is None:
                 await self.cache.set(key, value, self.settings.cache_ttl)
             return value
         finally:
