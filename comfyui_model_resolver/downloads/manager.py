@@ -36,7 +36,7 @@ from typing import Any, Callable
 
 import aiohttp
 
-from ..errors import ConfigError, DownloadCancelled, DownloadError, JobNotFound, ResolverError
+from ..errors import ConfigError, DownloadCancelled, DownloadError, JobNotFound
 from ..events import EventBus
 from ..hosts import check_url
 from ..index.layout import FolderLayout
@@ -351,6 +351,8 @@ class DownloadManager:
 
     async def set_priority(self, job_id: str, priority: int) -> Job:
         """Higher runs first among queued jobs (running jobs are not interrupted)."""
+        if self._remote(job_id):
+            return await self.fleet.set_priority(job_id, priority)
         entry = self._entry(job_id)
         entry.rec.priority = int(priority)
         self.slots.reorder()
@@ -438,13 +440,4 @@ class DownloadManager:
 
     async def forget(self, job_id: str) -> None:
         await asyncio.to_thread(self._store.delete, job_id)  # type: ignore[union-attr]
-
-    async def remove_part(self, job: Job) -> None:
-        """Delete a cancelled job's part file, if its path is one this host would write."""
-        try:
-            path = await asyncio.to_thread(target_path, self.layout, job.folder, job.filename or "")
-        except ResolverError:
-            return
-        if path == job.path:
-            await asyncio.to_thread(remove_part_quietly, path + PART_SUFFIX)
 

@@ -4,7 +4,8 @@
   `pickle_warning` notes on the job that a pickle can run code.
 * `recheck_target` re-derives the target path before a queued job writes (links planted meanwhile).
 * `place` verifies a finished part file (size, SHA-256, safetensors header) and renames it into
-  place, or moves it to ``<data dir>/quarantine`` and raises IntegrityError.
+  place, or moves it to ``<data dir>/quarantine`` and raises IntegrityError. In a fleet, `confirm`
+  checks the job's lease right before the rename (it raises when this host lost it).
 * `verify_existing` decides whether a file already under the target name is the download (then the
   job is done) or a different file (TargetExists: it is never overwritten).
 * `remove_part_quietly` deletes a part file of ours, never a link planted under its name.
@@ -83,8 +84,9 @@ async def recheck_target(layout: FolderLayout, rec: JobRecord) -> None:
 
 
 async def place(rec: JobRecord, result: TransferResult, *, layout: FolderLayout, executor: Executor,
-                data_dir: str, durable: bool) -> Placed:
-    """Verify the part file; rename it into place, or quarantine it and raise IntegrityError."""
+                data_dir: str, durable: bool, confirm: Callable[[], Awaitable[None]] | None = None) -> Placed:
+    """Verify the part file; rename it into place, or quarantine it and raise IntegrityError.
+    `confirm` (a fleet's lease fence) runs last before the rename; what it raises stops it."""
     assert rec.path is not None
     loop = asyncio.get_running_loop()
     part = rec.path + PART_SUFFIX
@@ -104,6 +106,8 @@ async def place(rec: JobRecord, result: TransferResult, *, layout: FolderLayout,
         where = f" It was moved to {moved}." if moved else " It was deleted."
         raise IntegrityError(exc.message + where, hint=exc.hint) from None
     await asyncio.to_thread(check_writes, layout, part, rec.path)  # verifying took a while: links again
+    if confirm is not None:
+        await confirm()
     try:
         await loop.run_in_executor(executor, partial(finalize, part, rec.path, durable=durable))
     except OSError as exc:

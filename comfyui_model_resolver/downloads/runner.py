@@ -2,10 +2,12 @@
 
     name the file (when the URL does not) -> re-check the target -> take the target's lock
     (waiting for whoever holds it) -> take a download slot (highest priority first) ->
-    transfer into ``<final>.part`` -> verify -> rename into place -> completed
+    transfer into ``<final>.part`` -> verify -> (in a fleet: confirm the lease) -> rename into place
+-> completed
 
-or failed / paused / cancelled. In a fleet, a job whose lease another host took over is stopped
-("lost") without recording anything: that host resumes it from the part file.
+or failed / paused / cancelled. In a fleet, a job whose lease this host lost (another host took
+it over, or it was cancelled) is stopped ("lost", LeaseLost) without recording anything: the fleet
+link settles it (fleet/lease.py), and the file is never renamed into place.
 
 The runner keeps no state of its own: the queue (`DownloadManager`) hands it a `JobEntry` and is
 its `host` for what is shared between jobs (settings, the HTTP session, slots, the job database,
@@ -37,10 +39,19 @@ from .transfer import RetryPolicy, Transfer, probe
 
 log = logging.getLogger(__name__)
 
-__all__ = ["JobEntry", "JobRunner", "ACTIVE_STATES"]
+__all__ = ["JobEntry", "JobRunner", "ACTIVE_STATES", "LeaseLost"]
 
 #: States of a job that is (or will be) worked on.
 ACTIVE_STATES = ("queued", "running", "verifying")
+
+
+class LeaseLost(Exception):
+    """In a fleet, this host no longer holds the job's lease (`reason`: lost, completed, pause,
+    cancel, cancel-keep): the job stops here and its file is not put in place."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 @dataclass
@@ -65,6 +76,7 @@ class RunnerHost(Protocol):
     session: aiohttp.ClientSession
     executor: Executor
     data_dir: str
+    fleet: Any  # fleet.link.FleetLink in a fleet, else None
 
     async def save(self, rec: JobRecord) -> None: ...
 
@@ -104,6 +116,8 @@ class JobRunner:
         except asyncio.CancelledError:
             await asyncio.shield(self._stopped(entry))
             return
+        except LeaseLost:
+            entry.stop = "lost"  # the fleet link settles it (fleet/lease.py)
         except ResolverError as exc:
             await asyncio.shield(self._failed(entry, exc))
         except Exception as exc:  # noqa: BLE001 - a bug must not kill the queue; report it on the job
@@ -234,8 +248,9 @@ class JobRunner:
         result = await transfer.run()
         rec.state, rec.detail = "verifying", None
         h.publish(entry, force=True)
+        confirm = (lambda: h.fleet.leases.confirm(entry)) if h.fleet is not None else None
         placed = await place(rec, result, layout=h.layout, executor=h.executor, data_dir=h.data_dir,
-                             durable=h.settings.download_fsync)
+                             durable=h.settings.download_fsync, confirm=confirm)
         await self._completed(entry, placed)
 
     def _set_detail(self, entry: JobEntry, detail: str | None) -> None:

@@ -1,13 +1,19 @@
-"""The Redis client of a fleet host, and telling "Redis is away" from other errors."""
+"""The Redis client of a fleet host, telling "Redis is away" from other errors, and bounded waits."""
 from __future__ import annotations
 
+import asyncio
+import logging
 import os
 import socket
 from typing import Any
 
 from ..errors import ConfigError
 
-__all__ = ["connect", "is_outage", "default_host_name"]
+log = logging.getLogger(__name__)
+
+__all__ = ["connect", "is_outage", "default_host_name", "bounded", "CLOSE_SECONDS"]
+
+CLOSE_SECONDS = 3.0  # the longest a closing host waits for one step (its loops, a Redis call)
 
 
 def connect(url: str) -> Any:
@@ -41,3 +47,18 @@ def default_host_name() -> str:
     """This host's name in the fleet: the machine's name and the process id (several servers can
     run on one machine)."""
     return f"{socket.gethostname()}-{os.getpid()}"
+
+async def bounded(tasks: list, what: str) -> None:
+    """Wait at most CLOSE_SECONDS for `tasks`; one still running then is left to finish (or fail)
+    on its own, with a warning, rather than hold up a shutdown."""
+    if not tasks:
+        return
+    done, pending = await asyncio.wait(tasks, timeout=CLOSE_SECONDS)
+    for task in done:
+        if not task.cancelled():
+            task.exception()  # retrieved: a failed best-effort step is not an unhandled error
+    for task in pending:
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+    if pending:
+        log.warning("fleet: %s (%s) did not finish within %.0f s; not waiting for it", what,
+                    ", ".join(t.get_name() for t in pending), CLOSE_SECONDS)

@@ -10,16 +10,21 @@ Each host runs three loops:
 * claim: while this host has a free download slot (CMR_MAX_CONCURRENT_DOWNLOADS) and the fleet is
   under its cap (CMR_FLEET_MAX_CONCURRENT), take the next queued job from the stream under a lease
   and run it here with the manager's runner, from the record (and ``.part`` file) the last host left;
-* tick: renew this host's leases every third of a lease (and apply a pause or cancel another host
-  asked for), queue again the jobs whose host died (`reap`), refresh the fleet view every second;
+* tick: renew this host's leases every third of a lease (lease.py: apply a pause, cancel or new
+  priority another host asked for; stop a job whose lease this host lost), queue again the jobs
+  whose host died (`reap`), refresh the fleet view every second;
 * listen: progress other hosts publish, shown on this host's event bus (SSE, the sidebar).
 
 Redis away: the host says so once (a warning in the log and `status()`), keeps running the jobs it
-has, runs new submissions itself, and remembers what changed. Redis back: `reconcile` puts this
+has, runs new submissions itself, and remembers what changed. Redis back: reconcile.py puts this
 host's jobs back: the ones it runs are leased to it again (or stopped, when another host took
-them over meanwhile), the ones Redis lost (it restarted empty: a new epoch) are queued again, and
-outcomes reached while it was away are recorded. Nothing is lost: every job is also in this
-host's job database.
+them over meanwhile), the ones Redis lost (it restarted empty: a new epoch) are queued again
+(one that another host ran, after that host had a lease to put it back itself), and outcomes
+reached while it was away are recorded. Nothing is lost: every job is also in this host's job
+database.
+
+Every Redis call has a bounded wait (socket timeouts in connect.py), and closing never waits on
+Redis for longer than CLOSE_SECONDS per step: a host shuts down even when Redis hangs.
 """
 from __future__ import annotations
 
@@ -30,12 +35,14 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from ..downloads.job import TERMINAL_STATES, Job
-from ..downloads.runner import ACTIVE_STATES, JobEntry
+from ..downloads.runner import ACTIVE_STATES
 from ..downloads.store import JobRecord
 from ..errors import JobNotFound
 from ..hosts import redact_url
-from .connect import connect, default_host_name, is_outage
+from .connect import bounded, connect, default_host_name, is_outage
+from .lease import Leases
 from .queue import FleetQueue
+from .reconcile import Reconciler, target_key
 from .view import FleetView, job_of, progress_message
 
 if TYPE_CHECKING:
@@ -51,11 +58,6 @@ CLAIM_BLOCK_MS = 2000
 RETRY_SECONDS = 1.0
 
 
-def target_key(rec: JobRecord) -> str:
-    """One job per target: the final path, or (before the server named the file) folder and URL."""
-    return rec.path or f"url:{rec.folder}:{rec.url}"
-
-
 class FleetLink:
     def __init__(self, manager: "DownloadManager") -> None:
         s = manager.settings
@@ -68,10 +70,12 @@ class FleetLink:
         self.queue = FleetQueue(self.client, volume=manager.volume, host=self.host, lease_ms=self.lease_ms,
                                 cap=s.fleet_max_concurrent)
         self.view = FleetView()
+        self.leases = Leases(self)
         self.online = False
         self.warning: str | None = None
         self.owned: set[str] = set()  # jobs this host runs under its lease (or runs alone while Redis is away)
         self.dirty: set[str] = set()  # jobs changed while Redis was away
+        self.reconcile = Reconciler(self)
         self.epoch: str | None = None
         self._changed = asyncio.Event()
         self._loops: list[asyncio.Task] = []
@@ -94,26 +98,27 @@ class FleetLink:
 
     async def stop_loops(self) -> None:
         """Stop taking jobs (the manager then stops its jobs, which go back to the queue)."""
-        for task in self._loops:
+        loops, self._loops = self._loops, []  # (the loops run while this list is not empty)
+        for task in loops:
             task.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
-        self._loops = []
+        await bounded(loops, "the fleet loops")
 
     async def close(self) -> None:
+        """Leave the fleet. Each step waits at most CLOSE_SECONDS: a hung Redis cannot hold up a
+        shutdown (what is left undone, the next start or another host's reconcile puts right)."""
         await self.stop_loops()
-        await asyncio.gather(*self._side, return_exceptions=True)
+        await bounded(list(self._side), "the fleet's last messages")
+        for task in self._side:
+            task.cancel()
         if self.online:
-            await self.queue.leave()
-        try:
-            await self.client.aclose()
-        except Exception:  # noqa: BLE001 - best effort at shutdown
-            pass
+            await bounded([asyncio.ensure_future(self.queue.leave())], "leaving the consumer group")
+        await bounded([asyncio.ensure_future(self.client.aclose())], "closing the Redis connections")
 
     def status(self) -> dict[str, Any]:
         return {"host": self.host, "volume": self.m.volume, "redis": redact_url(self.url), "online": self.online,
                 "warning": self.warning, "running_here": len(self.owned)}
 
-    def _went_away(self, exc: BaseException) -> None:
+    def went_away(self, exc: BaseException) -> None:
         if self.online or self.warning is None:
             self.warning = (f"Redis ({redact_url(self.url)}) cannot be reached ({type(exc).__name__}: {exc}); "
                             "this host runs its downloads on its own until Redis is back, then puts them back "
@@ -127,53 +132,25 @@ class FleetLink:
             full = self.epoch is None or epoch != self.epoch
             if self.epoch is not None and epoch != self.epoch:
                 log.warning("fleet: Redis lost the fleet's data (it restarted empty); queueing this host's jobs again")
-            await self._reconcile(full)
+            await self.reconcile.run(full)
             self.epoch = epoch
-            await self._refresh()
+            await self.refresh()
         except Exception as exc:  # noqa: BLE001 - sorted below
             if not is_outage(exc):
                 raise
-            self._went_away(exc)
+            self.went_away(exc)
             return
         if self.warning is not None:
             log.warning("fleet: Redis is back; this host's jobs are in the fleet queue again")
         self.online, self.warning = True, None
 
-    # ---- reconciliation ----------------------------------------------------------------------
-    async def _reconcile(self, full: bool) -> None:
-        """Put this host's view of its jobs back into Redis (see the module docstring)."""
-        ids = self.dirty | self.owned | ({e.rec.id for e in self.m.entries()} if full else set())
-        entries = {i: e for i in ids if (e := self.m.entry(i)) is not None}
-        known = await self.queue.states(list(entries))
-        for job_id, entry in entries.items():
-            rec = entry.rec
-            if self.m.runs_here(job_id):
-                if await self.queue.save(job_id, rec.to_json(), rec.state, target_key(rec), hold=True):
-                    self.owned.add(job_id)
-                else:
-                    self._later(self._lost(entry))
-            elif known.get(job_id) is None:
-                if rec.state in ACTIVE_STATES:
-                    await self.queue.submit(job_id, target_key(rec), rec.to_json())
-                    log.info("fleet: job %s (%s) queued again", job_id[:8], rec.filename or redact_url(rec.url))
-                else:
-                    await self.queue.save(job_id, rec.to_json(), rec.state, target_key(rec))
-            elif job_id in self.dirty:
-                await self.queue.save(job_id, rec.to_json(), rec.state, target_key(rec))
-            self.dirty.discard(job_id)
-
-    async def _lost(self, entry: JobEntry) -> None:
-        job_id = entry.rec.id
-        self.owned.discard(job_id)
-        if self.m.runs_here(job_id):
-            log.warning("fleet: another host took over job %s; stopping it here (it resumes there from the part file)",
-                        job_id[:8])
-            await self.m.stop_task(entry, "lost")
-
-    def _later(self, coro: Any) -> None:
+    def later(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._side.add(task)
         task.add_done_callback(self._side.discard)
+
+    def changed(self) -> None:
+        self._changed.set()
 
     # ---- what the manager calls ----------------------------------------------------------------
     async def submit(self, rec: JobRecord) -> Job:
@@ -183,14 +160,14 @@ class FleetLink:
             except Exception as exc:  # noqa: BLE001 - an outage: below
                 if not is_outage(exc):
                     raise
-                self._went_away(exc)
+                self.went_away(exc)
             else:
                 if not created:  # the fleet has a job for this file already
                     if got_id != rec.id and self.m.entry(rec.id) is None:
                         await self.m.forget(rec.id)  # a local leftover row for the same file
                     if state in ("paused", "failed"):
                         return await self.control(got_id, "resume")
-                    await self._refresh()
+                    await self.refresh()
                     return self.job(got_id)
                 entry = self.m.adopt(rec, run=False)
                 await self.m.save(rec)
@@ -212,21 +189,23 @@ class FleetLink:
         if job_id not in self.owned:
             return
         requeue = rec.state == "queued"  # a host shutting down hands the job over
+        token = self.leases.token(job_id)
         if requeue or rec.state not in ACTIVE_STATES:
-            self.owned.discard(job_id)
+            self.leases.ended(job_id)
         if not self.online:
             self.dirty.add(job_id)
             return
-        try:
-            ok = await self.queue.save(job_id, rec.to_json(), rec.state, target_key(rec), requeue=requeue)
+        try:  # fenced: refused once this host no longer holds the lease under its token
+            ok, why = await self.queue.save(job_id, rec.to_json(), rec.state, target_key(rec), token=token,
+                                            requeue=requeue)
         except Exception as exc:  # noqa: BLE001
             if not is_outage(exc):
                 raise
-            self._went_away(exc)
+            self.went_away(exc)
             self.dirty.add(job_id)
             return
-        if not ok and (entry := self.m.entry(job_id)) is not None:
-            self._later(self._lost(entry))  # not from inside the job's own task
+        if not ok and (entry := self.m.entry(job_id)) is not None and self.m.runs_here(job_id):
+            self.later(self.leases.lost(entry, str(why)))  # not from inside the job's own task
 
     def published(self, job: Job, rec: JobRecord, force: bool) -> None:
         """The manager published progress of a job it runs: tell the other hosts (at most once a
@@ -237,7 +216,7 @@ class FleetLink:
         if not force and now - self._published.get(job.id, 0.0) < PUBLISH_SECONDS:
             return
         self._published[job.id] = now
-        self._later(self._publish(progress_message(job, rec, self.host)))
+        self.later(self._publish(progress_message(job, rec, self.host)))
 
     async def _publish(self, message: dict) -> None:
         try:
@@ -286,7 +265,7 @@ class FleetLink:
         self.m.events.publish(job.event())
         self._changed.set()
 
-    async def _refresh(self) -> None:
+    async def refresh(self) -> None:
         for job in self.view.load(await self.queue.snapshot()):
             if not self.m.runs_here(job.id):
                 self._notify(job)
@@ -311,9 +290,28 @@ class FleetLink:
                 await self.queue.submit(job_id, target_key(entry.rec), entry.rec.to_json())
         elif outcome == "cancelled" and action == "cancel":
             job = self.view.jobs.get(job_id)
-            if job is not None and job.path:
-                await self.m.remove_part(job)  # no host runs it: the part file is ours to delete
-        await self._refresh()
+            if job is not None and job.path:  # no host holds its lease: the part file is ours to delete
+                await self.leases.remove_part(job_id, job.folder, job.filename, job.path)
+        await self.refresh()
+        return self.job(job_id)
+
+    async def set_priority(self, job_id: str, priority: int) -> Job:
+        """A new priority for a job this host does not run: the host that holds its lease applies
+        it (at once through pub/sub, at the latest at its next renewal); a job no host holds gets
+        it in its record, which the next host to take it reads."""
+        outcome = await self.queue.set_priority(job_id, priority)
+        if outcome == "free" and (fj := await self.queue.get(job_id)) is not None:
+            rec = JobRecord.from_json(fj.record)
+            rec.priority, rec.updated = int(priority), time.time()
+            ok, _ = await self.queue.save(job_id, rec.to_json(), fj.state, target_key(rec))
+            if not ok:  # a host took it meanwhile
+                await self.queue.set_priority(job_id, priority)
+        if (entry := self.m.entry(job_id)) is not None:
+            entry.rec.priority = int(priority)
+            await self.m.save(entry.rec)
+        elif outcome == "unknown":
+            raise JobNotFound(f"No download job {job_id!r} on this models volume.", hint="List jobs with GET /downloads.")
+        await self.refresh()
         return self.job(job_id)
 
     # ---- loops ---------------------------------------------------------------------------------
@@ -324,14 +322,17 @@ class FleetLink:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # the client turned our cancel into an error
+                raise asyncio.CancelledError from None
             if is_outage(exc):
-                self._went_away(exc)
+                self.went_away(exc)
             else:
                 log.exception("fleet: unexpected error")
             await asyncio.sleep(RETRY_SECONDS)
 
     async def _claim_loop(self) -> None:
-        while True:
+        while self._loops:
             await self._guard(self._claim_one)
 
     async def _claim_one(self) -> None:
@@ -339,20 +340,23 @@ class FleetLink:
         if not self.online or sum(1 for i in self.owned if self.m.runs_here(i)) >= limit or await self.queue.capped():
             await asyncio.sleep(0.25 if self.online else RETRY_SECONDS)
             return
-        job_id = await self.queue.next_job(block_ms=CLAIM_BLOCK_MS)
-        if job_id is None:
+        got = await self.queue.next_job(block_ms=CLAIM_BLOCK_MS)
+        if got is None:
             return
+        job_id, token = got
         fj = await self.queue.get(job_id)
         if fj is None or self.m.runs_here(job_id):
+            if self.m.runs_here(job_id):  # its lease ran out under this host, which took it again
+                self.leases.granted(job_id, token)
             return
         rec = JobRecord.from_json(fj.record)
         rec.state, rec.detail = "queued", None
-        self.owned.add(job_id)
+        self.leases.granted(job_id, token)
         entry = self.m.adopt(rec, run=True)
         self.m.publish(entry, force=True)
 
     async def _tick_loop(self) -> None:
-        while True:
+        while self._loops:
             await self._guard(self._tick)
             await asyncio.sleep(min(VIEW_REFRESH_SECONDS, self.lease_ms / 3000))
 
@@ -363,31 +367,18 @@ class FleetLink:
         now = time.monotonic()
         if now - self._renewed >= self.lease_ms / 3000:
             self._renewed = now
-            await self._renew([i for i in self.owned if self.m.runs_here(i)])
+            await self.leases.renew([i for i in self.owned if self.m.runs_here(i)])
             epoch, requeued = await self.queue.reap()
             if requeued:
                 log.info("fleet: %d job(s) of hosts that stopped answering queued again", len(requeued))
+            await self.reconcile.deferred()
             if epoch != self.epoch:  # Redis restarted empty since we last looked
                 await self._connect()
                 return
-        await self._refresh()
-
-    async def _renew(self, ids: list[str]) -> None:
-        for job_id, (held, control) in (await self.queue.renew(ids)).items():
-            entry = self.m.entry(job_id)
-            if entry is None:
-                continue
-            if not held:
-                await self._lost(entry)
-            elif control:
-                await self.queue.clear_control(job_id)
-                if control == "pause":
-                    await self.m.pause(job_id)
-                else:
-                    await self.m.cancel(job_id, keep_partial=control == "cancel-keep")
+        await self.refresh()
 
     async def _listen_loop(self) -> None:
-        while True:
+        while self._loops:
             await self._guard(self._listen)
 
     async def _listen(self) -> None:
@@ -397,15 +388,12 @@ class FleetLink:
         pubsub = self.client.pubsub()
         try:
             await pubsub.subscribe(self.queue.channel)
-            while self.online:
+            while self.online and self._loops:
                 msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
                 if msg is not None:
                     await self._on_message(msg.get("data"))
-        finally:
-            try:
-                await pubsub.aclose()
-            except Exception:  # noqa: BLE001 - the connection may be gone already
-                pass
+        finally:  # redis-py's PubSub.aclose waits for its lock and cannot be cancelled: bounded here
+            await bounded([asyncio.ensure_future(pubsub.aclose())], "closing the fleet subscription")
 
     async def _on_message(self, data: Any) -> None:
         try:
@@ -417,8 +405,10 @@ class FleetLink:
         control = message.get("control")
         if isinstance(control, str):
             if control in self.owned and self.m.runs_here(control):
-                await self._renew([control])  # apply another host's pause/cancel now
+                self.leases.requested(control, str(message.get("action")))
+                await self.leases.renew([control])  # apply another host's pause/cancel/priority now
             return
         job = self.view.progress(message)
         if job is not None and not self.m.runs_here(job.id):
             self._notify(job)
+

@@ -3,9 +3,10 @@
     q = FleetQueue(client, volume="3f…", host="gpu-1", lease_ms=30_000, cap=0)
     await q.setup()
     job_id, state, created = await q.submit(job_id, target, record_json)   # one job per target
-    job_id = await q.next_job(block_ms=2000)    # a queued job, leased to this host (or None)
-    held = await q.renew([job_id])              # {job_id: (True, control or None)}
-    await q.save(job_id, record_json, "completed", target)
+    job_id, token = await q.next_job(block_ms=2000)  # a queued job leased to this host, its fencing token
+    held = await q.renew({job_id: token})       # {job_id: (True, control or None) | (False, why)}
+    ok, token_or_why = await q.save(job_id, record_json, "running", target, token=token)  # a fenced checkpoint
+    ok, why = await q.fence(job_id, token)      # right before the rename into place
     outcome = await q.control(job_id, "cancel")  # from any host
     jobs = await q.snapshot()                   # every job of the volume, for the fleet view
 
@@ -20,6 +21,8 @@ with no extra dependency and no worker process of their own.
 Leases are Redis time (a sorted set scored by expiry in Redis milliseconds), never a host's clock.
 A host renews its leases every third of the lease; a host that dies stops renewing, and after one
 lease any host's `reap` queues the job again for the next host, which resumes from the part file.
+Each lease carries a fencing token; the holder's checkpoints and its last step before the rename
+are refused once the token is stale (scripts.py), so a host that stalled past its lease stops.
 
 Nothing here knows what a download is: records are opaque JSON strings, targets opaque keys.
 """
@@ -29,13 +32,13 @@ import json
 import logging
 import uuid
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any, Mapping
 
 from . import scripts
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FleetQueue", "FleetJob", "GROUP"]
+__all__ = ["FleetQueue", "FleetJob", "Renewal", "GROUP"]
 
 GROUP = "hosts"
 
@@ -51,6 +54,16 @@ class FleetJob:
     leased: bool
 
 
+@dataclass(frozen=True)
+class Renewal:
+    """One lease renewal: `held`; then `control` (pause / cancel / cancel-keep asked by another
+    host) and `priority` (a new priority asked by another host), else `control` says why not."""
+
+    held: bool
+    control: str | None
+    priority: int | None = None
+
+
 class FleetQueue:
     def __init__(self, client: Any, *, volume: str, host: str, lease_ms: int, cap: int = 0) -> None:
         self.client = client
@@ -63,7 +76,7 @@ class FleetQueue:
         self.channel = self.prefix + "events"
         self.epoch: str | None = None
         self._scripts = {name: client.register_script(getattr(scripts, name))
-                         for name in ("SUBMIT", "TAKE", "DISPATCH", "RENEW", "SAVE", "CONTROL", "REAP")}
+                         for name in ("SUBMIT", "TAKE", "DISPATCH", "RENEW", "SAVE", "FENCE", "CONTROL", "PRIORITY", "REAP")}
 
     def key(self, name: str) -> str:
         return self.prefix + name
@@ -96,14 +109,16 @@ class FleetQueue:
         return got_id, state, bool(int(created))
 
     async def take(self, job_id: str) -> int:
-        """Lease a queued job to this host: 1 taken, 0 not queued or leased already, -1 fleet cap."""
+        """Lease a queued job to this host: its fencing token (> 0) when taken, 0 not queued or
+        leased already, -1 fleet cap."""
         return int(await self._run("TAKE", job_id, self.host, self.lease_ms, self.cap))
 
     async def capped(self) -> bool:
         return self.cap > 0 and int(await self.client.zcard(self.key("leases"))) >= self.cap
 
-    async def next_job(self, block_ms: int) -> str | None:
-        """Wait up to `block_ms` for the stream to hand this host a queued job, and lease it."""
+    async def next_job(self, block_ms: int) -> tuple[str, int] | None:
+        """Wait up to `block_ms` for the stream to hand this host a queued job, and lease it:
+        (job id, fencing token), or None."""
         reply = await self.client.xreadgroup(GROUP, self.host, {self.key("queue"): ">"}, count=1, block=block_ms)
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
@@ -112,29 +127,54 @@ class FleetQueue:
                     await self.client.xack(self.key("queue"), GROUP, entry_id)
                     continue
                 got = int(await self._run("DISPATCH", GROUP, entry_id, job_id, self.host, self.lease_ms, self.cap))
-                if got == 1:
-                    return job_id
+                if got > 0:
+                    return job_id, got
         return None
 
-    async def renew(self, job_ids: Iterable[str]) -> dict[str, tuple[bool, str | None]]:
-        """Extend this host's leases; per job: (still ours, a pending pause/cancel request)."""
-        ids = list(job_ids)
+    async def renew(self, tokens: Mapping[str, int | None]) -> dict[str, Renewal]:
+        """Extend this host's leases (job id -> its fencing token). Per job: held, and then a
+        pending pause/cancel request (or None) and a new priority another host asked for (or
+        None); or not held, and why (see `save`)."""
+        ids = list(tokens)
         if not ids:
             return {}
-        flat = await self._run("RENEW", self.host, self.lease_ms, *ids)
-        return {job_id: (bool(int(flat[2 * i])), flat[2 * i + 1] or None) for i, job_id in enumerate(ids)}
+        pairs = [x for job_id in ids for x in (job_id, tokens[job_id] or "")]
+        flat = await self._run("RENEW", self.host, self.lease_ms, *pairs)
+        return {job_id: Renewal(bool(int(flat[3 * i])), flat[3 * i + 1] or None,
+                                int(flat[3 * i + 2]) if flat[3 * i + 2] != "" else None)
+                for i, job_id in enumerate(ids)}
 
-    async def save(self, job_id: str, record: str, state: str, target: str | None, *,
-                   requeue: bool = False, hold: bool = False) -> bool:
-        """Store a job's record and state (refused, False, when another host holds its lease)."""
-        return bool(int(await self._run("SAVE", job_id, record, state, target or "", self.host,
-                                         int(requeue), int(hold), self.lease_ms)))
+    async def save(self, job_id: str, record: str, state: str, target: str | None, *, token: int | None = None,
+                   requeue: bool = False, hold: bool = False) -> tuple[bool, int | str]:
+        """Store a job's record and state. With this host's fencing `token`, only while it still
+        holds the lease (and the lease is extended); without, refused while another host holds it.
+        Returns (True, the token this host holds now, 0 for none) or (False, why): cancel,
+        cancel-keep, pause, completed, or lost (queued again, or another host's)."""
+        ok, detail = await self._run("SAVE", job_id, record, state, target or "", self.host, int(requeue),
+                                     int(hold), self.lease_ms, token or "")
+        return (True, int(detail)) if int(ok) else (False, str(detail))
+
+    async def fence(self, job_id: str, token: int | None) -> tuple[bool, str]:
+        """Right before renaming a finished file into place: (True, "") when this host still holds
+        the lease under `token` (extended by a whole lease), else (False, why). A pending cancel
+        is applied and refuses."""
+        ok, detail = await self._run("FENCE", job_id, self.host, token or "", self.lease_ms)
+        return bool(int(ok)), str(detail or "")
 
     async def control(self, job_id: str, action: str) -> str:
         """pause / resume / cancel / cancel-keep from any host (see scripts.CONTROL)."""
         outcome = await self._run("CONTROL", job_id, action)
         if outcome == "sent":
             await self.publish({"control": job_id, "action": action, "from": self.host})
+        return outcome
+
+    async def set_priority(self, job_id: str, priority: int) -> str:
+        """A new priority from any host: "sent" to the host that holds the job's lease (applied at
+        once through pub/sub, at the latest at its next renewal); "free" when no host runs it
+        (the caller rewrites its record); "unknown"."""
+        outcome = await self._run("PRIORITY", job_id, int(priority))
+        if outcome == "sent":
+            await self.publish({"control": job_id, "action": "priority", "from": self.host})
         return outcome
 
     async def clear_control(self, job_id: str) -> None:

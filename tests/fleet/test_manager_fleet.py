@@ -6,44 +6,9 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from comfyui_model_resolver.types import DownloadRequest
-from support.downloads import MiB, open_env, close_env, sha256_of
-from support.redis_server import RedisServer
-
-LEASE = 1.5  # seconds: a dead host's job is re-claimed after this
-
-
-@pytest.fixture
-async def fleet(fake_hub, tmp_path):
-    server = RedisServer(tmp_path / "redis").start()
-    env = await open_env(fake_hub, tmp_path)
-    try:
-        yield env, server
-    finally:
-        await close_env(env)
-        server.stop()
-
-
-def host(env, server, name: str, **overrides):
-    s = env.with_settings(redis_url=server.url, fleet_host=name, fleet_lease_seconds=LEASE,
-                          data_dir=env.root / f"data-{name}", **overrides)
-    return env.manager(s)
-
-
-async def until(check, what: str, timeout: float = 30.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        got = check()
-        if asyncio.iscoroutine(got):
-            got = await got
-        if got:
-            return got
-        if loop.time() > end:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.05)
+from support.downloads import MiB, sha256_of
+from support.fleet import host, until
 
 
 def body_gets(hub) -> list[dict]:

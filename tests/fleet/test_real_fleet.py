@@ -262,8 +262,9 @@ async def test_four_sidecars_one_volume_one_redis_one_nginx(fleet):
             got = await _until(lambda h=h, jid=jid: _done(c, h, jid), f"{name} completed as seen from {h.name}")
             assert got["state"] == "completed", got
         assert _sha256(models / "checkpoints" / name) == want
-        outcome[name] = round(nginx.bytes_served(name) / SIZE, 3)
-    figures["redis_restart_mid_run"] = {"bytes_served_ratio": outcome}
+        outcome[name] = {"bytes_served_ratio": round(nginx.bytes_served(name) / SIZE, 3),
+                         "ranges": [rng for _, _, rng in nginx.served(name)]}
+    figures["redis_restart_mid_run"] = outcome
     assert _leftovers(models) == []
 
 

@@ -1,7 +1,12 @@
 """A real `redis-server` on loopback for tests, which a test can stop and start again on the same
-port (with or without keeping its data). Skips the test when redis-server is not installed."""
+port (with or without keeping its data). Skips the test when redis-server is not installed.
+
+Every server started here is stopped: by the fixture that started it (use it as a context
+manager, or `stop()` in a `finally`), and, should a fixture never get there (a timeout, an
+interrupted run), when the test process exits."""
 from __future__ import annotations
 
+import atexit
 import shutil
 import socket
 import subprocess
@@ -9,6 +14,17 @@ import time
 from pathlib import Path
 
 import pytest
+
+
+_RUNNING: set[subprocess.Popen] = set()
+
+
+@atexit.register
+def _kill_leftovers() -> None:
+    for proc in list(_RUNNING):
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
 
 
 def free_port() -> int:
@@ -37,6 +53,7 @@ class RedisServer:
         save = ["--save", "60 1", "--appendonly", "yes"] if self.persist else ["--save", "", "--appendonly", "no"]
         self.proc = subprocess.Popen([self.exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.dir),
                                       *save], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        _RUNNING.add(self.proc)
         deadline = time.monotonic() + 15
         while not self.answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -54,14 +71,23 @@ class RedisServer:
 
     def stop(self) -> None:
         """SIGTERM: with `persist` the data is saved and comes back on `start`, else it is gone."""
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.terminate()
             try:
-                self.proc.wait(timeout=10)
+                proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
+                proc.kill()
+                proc.wait()
+        _RUNNING.discard(proc)
+
+    def __enter__(self) -> "RedisServer":
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
     def command_counts(self) -> dict[str, int]:
         """Calls per command since start (INFO commandstats), for per-operation cost figures."""
