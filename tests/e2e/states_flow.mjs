@@ -141,14 +141,16 @@ try {
     /folder unknown/.test(unknown?.text || "") && /Candidates: checkpoints, diffusion_models, loras\./.test(unknown?.text || "")
     && /^folder unknown · Mystery adapter/.test(await page.$eval(`.cmr-panel [data-item="${mysteryKey}"] .cmr-meta`, (e) => e.innerText).catch(() => "")),
     { unknown });
+  // the sidebar scrolls in ComfyUI's container or in ours, depending on the frontend: scroll every ancestor
+  const scrollers = (sel) => page.$eval(sel, (e) => { for (let el = e.parentElement; el; el = el.parentElement) el.dataset.cmrScroll = el.scrollTop; });
   const shotItem = async (key, name) => {
     await page.$eval(`.cmr-panel [data-item="${key}"]`, (e) => e.scrollIntoView({ block: "start" })).catch(() => {});
-    await page.evaluate(() => { const p = document.querySelector(".cmr-panel"); p.scrollTop -= 44; }); // below the sticky header
     await shot(name);
   };
+  await scrollers(".cmr-panel [data-summary]");
   await shotItem("clip_vision|clip-vit-h-14-laion2b-s32b-b79k.safetensors", "implied");
   await shotItem(mysteryKey, "folder-unknown");
-  await page.$eval(".cmr-panel", (p) => { p.scrollTop = 0; });
+  await page.evaluate(() => document.querySelectorAll("[data-cmr-scroll]").forEach((el) => { el.scrollTop = Number(el.dataset.cmrScroll); }));
 
   const dl = await page.$eval(".cmr-panel [data-key=download-all]", (b) => ({ text: b.innerText.trim(), disabled: b.disabled }));
   const why = await page.$eval(".cmr-panel [data-why]", (e) => e.innerText).catch(() => null);

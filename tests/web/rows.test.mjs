@@ -84,3 +84,17 @@ test("ambiguous reads as a choice between candidates, none pre-chosen", () => {
   assert.deepEqual(item.candidates.map((c) => L.describeCandidate(c).reasons), [a.reasons, b.reasons]);
   assert.equal(L.downloadBody(item, b).url, b.url);
 });
+
+test("a folder-unknown model on disk is not 'folder unknown' any more: where it was found is said", () => {
+  const present = { ...mystery, status: "present", local_path: "/c/models/loras/e2e_mystery_adapter.safetensors" };
+  const g = L.groupModels([present]);
+  assert.equal(g.present.length, 1);
+  assert.equal(L.unknownFolder(g.present[0]), null);
+  assert.equal(L.foundFolder(present.local_path), "loras");
+  assert.equal(L.foundFolder("C:\\ComfyUI\\models\\checkpoints\\x.safetensors"), "checkpoints");
+  // the same name in a folder the node may not read: listed as found (never "Move into" a folder nobody named)
+  const elsewhere = { ...mystery, status: "relocated", relink_value: null, local_path: "/c/models/vae/e2e_mystery_adapter.safetensors" };
+  const g2 = L.groupModels([elsewhere]);
+  assert.deepEqual([g2.misplaced.length, g2.present.length], [0, 1]);
+  assert.equal(L.summarize(g2).count, 0);
+});

@@ -89,7 +89,8 @@ export function groupModels(models, resolved = new Map()) {
     item.relinkValue = item.refs.find((r) => r.relink_value)?.relink_value ?? null;
     item.localPath = item.refs.find((r) => r.local_path)?.local_path ?? null;
     item.url = item.refs.find((r) => r.url)?.url ?? null;
-    item.group = item.status === "relocated" && !item.relinkValue ? "misplaced" : item.status;
+    // (a file of the same name, when nothing tells the folder: listed as found, with what is not known)
+    item.group = item.status === "relocated" && !item.relinkValue ? (item.folder ? "misplaced" : "present") : item.status;
     groups[item.group].push(item);
   }
   const byName = (a, b) => normalizeName(a.filename).localeCompare(normalizeName(b.filename));

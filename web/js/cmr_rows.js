@@ -29,9 +29,16 @@ export function packsOf(item) {
   return [...new Set((item?.refs || []).map((r) => r.pack).filter(Boolean))];
 }
 
-/** Candidate folders of an item whose folder nothing tells (most likely first), or null when the folder is known. */
+/** The models folder a file was found in ("…/models/loras/x" -> "loras"), for an item whose folder nothing tells. */
+export function foundFolder(path) {
+  const m = /[\\/]models[\\/]([^\\/]+)[\\/]/.exec(String(path ?? ""));
+  return m ? m[1] : null;
+}
+
+/** Candidate folders of a missing item whose folder nothing tells (most likely first); null when the folder is
+ * known, or the file is on disk (where it was found says it then). */
 export function unknownFolder(item) {
-  if (!item || item.folder) return null;
+  if (!item || item.folder || (item.status && item.status !== "missing")) return null;
   const folders = [];
   for (const r of item.refs || []) for (const f of r.alt_folders || []) if (f && !folders.includes(f)) folders.push(f);
   return folders;

@@ -3,7 +3,7 @@
 // variables; PrimeVue classes are used where ComfyUI ships their styles, with zero-specificity
 // fallbacks (`:where`) so the theme always wins.
 import {
-  ambiguousText, authNeeded, countLine, describeCandidate, describeError, downloadAllState, folderUnknownText, impliedNote,
+  ambiguousText, authNeeded, countLine, foundFolder, describeCandidate, describeError, downloadAllState, folderUnknownText, impliedNote,
   landingNote, missingState, packsOf, plainMessage, progressInfo, providerBanners, refKey, shardInfo, shardLabel, sourceName,
   summarize, targetFolder, unknownFolder, ACTIVE_STATES,
 } from "./cmr_logic.js";
@@ -107,7 +107,8 @@ function usedBy(item, places) {
   });
   const unique = [...new Set(nodes)];
   const packs = packsOf(item);
-  return `${item.folder ?? "folder unknown"} · ${unique.slice(0, 3).join(", ")}${unique.length > 3 ? ` +${unique.length - 3} more` : ""}`
+  const folder = item.folder ?? (unknownFolder(item) ? "folder unknown" : `found in ${foundFolder(item.localPath) ?? "a model folder"}`);
+  return `${folder} · ${unique.slice(0, 3).join(", ")}${unique.length > 3 ? ` +${unique.length - 3} more` : ""}`
     + (packs.length ? ` · node pack ${packs.join(", ")}` : "");
 }
 
@@ -275,6 +276,8 @@ function presentItem(doc, item, vm) {
     h(doc, "div", { class: "cmr-meta", text: usedBy(item, vm.places) }),
     ...originLines(doc, item, vm),
     item.localPath ? h(doc, "div", { class: "cmr-meta" }, pathText(doc, item.localPath)) : null,
+    !item.folder && item.status === "relocated" ? h(doc, "div", { class: "cmr-warn", "data-folder-why": "" },
+      "A file of this name, but not where the workflow names it; nothing tells which folder its node reads.") : null,
     item.localPath && landingNote(item.folder, item.localPath) ? h(doc, "div", { class: "cmr-hint", "data-landing": "" },
       landingNote(item.folder, item.localPath).replace("Saved in", "In")) : null]);
 }
