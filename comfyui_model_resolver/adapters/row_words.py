@@ -30,8 +30,10 @@ def implied_words(row: Any, node: str | None = None) -> str | None:
     preset = preset_of(row)
     if preset is not None:
         return f"implied by {name} (preset '{preset}')"
-    if _get(row, "implied_by"):
-        return str(_get(row, "implied_by"))
+    said = _get(row, "implied_by")
+    if said:  # the parser's words ("implied by T: its pack's code loads it (f.py:45)"), the node named as asked
+        head = f"implied by {_get(row, 'node_type')}"
+        return f"implied by {node}{said[len(head):]}" if node and said.startswith(head) else str(said)
     return f"implied by {name} (the node loads it itself)"
 
 

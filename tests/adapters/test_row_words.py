@@ -34,6 +34,7 @@ def test_json_rows_and_the_other_ways_a_model_is_implied():
     assert implied_words(row, node="Face loader") == "implied by Face loader (the node loads it itself)"
     said = {**row, "implied_by": "implied by PhotoMakerLoader: its pack's code loads it (a.py:4)"}
     assert implied_words(said) == said["implied_by"]
+    assert implied_words(said, node="Face loader") == "implied by Face loader: its pack's code loads it (a.py:4)"
     assert implied_words({"note": "preset 'x'"}) is None and pack_words({"pack": None}) is None
     assert preset_of({"note": "preset \"it's\"; more"}) == "it's"
     assert folder_words({"folder": None, "alt_folders": []}) == "folder unknown: no candidate folder"

@@ -36,6 +36,8 @@ test("an implied row says so: by which node (its title when the page has one) an
     "implied by PhotoMakerLoader (the node loads it itself)");
   assert.equal(L.impliedNote(row({ implied: true, implied_by: "implied by X: its pack's code loads it (a.py:4)", note: null })),
     "implied by X: its pack's code loads it (a.py:4)");
+  assert.equal(L.impliedNote(row({ implied: true, node_type: "X", implied_by: "implied by X: its pack's code loads it (a.py:4)" }),
+    "Face loader"), "implied by Face loader: its pack's code loads it (a.py:4)");
   assert.equal(L.impliedNote(row({ note: "preset 'x'" })), null, "a widget names it: not implied");
 });
 

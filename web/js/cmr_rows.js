@@ -20,7 +20,11 @@ export function impliedNote(ref, node = null) {
   const name = node || ref.node_type || "its node";
   const preset = presetOf(ref);
   if (preset !== null) return `implied by ${name} (preset '${preset}')`;
-  if (ref.implied_by) return String(ref.implied_by);
+  if (ref.implied_by) { // the server's words ("implied by T: its pack's code loads it (f.py:45)"), the node named as the page does
+    const said = String(ref.implied_by);
+    const head = `implied by ${ref.node_type}`;
+    return node && said.startsWith(head) ? `implied by ${node}${said.slice(head.length)}` : said;
+  }
   return `implied by ${name} (the node loads it itself)`;
 }
 
