@@ -186,8 +186,9 @@ class FleetLink:
     async def saved(self, rec: JobRecord) -> None:
         """The manager stored a record: the fleet gets it when this host holds the job's lease."""
         job_id = rec.id
-        if job_id not in self.owned:
-            return
+        entry = self.m.entry(job_id)
+        if job_id not in self.owned or entry is None or entry.rec is not rec:
+            return  # not under this host's lease, or an older copy of a job this host has taken over since
         requeue = rec.state == "queued"  # a host shutting down hands the job over
         token = self.leases.token(job_id)
         if requeue or rec.state not in ACTIVE_STATES:
@@ -204,7 +205,7 @@ class FleetLink:
             self.went_away(exc)
             self.dirty.add(job_id)
             return
-        if not ok and (entry := self.m.entry(job_id)) is not None and self.m.runs_here(job_id):
+        if not ok and self.m.runs_here(job_id):
             self.later(self.leases.lost(entry, str(why)))  # not from inside the job's own task
 
     def published(self, job: Job, rec: JobRecord, force: bool) -> None:
@@ -271,7 +272,8 @@ class FleetLink:
                 self._notify(job)
         for entry in self.m.entries():  # this host's copies follow the fleet: a restart must not revive them
             job = self.view.jobs.get(entry.rec.id)
-            if job is not None and entry.rec.state != job.state.value and not self.m.runs_here(entry.rec.id):
+            if job is not None and entry.rec.state != job.state.value and not self.m.runs_here(entry.rec.id) \
+                    and entry.rec.id not in self.owned and self.m.entry(entry.rec.id) is entry:
                 entry.rec.state = job.state.value
                 await self.m.save(entry.rec)
         self._changed.set()

@@ -16,6 +16,7 @@ import signal
 import pytest
 
 from comfyui_model_resolver.fleet.connect import connect
+from comfyui_model_resolver.downloads.store import JobRecord
 from comfyui_model_resolver.fleet.queue import FleetQueue
 from comfyui_model_resolver.types import DownloadRequest
 from support.downloads import MiB, sha256_of
@@ -135,3 +136,22 @@ async def test_a_host_closes_while_redis_hangs_and_its_job_is_not_lost(fleet):
     done = await b.wait(job.id, timeout=60)
     assert done.state.value == "completed" and done.host == "b"
     assert sha256_of(env.final()) == f.sha256
+
+
+async def test_an_older_copy_of_a_job_this_host_took_over_never_reaches_the_fleet(fleet):
+    """A host that submitted a job keeps a copy of its record; once it takes the job over itself,
+    that copy is stale. Saving it (the fleet view makes local copies follow the fleet's states)
+    must not be taken for the running job's own save: it would hand the lease back and reset the
+    fleet's record of what is downloaded (seen under load: another host then started from zero)."""
+    env, server = fleet
+    f = env.add(size=4 * MiB)
+    a, job = await _stalled(env, server, 4 * MiB)
+    q = a.fleet.queue
+    await until(lambda: _checkpointed(q, job.id), "a checkpoint of a's progress in the fleet")
+    older = JobRecord.from_json((await q.get(job.id)).record)
+    older.state, older.done = "queued", []
+    await a.save(older)  # a copy of the record, not the running job's own
+    now = await q.get(job.id)
+    assert now.state == "running" and now.leased and now.host == "a" and json.loads(now.record)["done"]
+    done = await a.wait(job.id, timeout=60)
+    assert done.state.value == "completed" and done.host == "a" and sha256_of(env.final()) == f.sha256
