@@ -147,7 +147,7 @@ class SourceSet:
         if packs is not None and hasattr(packs, "repos_to_ask"):
             asks.append((packs.repos_to_ask(w.ref, w.ctx.packs), "pack",  # type: ignore[attr-defined]
                          "in a repo the node's pack documents for this folder"))
-        if cat is not None and hasattr(cat, "sibling_repos"):
+        if cat is not None and hasattr(cat, "sibling_repos") and not w.candidates:  # nothing local knows the file
             asks += [([repo], "sibling", f"in {repo}, where the catalog keeps its sibling {sib}")
                      for repo, sib in cat.sibling_repos(w.ref)]  # type: ignore[attr-defined]
         for repos, via, reason in asks:
