@@ -189,6 +189,9 @@ def test_implied_ambiguous_and_folder_unknown_in_the_browser(fake_hub_thread, tm
     hub.add_repo("alice99/style-lora", [FakeFile.safetensors("style.safetensors", 64 * 1024, seed=11)], downloads=41)
     hub.add_repo("bobmirror/style-lora", [FakeFile.safetensors("style.safetensors", 64 * 1024, seed=12)], downloads=38)
     hub.add_repo("labs/mystery-adapter", [mystery], downloads=500)
+    hub.add_repo("h94/IP-Adapter", [FakeFile.safetensors(p, 32 * 1024, seed=20 + i) for i, p in enumerate((
+        "models/ip-adapter-plus_sd15.safetensors", "sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors",
+        "models/image_encoder/model.safetensors"))], downloads=500_000)
     settings = make_settings(tmp_path, hf_endpoint=hub.url, allowed_hosts=fake_hosts(hub), disable_catalog=True)
     server = LiveServer(create_app(settings, enable_ui=True)).start()
     path = tmp_path / "origins.json"
@@ -216,12 +219,17 @@ def test_implied_ambiguous_and_folder_unknown_in_the_browser(fake_hub_thread, tm
             assert "://" not in style[4]  # no one URL for a model that has no one answer: why, in words
             unknown = rows["?/mystery_adapter.safetensors"]
             assert unknown[0].endswith("folder unknown") and unknown[4].startswith("folder unknown: one of checkpoints, ")
-            assert page.locator("input[type=checkbox]:checked").count() == 0  # nothing uncertain is ticked for you
+            # nothing uncertain is ticked for you: only certain models with a known folder
+            ticked = page.evaluate("() => [...document.querySelectorAll('input[type=checkbox]:checked')]"
+                                   ".map(i => i.closest('label').innerText.trim())")
+            assert ticked and all(" from " not in label and not label.startswith(("?/", "loras/style")) for label in ticked), ticked
             _assert_readable(page, 1400)
             page.screenshot(path=str(shots / "gradio-origins-1400.png"), full_page=True)
             pick = page.get_by_label(f"loras/mystery_adapter.safetensors from labs/mystery-adapter/mystery_adapter.safetensors",
                                      exact=False)
             pick.check()
+            for label in ticked:  # only the pick this time
+                page.get_by_label(label, exact=True).uncheck()
             page.get_by_role("button", name="Download selected").click()
             _wait(page, lambda: any(r[2] == "completed" and "mystery" in r[1] for r in _table_rows(page, "Progress")),
                   "the picked download completed")
