@@ -167,3 +167,33 @@ NODE_CLASS_MAPPINGS = {"ProjLoader": ProjLoader}
     assert ld.models == {"proj_name": {"folder": ["infinite_you"]}} and not ld.uncertain
     assert ld.widgets == ["proj_name", "tokens"]
     assert [(r.folder, r.path) for r in regs] == [("infinite_you", "infinite_you")]
+
+
+def test_helper_methods_of_another_files_class_and_f_string_node_names():
+    """`(UI.CHECKPOINTS(),)` where UI is a class of another file of the pack, and node types mapped
+    with f-strings without placeholders (SeargeSDXL's shapes)."""
+    ui = '''
+import folder_paths
+class UI:
+    @staticmethod
+    def CHECKPOINTS():
+        return folder_paths.get_filename_list("checkpoints")
+    @staticmethod
+    def UPSCALERS_WITH_NONE():
+        return ["none"] + folder_paths.get_filename_list("upscale_models")
+'''
+    nodes = '''
+from .ui import UI
+class Selector:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"base": (UI.CHECKPOINTS(),), "upscaler": (UI.UPSCALERS_WITH_NONE(),),
+                             "data": ("SRG_DATA_STREAM",)}}
+    FUNCTION = "get"
+    def get(self, base, upscaler, data=None):
+        return (None,)
+NODE_CLASS_MAPPINGS = {f"Selector": Selector}
+'''
+    (ld,), _, _ = extract_pack({"modules/ui.py": ui, "modules/nodes.py": nodes})
+    assert ld.node_type == "Selector" and ld.widgets == ["base", "upscaler"] and not ld.uncertain
+    assert ld.models == {"base": {"folder": ["checkpoints"]}, "upscaler": {"folder": ["upscale_models"]}}
