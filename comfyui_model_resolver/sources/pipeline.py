@@ -137,24 +137,30 @@ class SourceSet:
             w.decision = rank(w.ref, w.candidates)
 
     async def _ask_pack_repos(self, w: _Work, board: StatusBoard) -> None:
-        """The Hub repos the node's pack documents for this folder are asked before any search: a
-        file found there under its exact name is the pack's (via "pack")."""
-        packs, hf = self.by_name("pack"), self.by_name("huggingface")
-        if (self._settled(w.decision) or packs is None or hf is None or hf.disabled_reason
-                or board.is_down(hf.name) or not hasattr(packs, "repos_to_ask")):
+        """Known repos are asked before any search: those the node's pack documents for this folder (a
+        file found there under its exact name is the pack's, via "pack"), then those where the catalog
+        keeps this file's siblings (`t2iadapter_canny_sd14v1.pth` for `t2iadapter_depth_sd15v2.pth`, via "sibling")."""
+        packs, cat, hf = self.by_name("pack"), self.by_name("catalog"), self.by_name("huggingface")
+        if hf is None or hf.disabled_reason or board.is_down(hf.name):
             return
-        repos = packs.repos_to_ask(w.ref, w.ctx.packs)  # type: ignore[attr-defined]
-        if not repos:
-            return
-        try:
-            found = await hf.in_repos(w.ref, repos, w.ctx, via="pack",  # type: ignore[attr-defined]
-                                      reason="in a repo the node's pack documents for this folder")
-        except SourceError as exc:
-            board.record(hf.name, exc)
-            return
-        if found:
-            w.candidates.extend(found)
-            w.decision = rank(w.ref, w.candidates)
+        asks = []
+        if packs is not None and hasattr(packs, "repos_to_ask"):
+            asks.append((packs.repos_to_ask(w.ref, w.ctx.packs), "pack",  # type: ignore[attr-defined]
+                         "in a repo the node's pack documents for this folder"))
+        if cat is not None and hasattr(cat, "sibling_repos") and not w.candidates:  # nothing local knows the file
+            asks += [([repo], "sibling", f"in {repo}, where the catalog keeps its sibling {sib}")
+                     for repo, sib in cat.sibling_repos(w.ref)]  # type: ignore[attr-defined]
+        for repos, via, reason in asks:
+            if not repos or self._settled(w.decision):
+                continue
+            try:
+                found = await hf.in_repos(w.ref, repos, w.ctx, via=via, reason=reason)  # type: ignore[attr-defined]
+            except SourceError as exc:
+                board.record(hf.name, exc)
+                return
+            if found:
+                w.candidates.extend(found)
+                w.decision = rank(w.ref, w.candidates)
 
     async def resolve(self, reports: Sequence[ModelReport], *, note_links: tuple[str, ...] = (),
                       local_sha256: dict[int, str] | None = None, include_present: bool = False,

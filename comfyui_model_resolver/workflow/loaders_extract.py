@@ -78,6 +78,13 @@ def _folders_in(node: ast.AST, scope: Scope, depth: int = 0, seen: set | None = 
                 k, d = _folders_in(func, scope.child(func), depth + 1, seen)
                 keys += k
                 dirs += d
+            elif isinstance(sub.func, ast.Attribute) and f"*.{sub.func.attr}" in scope.funcs \
+                    and f"*.{sub.func.attr}" not in seen:  # Loader.get_names(), cls.get_names(): a helper method
+                seen.add(f"*.{sub.func.attr}")
+                func = scope.funcs[f"*.{sub.func.attr}"]
+                k, d = _folders_in(func, scope.child(func), depth + 1, seen)
+                keys += k
+                dirs += d
         elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in seen:
             bound = scope.lookup(sub.id)
             if bound is not None and bound is not node:
@@ -281,9 +288,16 @@ def extract_pack(files: dict[str, str]) -> tuple[list[Loader], list[Registration
     code = PackCode(classes, {}, {})
     for path, tree in parsed.items():
         funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-        scope = Scope(bindings(tree.body), funcs)
         for fname, func in funcs.items():
-            code.funcs.setdefault(fname, []).append((path, func, scope))
+            code.funcs.setdefault(fname, []).append((path, func, Scope(bindings(tree.body), funcs)))
+        methods: dict[str, list[ast.FunctionDef]] = {}
+        for cdef in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+            for f in cdef.body:
+                if isinstance(f, ast.FunctionDef) and f.name not in ("INPUT_TYPES", "__init__"):
+                    methods.setdefault(f.name, []).append(f)
+        # helper methods (`Loader.get_names()` in INPUT_TYPES), when the file has one of that name
+        funcs.update({f"*.{name}": fs[0] for name, fs in methods.items() if len(fs) == 1})
+        scope = Scope(bindings(tree.body), funcs)
         for cname, bound in scope.module.items():
             code.constants.setdefault(cname, (bound, scope))
         for k, v in node_mappings(tree).items():

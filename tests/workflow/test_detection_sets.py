@@ -61,8 +61,8 @@ def test_detection_recall_and_precision_on_two_separate_pack_sets():
         with open(out, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)
     a, b = report.values()
-    assert a["recall"] >= 0.98 and a["precision"] >= 0.97, a  # the goal
-    # Set B holds packs outside the table and traps: precision meets the goal; recall misses what
-    # only a pack's own code says (PhotoMaker-Plus's loader implies antelopev2), see the report.
-    assert b["recall"] >= 0.95 and b["precision"] >= 0.97, b
+    assert a["recall"] >= 0.98 and a["precision"] >= 0.97, a  # the goal, on both sets
+    # Set B holds packs outside the hand-checked table and traps; models a loader implies come from
+    # the packs' code (PhotoMaker-Plus's InsightFace loader: buffalo_l, insightface_package.py:45).
+    assert b["recall"] >= 0.98 and b["precision"] >= 0.97, b
     assert b["folder_unknown_with_candidates"] >= 2, b  # unknown packs: candidates offered, not a guess

@@ -139,3 +139,31 @@ def test_table_entry_carries_provenance_and_doubts():
     x = entry_of(got["X"], "Pack", core=core, registered={})
     assert x["widgets_uncertain"] is True and "type of input 'k' not literal" in x["note"]
     assert x["models"] == {"m": {"folder": "loras"}}
+
+
+def test_options_from_a_helper_method_of_the_class_are_followed():
+    """`(Loader.get_names(),)` and `(cls.get_names(),)` in INPUT_TYPES: the method's get_filename_list
+    names the folder (InfiniteYou's loaders, with models/infinite_you registered by the pack)."""
+    code = '''
+import os
+import folder_paths
+folder_paths.add_model_folder_path("infinite_you", os.path.join(folder_paths.models_dir, "infinite_you"))
+
+class ProjLoader:
+    @classmethod
+    def INPUT_TYPES(s):
+        return {"required": {"proj_name": (ProjLoader.get_names(), ), "tokens": ([8, 16], )}}
+    FUNCTION = "load"
+    def get_names():
+        names = ["stage1/proj.bin", *folder_paths.get_filename_list("infinite_you")]
+        return [n for n in names if n.endswith(".bin")]
+    def load(self, proj_name, tokens):
+        return (None,)
+
+NODE_CLASS_MAPPINGS = {"ProjLoader": ProjLoader}
+'''
+    loaders, regs, _ = extract_pack({"nodes.py": code})
+    (ld,) = loaders
+    assert ld.models == {"proj_name": {"folder": ["infinite_you"]}} and not ld.uncertain
+    assert ld.widgets == ["proj_name", "tokens"]
+    assert [(r.folder, r.path) for r in regs] == [("infinite_you", "infinite_you")]
