@@ -171,6 +171,7 @@ def code_place(lines: list[str], index: int) -> tuple[tuple[str, str | None] | N
 _HEADING = re.compile(r"^\s*(#|=+\s*$|-{3,}\s*$|\.\. )")
 _DEF = re.compile(r"^\s*(async\s+def|def|class)\s")
 _OTHER_SOURCE = re.compile(r"repo_id|huggingface\.co|https?://|hf_hub_download|snapshot_download")
+_IMPORT = re.compile(r"^\s*(from\s+\S+\s+)?import\s")  # `from huggingface_hub import snapshot_download` is no source
 CODE_BLOCK = 10  # lines from a folder set up in code to the download that uses it
 
 
@@ -181,7 +182,8 @@ def same_block(lines: list[str], hit: int, where: int, is_code: bool) -> bool:
     lo, hi = sorted((hit, where))
     if is_code:  # the folder set up above the download, in its function, with no other source between
         between = lines[where + 1:hit]
-        return where < hit <= where + CODE_BLOCK and not any(_DEF.match(t) or _OTHER_SOURCE.search(t) for t in between)
+        return where < hit <= where + CODE_BLOCK and not any(
+            _DEF.match(t) or (_OTHER_SOURCE.search(t) and not _IMPORT.match(t)) for t in between)
     return not any(not t.strip() or _HEADING.match(t) for t in lines[lo + 1:hi + 1])
 
 

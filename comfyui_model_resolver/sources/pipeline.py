@@ -138,8 +138,9 @@ class SourceSet:
 
     async def _ask_pack_repos(self, w: _Work, board: StatusBoard) -> None:
         """Known repos are asked before any search: those the node's pack documents for this folder (a
-        file found there under its exact name is the pack's, via "pack"), then those where the catalog
-        keeps this file's siblings (`t2iadapter_canny_sd14v1.pth` for `t2iadapter_depth_sd15v2.pth`, via "sibling")."""
+        file found there under its exact name is the pack's, via "pack"), then those where the catalog or
+        any pack's docs keep this file's siblings (`t2iadapter_canny_sd14v1.pth` for `t2iadapter_depth_sd15v2.pth`,
+        via "sibling")."""
         packs, cat, hf = self.by_name("pack"), self.by_name("catalog"), self.by_name("huggingface")
         if hf is None or hf.disabled_reason or board.is_down(hf.name):
             return
@@ -147,9 +148,11 @@ class SourceSet:
         if packs is not None and hasattr(packs, "repos_to_ask"):
             asks.append((packs.repos_to_ask(w.ref, w.ctx.packs), "pack",  # type: ignore[attr-defined]
                          "in a repo the node's pack documents for this folder"))
-        if cat is not None and hasattr(cat, "sibling_repos") and not w.candidates:  # nothing local knows the file
-            asks += [([repo], "sibling", f"in {repo}, where the catalog keeps its sibling {sib}")
-                     for repo, sib in cat.sibling_repos(w.ref)]  # type: ignore[attr-defined]
+        for src, who in ((cat, "the catalog keeps"), (packs, "a pack's docs keep")):
+            if src is not None and hasattr(src, "sibling_repos") and not w.candidates:  # nothing local knows it
+                asks += [([repo], "sibling", f"in {repo}, where {who} its sibling {sib}")
+                         for repo, sib in src.sibling_repos(w.ref)  # type: ignore[attr-defined]
+                         if all(repo not in r for r, _, _ in asks)]
         for repos, via, reason in asks:
             if not repos or self._settled(w.decision):
                 continue

@@ -231,3 +231,15 @@ def test_a_folder_on_the_items_next_line_or_above_a_table_of_links_ships():
     assert kept == {"refiner.safetensors": "checkpoints", "4x.pth": "upscale_models", "sam_b.pth": "sams",
                     "sam_l.pth": "sams"}
     assert {h.filename for _, h, _ in dropped} == {"other.pth"}
+
+
+def test_an_import_line_between_the_folder_and_the_download_is_no_other_source():
+    code = "\n".join([
+        "def load(self):",
+        "    path = os.path.join(folder_paths.models_dir, 'clip_seg', 'clipseg-rd64')",
+        "    if not os.path.exists(path):",
+        "        from huggingface_hub import snapshot_download",
+        "        snapshot_download(repo_id='o/clipseg-rd64', local_dir=path)",
+    ])
+    (h,) = [h for h in extract("nodes.py", code) if h.source.get("repo") == "o/clipseg-rd64"]
+    assert (h.folder, h.same_block) == ("clip_seg", True)

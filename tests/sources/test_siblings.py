@@ -47,3 +47,20 @@ async def test_the_familys_repo_beats_a_strangers_repo_named_like_the_file(fake_
     assert (top.repo, top.path, top.via) == ("TencentARC/T2I-Adapter", f"models/{name}", "sibling"), m.candidates
     assert any("where the catalog keeps its sibling t2iadapter_" in why for why in top.reasons), top.reasons
     assert "sibling:TencentARC/T2I-Adapter" in m.queries["huggingface"]
+
+
+def test_pack_docs_name_siblings_too():
+    """With the catalog off, the packs' documented files are a family's address book as well."""
+    from comfyui_model_resolver.settings import Settings
+    from comfyui_model_resolver.sources.pack_sources import PackSources
+    from comfyui_model_resolver.sources.packs import PackSourcesSource
+    from comfyui_model_resolver.types import ModelRef
+
+    table = PackSources({"packs": {"P": {"repo": "o/P", "files": [
+        {"filename": "t2iadapter_canny_sd14v1.pth", "folder": "controlnet",
+         "source": {"type": "hf", "repo": "TencentARC/T2I-Adapter", "path": "models/t2iadapter_canny_sd14v1.pth"},
+         "provenance": {"file": "README.md", "line": 3}}], "repos": []}}})
+    src = PackSourcesSource(Settings.load({}), table)
+    ref = ModelRef(filename="t2iadapter_depth_sd15v2.pth", folder="t2i_adapter", node_id="1", node_type="X", input="x")
+    assert src.sibling_repos(ref) == [("TencentARC/T2I-Adapter", "t2iadapter_canny_sd14v1.pth")]  # t2i_adapter = controlnet
+    assert src.sibling_repos(ref.model_copy(update={"folder": "checkpoints"})) == []
