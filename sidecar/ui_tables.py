@@ -118,7 +118,8 @@ def model_rows(models: list[dict], batch_size: int = 1) -> list[list]:
             or (pick or {}).get("url") or m.get("url") or m.get("message") or ""
         status = status_words(m.get("status", ""))
         if folder_words(m) and m.get("status") not in ON_DISK:
-            where = folder_words(m) + (" — tick the one to download into below" if pick else "")
+            where = folder_words(m) + ("" if not pick else " — tick the one to download into below" if unknown_folders(m)
+                                       else " — use Download from a URL with the folder you choose")
             status += ", folder unknown"
         if not m.get("active", True):
             status += " (bypassed node)"
