@@ -393,7 +393,7 @@ class SourceSet:
                            f"{chosen.repo or chosen.url} needs sign-in: set {chosen.token_env}")
             elif pf is not None and pf.state in ("not_found", "not_allowed"):
                 status = "ambiguous"
-                message = f"the chosen file failed its pre-flight: {pf.message}"
+                message = f"the chosen file could not be fetched when checked ({pf.message}): pick another candidate"
         if status == "not_found" and w.unreachable:
             hosts = ", ".join(sorted({self.hosts.get(n) or n for n in w.unreachable}))
             status = "unavailable"
