@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .errors import ResolverError, UnknownFolder, WorkflowError
+from .errors import ResolverError, WorkflowError
 from .events import EventBus
 from .index.layout import FolderLayout, build_layout
 from .settings import Settings, persist_runtime_settings
@@ -24,10 +24,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from .index.hashing import HashCache
     from .index.scan import ModelIndex, ScanStats
     from .workflow.knowledge import Knowledge
-
-# Start-up: a command loads only what it uses. `cmr download` needs the folder layout and the
-# download stack, not the analysis stack (the loader table, the workflow parser and detectors, the
-# local index, the hash cache): those are imported and built on first use.
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +44,8 @@ class Resolver:
                  events: EventBus | None = None, cache_dir: str | os.PathLike | None = None,
                  object_info: Mapping[str, Any] | None = None,
                  input_folders: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        """`knowledge`, `index` and `hashes` not given are built on first use: from `object_info` /
-        `input_folders` (node schemas), and with their caches in `cache_dir` (None: in memory)."""
+        """`knowledge`, `index` and `hashes` not given are built on first use (`cmr download` needs none
+        of them): from `object_info` / `input_folders` (node schemas), caches in `cache_dir` (None: memory)."""
         self.settings = settings
         self.layout = layout
         self._knowledge, self._index, self._hashes = knowledge, index, hashes
@@ -305,6 +301,11 @@ class Resolver:
             self._downloads = self._build_downloads()
         return self._downloads
 
+    @property
+    def built_downloads(self) -> "DownloadManager | None":
+        """The download manager if it is built already (a health check need not import it)."""
+        return self._downloads
+
     def _build_downloads(self) -> "DownloadManager":
         """The download manager: shares the event bus, follows settings changes, refreshes the index."""
         from .downloads import DownloadManager
@@ -317,20 +318,10 @@ class Resolver:
 
     def check_download_folder(self, folder: str, *, create: bool = False) -> None:
         """Refuse a folder a user typed that ComfyUI would never look in (`lorass`), unless `create`
-        says to make it: one of ComfyUI's folders, a configured extra path or an existing folder is fine."""
-        from .downloads.paths import check_folder_name
+        says to make it (downloads/paths.check_download_folder)."""
+        from .downloads.paths import check_download_folder
 
-        canonical = check_folder_name(self.layout, folder)  # a path, `..`, a drive: UnsafePath first
-        if create or self.layout.is_known(canonical):
-            return
-        import difflib
-
-        known = self.layout.known_folders()
-        close = difflib.get_close_matches(canonical.lower(), known, n=3, cutoff=0.6)
-        raise UnknownFolder(
-            f"{folder!r} is not a ComfyUI model folder" + (f": did you mean {' or '.join(close)}?" if close else "."),
-            hint="Use one of " + ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
-                 + " (a folder ComfyUI scans), or ask to create it (--create-folder, \"create_folder\": true).")
+        check_download_folder(self.layout, folder, create=create)
 
     async def download_url(self, request: DownloadRequest, *, create_folder: bool = False) -> Any:
         """Start one download from a URL into `request.folder` (see check_download_folder)."""

@@ -170,13 +170,18 @@ def _mount(app, blocks, path: str, auth) -> None:
     gr.mount_gradio_app(app, blocks, path=path, **kwargs)
 
 
-def mount_ui(app, settings: Settings, path: str) -> bool:
-    """Mount the UI on the sidecar `app` at `path`, calling the app's own Resolver in-process. Returns
-    whether it asks for a login (the sidecar's request guard refuses it beyond loopback otherwise)."""
+def mounted_ui(app, settings: Settings, path: str):
+    """The UI for the sidecar `app` at `path`, calling the app's own Resolver in-process: a holder app
+    with the Gradio app mounted at `path`, started by the holder's lifespan (ui_mount.LazyUI runs it).
+    Slow: imports gradio and builds the Blocks."""
+    from fastapi import FastAPI
+
     backend = InProcessBackend(lambda: app.state.resolver, observe=lambda *a: app.state.metrics.observe(*a))
-    auth = ui_auth(settings, settings.api_host)
-    _mount(app, build_ui(backend, max_workflow_bytes=settings.max_workflow_bytes), path, auth)
-    return auth is not None
+    holder = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    holder.user_middleware = app.user_middleware  # Gradio leaves CORS to its parent app when it has it
+    _mount(holder, build_ui(backend, max_workflow_bytes=settings.max_workflow_bytes), path,
+           ui_auth(settings, settings.api_host))
+    return holder
 
 
 def create_ui_app(settings: Settings, backend: Backend, *, host: str | None = None):
