@@ -33,7 +33,9 @@ class ModelRef(_Frozen):
     """One (node, input) that names a model file. Pure data from the workflow."""
 
     filename: str  # exactly as written in the workflow
-    folder: str | None  # canonical ComfyUI folder, None when nothing could tell
+    #: Canonical ComfyUI folder. None means "folder unknown" (nothing describes the node): `alt_folders`
+    #: then holds the candidate folders, most likely first, and `note` says so ("folder unknown: … one of a, b").
+    folder: str | None
     node_id: str
     node_type: str
     input: str
@@ -57,6 +59,9 @@ class ModelRef(_Frozen):
     match: Literal["exact", "fuzzy", "substring"] = "exact"  # how the node finds the file by this name
     pack: str | None = None  # the custom-node pack of the node (loader table), None for core or unknown
     implied: bool = False  # not named by a widget: a preset or the node itself implies it (IP-adapter unified, antelopev2)
+    #: Why, in plain words, for an implied model: "implied by IPAdapterUnifiedLoader's preset 'PLUS (high
+    #: strength)'" or "implied by PhotoMakerInsightFaceLoader: its pack's code loads it (insightface_package.py:45)".
+    implied_by: str | None = None
 
 
 class LocalStatus(str, Enum):

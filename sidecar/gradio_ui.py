@@ -92,7 +92,9 @@ def build_ui(backend: Backend, *, poll_seconds: float = 1.0,
                 resolve_btn = gr.Button("Find sources", variant="primary")
         workflows = _table(t.WORKFLOW_HEADERS, "Workflows")
         models = _table(t.MODEL_HEADERS, "Models (one row per file, across all workflows)", MODEL_WIDTHS)
-        selection = gr.CheckboxGroup(label="Missing models to download", choices=[])
+        selection = gr.CheckboxGroup(label="Missing models to download: certain ones are ticked; for a model that is "
+                                           "not certain or whose folder is unknown, tick the source and folder you choose",
+                                     choices=[])
         with gr.Row():
             dl_selected = gr.Button("Download selected", variant="primary", min_width=160)
             dl_all = gr.Button("Download all missing", min_width=160)

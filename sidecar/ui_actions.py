@@ -90,10 +90,11 @@ class ResolverUI:
         """The models table, the per-workflow table and the download ticks for `batch`."""
         batch = batch or {"workflows": [], "models": []}
         size = len(batch["workflows"])
-        choices = t.downloadable(batch["models"])
+        # certain models are ticked; candidates of ambiguous models and folders of folder-unknown ones are offered
         return (t.table(t.MODEL_HEADERS, t.model_rows(batch["models"], size)),
                 t.table(t.WORKFLOW_HEADERS, t.workflow_rows(batch["workflows"])),
-                {"__type__": "update", "choices": choices, "value": choices})
+                {"__type__": "update", "choices": t.download_choices(batch["models"]),
+                 "value": t.downloadable(batch["models"])})
 
     async def _workflows(self, route: str, files: Any, lines: list[str] | None):
         paths = _paths(files)
@@ -132,6 +133,11 @@ class ResolverUI:
         return t.table(t.JOB_HEADERS, t.job_rows(jobs)), [t.job_id(j) for j in jobs], jobs
 
     async def _submit(self, body: dict, lines):
+        resp, lines = await self._post(body, lines)
+        table, ids, _ = await self.jobs_table()
+        return table, details_text(resp.body), "\n".join(lines), lines, ids
+
+    async def _post(self, body: dict, lines):
         resp = await self.backend.call("create_download", body=body)
         answer = resp.body if isinstance(resp.body, dict) else {}
         if resp.status >= 400:
@@ -146,8 +152,7 @@ class ResolverUI:
             for e in answer.get("errors") or []:
                 message = (e.get("error") or {}).get("message")
                 lines = self.log(lines, f"  could not start {e.get('folder')}/{e.get('filename')}: {message}")
-        table, ids, _ = await self.jobs_table()
-        return table, details_text(resp.body), "\n".join(lines), lines, ids
+        return resp, lines
 
     async def _nothing(self, lines, message: str):
         lines = self.log(lines, message)
@@ -159,7 +164,22 @@ class ResolverUI:
         if not batch or not selected:
             return await self._nothing(lines, "Nothing selected: find sources first, then tick the models to download.")
         models = [m for m in batch["models"] if t.model_key(m) in selected]
-        return await self._submit({"models": for_download(models)}, lines)
+        picks = sorted(v for v in selected if v.startswith("{"))  # a candidate / folder the user ticked
+        if not picks:
+            return await self._submit({"models": for_download(models)}, lines)
+        answers = []
+        if models:
+            resp, lines = await self._post({"models": for_download(models)}, lines)
+            answers.append(resp.body)
+        for value in picks:
+            body = t.pick_body(batch["models"], value)
+            if body is None:
+                lines = self.log(lines, "A ticked choice no longer matches the list: find sources again.")
+                continue
+            resp, lines = await self._post(body, lines)
+            answers.append(resp.body)
+        table, ids, _ = await self.jobs_table()
+        return table, details_text(answers[0] if len(answers) == 1 else answers), "\n".join(lines), lines, ids
 
     async def download_all(self, batch, lines):
         if not batch or not t.downloadable(batch["models"]):

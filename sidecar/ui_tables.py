@@ -6,7 +6,10 @@ row per model file (folder + file name), whichever workflows use it; `workflows`
 """
 from __future__ import annotations
 
+import json
 from typing import Any, Iterable
+
+from comfyui_model_resolver.adapters.row_words import folder_words, implied_words, pack_words, unknown_folders
 
 MODEL_HEADERS = ["Status", "File", "Used by", "Source", "Where"]
 #: Per workflow: Models = On disk + Missing; after Find sources, Missing = Source found + No source + Offline.
@@ -20,7 +23,7 @@ STATUS_WORDS = {
     "downloaded": "downloaded",
     "missing": "missing",
     "resolved": "source found",
-    "ambiguous": "several sources",
+    "ambiguous": "not certain: pick a source",
     "not_found": "no source found",
     "unavailable": "source offline",
     "error": "error",
@@ -61,13 +64,34 @@ def merge(batch: Iterable[tuple[str, dict]]) -> list[dict]:
 
 
 def _used_by(m: dict, batch_size: int) -> str:
+    origin = "".join(f"; {w}" for w in (implied_words(m), pack_words(m)) if w)  # implied by a preset, node pack
     if batch_size > 1:
         names = m.get("workflows") or []
-        return ", ".join(names) if len(names) <= 2 else f"{len(names)} workflows: {', '.join(names[:2])}, …"
+        return (", ".join(names) if len(names) <= 2 else f"{len(names)} workflows: {', '.join(names[:2])}, …") + origin
     node = "/".join([*m.get("subgraph_path", []), str(m.get("node_id", ""))])
     text = f"{m.get('node_type', '')} #{node}".strip()
     more = m.get("nodes", 1) - 1
-    return text + (f" (+{more} more node{'s' if more > 1 else ''})" if more > 0 else "")
+    return text + (f" (+{more} more node{'s' if more > 1 else ''})" if more > 0 else "") + origin
+
+
+def _place(c: dict) -> str:
+    """Where a candidate is: repo/path on the Hub, else its URL."""
+    if c.get("repo") and c.get("path") and c.get("source") != "civitai":
+        return f"{c['repo']}/{c['path']}"
+    return c.get("repo") or c.get("url") or "?"
+
+
+def _pct(c: dict) -> str:
+    return f"{round(100 * c['confidence'])}%" if isinstance(c.get("confidence"), (int, float)) else "?"
+
+
+def _choices_text(m: dict) -> str:
+    """An ambiguous model's candidates, numbered, with their reasons: a choice, none pre-chosen."""
+    cands = m.get("candidates") or []
+    head = f"{len(cands)} candidates, none certain: " if len(cands) > 1 else "1 candidate, not certain: "
+    return head + " ".join(f"({i}) {c.get('source', '')}: {_place(c)}, {_pct(c)}"
+                           + (f" — {'; '.join(c.get('reasons') or ())}" if c.get("reasons") else "")
+                           for i, c in enumerate(cands[:MAX_CHOICES], 1))
 
 
 def _short_path(path: str | None) -> str:
@@ -83,12 +107,17 @@ def model_rows(models: list[dict], batch_size: int = 1) -> list[list]:
     for m in models:
         pick = chosen(m)
         source = ""
-        if pick:
+        if m.get("status") == "ambiguous" and pick:
+            source = _choices_text(m)
+        elif pick:
             source = pick.get("source", "") + (f": {pick['repo']}" if pick.get("repo") else "")
             if pick.get("confidence") is not None:  # of the chosen source (not of the node's detection)
                 source += f" (confidence {pick['confidence']:.2f})"
         where = _short_path(m.get("local_path")) or (pick or {}).get("url") or m.get("url") or m.get("message") or ""
         status = status_words(m.get("status", ""))
+        if folder_words(m) and m.get("status") not in ON_DISK:
+            where = folder_words(m) + (" — tick the one to download into below" if pick else "")
+            status += ", folder unknown"
         if not m.get("active", True):
             status += " (bypassed node)"
         rows.append([status, model_key(m), _used_by(m, batch_size), source, where])
@@ -109,13 +138,70 @@ def workflow_rows(batch: Iterable[tuple[str, dict]]) -> list[list]:
     return rows
 
 
+#: Candidates of an ambiguous model offered to tick; folders of a folder-unknown model.
+MAX_CHOICES = 5
+
+
 def downloadable(models: list[dict]) -> list[str]:
-    """Keys of the models worth offering for download: not on disk, with a source."""
+    """Keys of the models downloaded without asking: not on disk, a certain source, a known folder."""
     keys: list[str] = []
     for m in models:
-        if m.get("status") not in ON_DISK and chosen(m) and model_key(m) not in keys:
+        if m.get("status") == "resolved" and m.get("folder") and chosen(m) and model_key(m) not in keys:
             keys.append(model_key(m))
     return keys
+
+
+def pick_value(m: dict, candidate: int, folder: str) -> str:
+    """The value of a ticked pick: which candidate of which model, into which folder (JSON text)."""
+    return json.dumps({"model": model_key(m), "candidate": candidate, "folder": folder})
+
+
+def download_choices(models: list[dict]) -> list[tuple[str, str]]:
+    """(label, value) of every tick the UI offers: each certain model (ticked by default, value = its key),
+    each candidate of an ambiguous model, and for a model whose folder is unknown, each candidate folder
+    (with each candidate when it is ambiguous). Nothing uncertain is ticked for the user."""
+    out = [(k, k) for k in downloadable(models)]
+    seen = set(out)
+    for m in models:
+        cands = m.get("candidates") or []
+        if m.get("status") in ON_DISK or not cands or m.get("status") not in ("resolved", "ambiguous"):
+            continue
+        folders = unknown_folders(m)
+        if folders is None and m.get("status") == "resolved":
+            continue  # certain and a known folder: its key above
+        name = str(m.get("filename", "")).replace("\\", "/")
+        picks = cands[:1] if m.get("status") == "resolved" else cands[:MAX_CHOICES]
+        for folder in folders if folders is not None else (m.get("folder"),):
+            for i, c in enumerate(picks):
+                label = f"{folder}/{name} from {_place(c)} ({_pct(c)})" + (
+                    " — folder unknown, your pick" if folders is not None else f" — candidate {i + 1} of {len(cands)}")
+                item = (label, pick_value(m, i, folder))
+                if item not in seen:
+                    seen.add(item)
+                    out.append(item)
+    return out
+
+
+def pick_body(models: list[dict], value: str) -> dict | None:
+    """The download (POST /downloads, a URL into a folder) a ticked pick asks for; None if it names nothing.
+    The folder must be the model's own or one of its candidate folders; the server checks it like any folder."""
+    try:
+        pick = json.loads(value)
+        m = next(x for x in models if model_key(x) == pick["model"])
+        c = (m.get("candidates") or [])[int(pick["candidate"])]
+    except (ValueError, KeyError, TypeError, IndexError, StopIteration):
+        return None
+    folders = unknown_folders(m)
+    folder = pick.get("folder")
+    if folder not in ((m.get("folder"),) if folders is None else folders):
+        return None
+    body = {"url": c["url"], "folder": folder, "filename": str(m["filename"]).replace("\\", "/").lstrip("/"),
+            "source": c.get("source")}
+    if isinstance(c.get("sha256"), str) and len(c["sha256"]) == 64:
+        body["sha256"] = c["sha256"]
+    if isinstance(c.get("size"), int) and c["size"] >= 0:
+        body["size"] = c["size"]
+    return body
 
 
 def summary(models: list[dict]) -> str:

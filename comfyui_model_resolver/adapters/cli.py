@@ -14,6 +14,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from ..errors import ConfigError, ResolverError, WorkflowError
+from .row_words import origin_notes
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..settings import Settings
@@ -134,6 +135,7 @@ def _table(analysis: "Analysis", out=sys.stdout) -> None:
             notes.append("pickle format: loading it can run code")
         for c in m.conflicts:
             notes.append(f"{c.source} says {c.folder}")
+        notes += origin_notes(m)  # implied by a preset, the node pack, folder unknown with its candidates
         rows.append((m.status, m.folder or "?", m.filename, node, ", ".join(notes)))
     if analysis.models:
         widths = [min(max(len(r[i]) for r in rows), 60) for i in range(4)]

@@ -28,6 +28,7 @@ from ..errors import WorkflowError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..types import Resolution, ResolvedModel
+from .row_words import origin_notes, unknown_folders
 from .cli import (EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, add_install_options,
                   analysis_json, command, report_workflow_error, settings_from_args, worst_exit)
 
@@ -57,8 +58,10 @@ def _size(n: int | None) -> str:
 
 def _where(m: "ResolvedModel") -> str:
     c = m.chosen or (m.candidates[0] if m.candidates else None)
-    if c is None:
-        return ""
+    return "" if c is None else _where_of(c)
+
+
+def _where_of(c: Any) -> str:
     place = f"{c.repo}/{c.path}" if c.repo and c.path and c.source != "civitai" else c.url
     return f"{c.source}: {place} ({int(c.confidence * 100)}%, {_size(c.size)})"
 
@@ -68,13 +71,19 @@ def _table(res: "Resolution", out=sys.stdout) -> None:
     for m in res.models:
         print(f"  {m.status:<13} {m.folder or '?':<18} {m.filename}"
               + ("  (pickle format: loading it can run code)" if m.pickle else ""), file=out)
-        where = _where(m)
-        if where and m.status not in ("present", "relocated"):
+        notes = origin_notes(m)  # implied by a preset, the node pack, folder unknown with its candidates
+        if notes:
+            print(f"      {'; '.join(notes)}", file=out)
+        if unknown_folders(m) is not None and m.candidates and m.status not in ("present", "relocated"):
+            print("      not downloaded without a folder: cmr download URL --folder <one of them>", file=out)
+        if m.status == "ambiguous" and m.candidates:
+            # a choice, nothing pre-chosen: every candidate (up to 5) with why it might be the file
+            print(f"      pick one of {len(m.candidates)} candidates (none is certain):" if len(m.candidates) > 1
+                  else "      one candidate, not certain: check it before downloading:", file=out)
+            for i, c in enumerate(m.candidates[:5], 1):
+                print(f"      {i}. {_where_of(c)}" + (f" — {'; '.join(c.reasons)}" if c.reasons else ""), file=out)
+        elif (where := _where(m)) and m.status not in ("present", "relocated"):
             print(f"      {'->' if m.chosen else '? '} {where}", file=out)
-            if m.status == "ambiguous":
-                for c in m.candidates[1:4]:
-                    print(f"         or {c.source}: {c.repo or c.url} {c.path or ''} ({int(c.confidence * 100)}%)",
-                          file=out)
         if m.message and m.status not in ("present", "relocated", "resolved"):
             print(f"      {m.message}", file=out)
     offline = list(dict.fromkeys(p.host or p.name for p in res.providers if p.state == "unavailable"))

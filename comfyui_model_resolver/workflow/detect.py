@@ -36,12 +36,14 @@ def _basename(name: str) -> str:
 class _Emitter:
     """Builds refs for one node, remembering which (input, filename) pairs exist."""
 
-    __slots__ = ("node", "out", "seen", "pack", "known")
+    __slots__ = ("node", "out", "seen", "pack", "known", "pack_folders")
 
-    def __init__(self, node: NodeView, pack: str | None = None, known: bool = True) -> None:
+    def __init__(self, node: NodeView, pack: str | None = None, known: bool = True,
+                 pack_folders: tuple[str, ...] = ()) -> None:
         self.node = node
         self.known = known  # the loader table or /object_info describes the node type
         self.pack = pack if pack and pack.lower() != "comfyui" else None
+        self.pack_folders = pack_folders  # folders the node's pack reads (a node of a known pack the table lacks)
         self.out: list[ModelRef] = []
         self.seen: set[tuple[str, str]] = set()
 
@@ -110,11 +112,20 @@ def _named_values(node: NodeView, info: NodeInfo) -> Iterator[tuple[str, Any, in
             yield name, value, None, None
 
 
-def _emit_files(em: _Emitter, files: Iterable[PresetFile], source: str, input_name: str, note: str | None) -> None:
+def _emit_files(em: _Emitter, files: Iterable[PresetFile], source: str, input_name: str, note: str | None,
+                preset: str | None = None) -> None:
+    """Files a preset (`preset` set) or the node itself implies; `implied_by` says which, in words."""
+    ntype = em.node.node_type
     for f in files:
+        if preset is not None:
+            why = f"implied by {ntype}'s preset {preset!r}"
+        elif f.where:
+            why = f"implied by {ntype}: its pack's code loads it ({f.where})"
+        else:
+            why = f"implied by {ntype}: the node loads it itself"
         em.add(f.filename, f.folder, source, input_name, kind=f.kind, url=f.url,
                note=f.note if note is None else (f"{note}; {f.note}" if f.note else note),
-               variant=f.variant, optional=f.optional, auto_download=f.auto_download, implied=True)
+               variant=f.variant, optional=f.optional, auto_download=f.auto_download, implied=True, implied_by=why)
 
 
 def _emit_spec(em: _Emitter, spec: Spec, name: str, value: Any, info: NodeInfo,
@@ -127,7 +138,7 @@ def _emit_spec(em: _Emitter, spec: Spec, name: str, value: Any, info: NodeInfo,
     if isinstance(spec, FolderSpec):
         files = spec.presets.get(value)
         if files is not None:
-            _emit_files(em, files, source, name, f"preset {value!r}")
+            _emit_files(em, files, source, name, f"preset {value!r}", preset=value)
             return
         folder = spec.folder_for(value)
         if folder is None:  # a preset-only widget holding something else
@@ -167,8 +178,11 @@ def _emit_generic(em: _Emitter, name: str, value: str, widget_index: int | None,
     if folder and em.known:
         em.add(value, folder, "generic", name, active=active, widget_index=widget_index, widget_key=widget_key)
         return
-    options = tuple(dict.fromkeys(([folder] if folder else []) + list(folder_candidates(value))))[:4]
+    options = tuple(dict.fromkeys(list(em.pack_folders[:3]) + ([folder] if folder else [])
+                                  + list(folder_candidates(value))))[:4]
     why = f"folder unknown: nothing describes {node.node_type}" if not em.known else "folder unknown"
+    if em.pack_folders and not em.known:
+        why += f" (its pack {em.pack} reads {', '.join(em.pack_folders[:3])})"
     em.add(value, None, None, name, active=active, widget_index=widget_index, widget_key=widget_key,
            alt_folders=options, note=why + (f"; one of {', '.join(options)}" if options else ""))
 
@@ -285,7 +299,15 @@ def detect_node(node: NodeView, knowledge: Knowledge) -> list[ModelRef]:
     info = knowledge.info(node.node_type)
     if info.non_model_node is not None:
         return []
-    em = _Emitter(node, info.pack, known=info is not UNKNOWN)
+    known = info is not UNKNOWN
+    pack, pack_folders = info.pack, ()
+    if not known and node.properties:  # a node of a pack the table knows, saved with its Registry id / repo
+        for key in ("cnr_id", "aux_id"):
+            named = knowledge.table.pack_named(node.properties.get(key) if isinstance(node.properties.get(key), str) else None)
+            if named:
+                pack, pack_folders = named, tuple(knowledge.table.pack_folders(named))
+                break
+    em = _Emitter(node, pack, known=known, pack_folders=pack_folders)
     string_values: list[tuple[str, str, int | None, str | None]] = []
     slot_types = dict(zip(node.widget_inputs, node.widget_types)) if node.widget_types else {}
     for name, value, index, key in _named_values(node, info):

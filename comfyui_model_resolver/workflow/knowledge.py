@@ -36,6 +36,7 @@ class PresetFile:
     optional: bool = False
     auto_download: bool = False
     note: str | None = None
+    where: str | None = None  # "file:line" of the pack's code that loads it, for files read from code
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,8 +158,10 @@ def _preset_file(f: Mapping[str, Any]) -> PresetFile:
     if not url and f.get("repo"):
         url = f"https://huggingface.co/{f['repo']}"
     kind = "directory" if f.get("kind") in ("dir", "directory") else "file"
+    prov = f.get("provenance") if isinstance(f.get("provenance"), Mapping) else {}
+    where = f"{prov['file']}:{prov['line']}" if prov.get("file") and prov.get("line") else None
     return PresetFile(f["filename"], folder, url, f.get("variant"), kind, bool(f.get("optional")),
-                      bool(f.get("auto_download")), f.get("note"))
+                      bool(f.get("auto_download")), f.get("note"), where)
 
 
 def _parse_spec(raw: Any, where: str) -> Spec:
@@ -243,6 +246,7 @@ class LoaderTable:
     nodes: Mapping[str, NodeInfo]
     non_model: Mapping[str, str]
     packs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # packs read by loaders_build
+    _pack_folders: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)  # memo
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> "LoaderTable":
@@ -269,6 +273,8 @@ class LoaderTable:
         pack = self.pack_named(name)
         if pack is None:
             return []
+        if pack in self._pack_folders:
+            return list(self._pack_folders[pack])
         count: dict[str, int] = {}
         for ntype in self.nodes:
             info = self.nodes[ntype]
@@ -282,7 +288,8 @@ class LoaderTable:
             key = reg.get("path") or reg.get("key")
             if key:
                 ordered.append(canonical_folder(key))
-        return list(dict.fromkeys(ordered))
+        self._pack_folders[pack] = list(dict.fromkeys(ordered))
+        return list(self._pack_folders[pack])
 
     @classmethod
     def load_default(cls) -> "LoaderTable":

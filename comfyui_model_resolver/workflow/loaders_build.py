@@ -32,6 +32,7 @@ from typing import Any
 
 from ..sources.pack_sources_build import head_texts, stars
 from .folders import canonical_folder
+from .implied_extract import Implied
 from .loaders_extract import Loader, Registration, extract_pack
 from .mirrors import git, mirror_dir
 
@@ -108,7 +109,12 @@ def entry_of(loader: Loader, pack: str, *, core: dict[str, str], registered: dic
     for name, found in loader.models.items():
         if NOT_MODEL_INPUTS.search(name):
             continue
-        if "listdir" in found:
+        if "dir" in found:  # the widget names an insightface model folder the node loads
+            spec = {"dir": found["dir"], "note": f"{found['call']} at {found['file']}:{found['line']} loads "
+                                                 f"models/{found['dir']}/<value>"}
+            if not found["dir"].startswith("insightface/"):
+                spec["hardcoded"] = True
+        elif "listdir" in found:
             spec: dict[str, Any] | None = {"folder": found["listdir"], "hardcoded": True,
                                            "note": f"the node lists models/{found['listdir']} itself"}
         else:
@@ -119,9 +125,12 @@ def entry_of(loader: Loader, pack: str, *, core: dict[str, str], registered: dic
         if found.get("auto_download"):
             spec["auto_download"] = True
         models[name] = spec
-    if not models:
+    implicit = [implied_entry(i) for i in loader.implied if i.filename]
+    if not models and not implicit:
         return None
     entry: dict[str, Any] = {"pack": pack, "widgets": loader.widgets, "models": models}
+    if implicit:
+        entry["implicit"] = implicit
     if loader.uncertain:
         entry["widgets_uncertain"] = True
         notes.append("extractor: " + "; ".join(dict.fromkeys(loader.uncertain)))
@@ -129,6 +138,16 @@ def entry_of(loader: Loader, pack: str, *, core: dict[str, str], registered: dic
         entry["note"] = " | ".join(dict.fromkeys(notes))[:600]
     entry["provenance"] = {"file": loader.file, "line": loader.line}
     return entry
+
+
+def implied_entry(imp: Implied) -> dict[str, Any]:
+    """A table `implicit` entry for a model the node's code loads by itself, with the call's file and line."""
+    out: dict[str, Any] = {"filename": imp.filename, "folder": imp.folder, "kind": "dir",
+                           "note": f"insightface face-analysis model: {imp.call} loads models/{imp.folder}/{imp.filename}",
+                           "provenance": {"file": imp.file, "line": imp.line}}
+    if not imp.folder.startswith("insightface/"):
+        out["hardcoded"] = True
+    return out
 
 
 def read_pack(git_dir: Path) -> tuple[str, str | None, list[Loader], list[Registration], list[str]]:

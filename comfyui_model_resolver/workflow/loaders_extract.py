@@ -24,6 +24,7 @@ import re
 from dataclasses import dataclass, field
 
 from .folders import has_model_extension
+from .implied_extract import Implied, PackCode, implied_models
 from .pack_ast import Registration, Scope, bindings, call_name, const_str, models_path
 from .pack_ast import mappings as node_mappings
 from .pack_ast import registrations as folder_registrations
@@ -47,6 +48,7 @@ class Loader:
     line: int
     uncertain: list[str] = field(default_factory=list)
     named: dict[str, list[str]] = field(default_factory=dict)  # combo -> literal model file names it offers
+    implied: list[Implied] = field(default_factory=list)  # models the node loads without a widget naming them
 
 
 def _folders_in(node: ast.AST, scope: Scope, depth: int = 0, seen: set | None = None) -> tuple[list[str], list[str]]:
@@ -276,9 +278,14 @@ def extract_pack(files: dict[str, str]) -> tuple[list[Loader], list[Registration
     mappings: dict[str, str] = {}
     classes: dict[str, tuple[str, ast.ClassDef, Scope]] = {}
     registrations: list[Registration] = []
+    code = PackCode(classes, {}, {})
     for path, tree in parsed.items():
         funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
         scope = Scope(bindings(tree.body), funcs)
+        for fname, func in funcs.items():
+            code.funcs.setdefault(fname, []).append((path, func, scope))
+        for cname, bound in scope.module.items():
+            code.constants.setdefault(cname, (bound, scope))
         for k, v in node_mappings(tree).items():
             mappings.setdefault(k, v)
         for node in ast.walk(tree):
@@ -308,7 +315,12 @@ def extract_pack(files: dict[str, str]) -> tuple[list[Loader], list[Registration
         loader = Loader(node_type, cls_name, [], {}, path, cdef.lineno)
         _v2_inputs(func, scope, loader)
         _auto_download(loader, cdef, scope, problems)
-        if loader.models:
+        loader.implied, why = implied_models(code, cls_name, loader.widgets)
+        problems += [f"{node_type}: {w}" for w in why]
+        for imp in loader.implied:
+            if imp.widget and imp.widget not in loader.models:
+                loader.models[imp.widget] = {"dir": imp.folder, "call": imp.call, "file": imp.file, "line": imp.line}
+        if loader.models or any(i.filename for i in loader.implied):
             loaders.append(loader)
     return loaders, registrations, problems
 

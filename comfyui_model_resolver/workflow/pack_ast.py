@@ -68,6 +68,8 @@ def models_path(node: ast.AST, scope: Scope, depth: int = 0) -> str | None:
         return None
     if isinstance(node, ast.Name):
         bound = scope.lookup(node.id)
+        if bound is not None and is_models_dir(bound) and depth > 0:
+            return ""  # models_path = folder_paths.models_dir, then join(models_path, "x")
         return models_path(bound, scope, depth + 1) if bound is not None else None
     if isinstance(node, ast.Call) and call_name(node) == "join" and node.args:
         head, rest = node.args[0], node.args[1:]
@@ -77,7 +79,7 @@ def models_path(node: ast.AST, scope: Scope, depth: int = 0) -> str | None:
         if is_models_dir(head):
             return "/".join(p.strip("/") for p in parts)
         base = models_path(head, scope, depth + 1)
-        return "/".join([base] + [p.strip("/") for p in parts]) if base else None
+        return "/".join(([base] if base else []) + [p.strip("/") for p in parts]) if base is not None else None
     return None
 
 

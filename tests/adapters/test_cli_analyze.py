@@ -112,3 +112,29 @@ def test_output_cut_short_by_head_ends_quietly(tmp_path, install, fmt):
         assert json.loads(first)["workflow"] == str(wf)
     else:
         assert first.startswith(str(wf))
+
+
+def test_table_says_implied_pack_and_folder_unknown(tmp_path, install):
+    """Issue 11: a row says when a preset implies its model and which node pack the loader is from; a loader
+    nobody describes gets "folder unknown" with the candidate folders, never a guessed folder."""
+    wf = {"last_node_id": 3, "last_link_id": 0, "version": 0.4, "links": [], "nodes": [
+        {"id": 1, "type": "IPAdapterUnifiedLoader", "mode": 0, "widgets_values": ["PLUS (high strength)"], "properties": {}},
+        {"id": 2, "type": "InstantIDFaceAnalysis", "mode": 0, "widgets_values": ["CPU"], "properties": {}},
+        {"id": 3, "type": "MysteryAdapterLoader", "mode": 0, "widgets_values": ["mystery_adapter.safetensors"], "properties": {}}]}
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(wf))
+    r = cmr("analyze", "--comfyui-root", str(install), str(path), tmp=tmp_path)
+    assert r.returncode == 0, r.stderr
+    lines = {line.split()[2]: line for line in r.stdout.splitlines()[2:] if line.startswith("  missing")}
+    assert "implied by IPAdapterUnifiedLoader (preset 'PLUS (high strength)'), node pack ComfyUI_IPAdapter_plus" \
+        in lines["CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"]
+    assert "implied by InstantIDFaceAnalysis (preset 'CPU'), node pack ComfyUI_InstantID" in lines["antelopev2"]
+    mystery = lines["mystery_adapter.safetensors"]
+    assert mystery.split()[1] == "?"  # no folder presented as the answer
+    assert "folder unknown: one of checkpoints, diffusion_models, loras" in mystery
+    (line,) = [json.loads(x) for x in cmr("analyze", "--json", "--comfyui-root", str(install), str(path),
+                                          tmp=tmp_path).stdout.splitlines()]
+    rows = {m["filename"]: m for m in line["models"]}
+    assert rows["antelopev2"]["implied"] is True and rows["antelopev2"]["pack"] == "ComfyUI_InstantID"
+    assert rows["mystery_adapter.safetensors"]["folder"] is None
+    assert rows["mystery_adapter.safetensors"]["alt_folders"] == ["checkpoints", "diffusion_models", "loras"]

@@ -115,3 +115,33 @@ def test_offline_is_unavailable_exit_3_in_plain_words(tmp_path):
     out = json.loads(j.stdout)
     assert {m["status"] for m in out["models"]} == {"unavailable"}
     assert {p["name"]: p["state"] for p in out["providers"]}["huggingface"] == "unavailable"
+
+
+def test_table_reads_ambiguous_as_a_choice_and_says_folder_unknown(fake_hub_thread, tmp_path):
+    """Issue 11: an ambiguous model lists its candidates with their reasons and none is pre-chosen (no "->");
+    a loader nobody describes says "folder unknown" with the candidates and how to download into one."""
+    hub = fake_hub_thread
+    hub.add_repo("alice99/style-lora", [FakeFile.safetensors("style.safetensors", 1024, seed=5)], downloads=41)
+    hub.add_repo("bobmirror/style-lora", [FakeFile.safetensors("style.safetensors", 1024, seed=6)], downloads=38)
+    hub.add_repo("labs/mystery-adapter", [FakeFile.safetensors("mystery_adapter.safetensors", 1024, seed=7)], downloads=500)
+    wf = workflow(("LoraLoaderModelOnly", ["style.safetensors", 1.0]), ("MysteryAdapterLoader", ["mystery_adapter.safetensors"]))
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(wf))
+    r = cmr("resolve", str(path), hub=hub, tmp=tmp_path)
+    assert r.returncode == 0, r.stderr
+    blocks = {}
+    for line in r.stdout.splitlines()[1:]:
+        if not line.startswith("      ") and len(line.split()) >= 3:
+            current = blocks.setdefault(line.split()[2], [line])
+        elif line.startswith("      "):
+            current.append(line.strip())
+    style = blocks["style.safetensors"]
+    assert style[0].split()[0] == "ambiguous" and not any(x.startswith("->") for x in style)
+    assert "pick one of 2 candidates (none is certain):" in style
+    choices = [x for x in style if x[:3] in ("1. ", "2. ")]
+    assert len(choices) == 2 and all("— exact file name" in x for x in choices)
+    assert {x.split()[2].split("/")[0] for x in choices} == {"alice99", "bobmirror"}
+    mystery = blocks["mystery_adapter.safetensors"]
+    assert mystery[0].split()[1] == "?"
+    assert "folder unknown: one of checkpoints, diffusion_models, loras" in mystery
+    assert "not downloaded without a folder: cmr download URL --folder <one of them>" in mystery

@@ -117,7 +117,7 @@ try {
   const badge = await page.$eval(buttonSel, (b) => (b.innerText.match(/\d+/) || [""])[0]).catch(() => "");
   out.summary = summary;
   out.badge = badge;
-  check("one count: badge = summary", summary.count === badge && Number(badge) === 6, { summary, badge });
+  check("one count: badge = summary", summary.count === badge && Number(badge) === 8, { summary, badge });
   check("bypassed listed, not counted", /1 used only by bypassed or muted nodes \(not counted\)/.test(summary.text), { summary });
   const text = await panelText();
   out.panelText = text.slice(0, 4000);
@@ -129,6 +129,29 @@ try {
   const misplaced = await item("text_encoders|e2e_t5_encoder.safetensors");
   check("misplaced file counted, with a Move action", /Move into text_encoders/.test(misplaced?.text || "") && /in the wrong folder/.test(summary.text),
     { misplaced, summary });
+  // issue 11: a model a preset implies says so (node title, preset, node pack); a loader nobody describes says
+  // "folder unknown" with the candidate folders instead of a guess
+  const implied = await item("clip_vision|clip-vit-h-14-laion2b-s32b-b79k.safetensors");
+  check("an implied model says by which node and preset, and its node pack",
+    /implied by IPAdapter for the face \(preset 'PLUS \(high strength\)'\)/.test(implied?.text || "")
+    && /node pack ComfyUI_IPAdapter_plus/.test(implied?.text || ""), { implied });
+  const mysteryKey = "?|e2e_mystery_adapter.safetensors";
+  const unknown = await item(mysteryKey);
+  check("a loader nobody describes: folder unknown, the candidates, no guess",
+    /folder unknown/.test(unknown?.text || "") && /Candidates: checkpoints, diffusion_models, loras\./.test(unknown?.text || "")
+    && /^folder unknown · Mystery adapter/.test(await page.$eval(`.cmr-panel [data-item="${mysteryKey}"] .cmr-meta`, (e) => e.innerText).catch(() => "")),
+    { unknown });
+  // the sidebar scrolls in ComfyUI's container or in ours, depending on the frontend: scroll every ancestor
+  const scrollers = (sel) => page.$eval(sel, (e) => { for (let el = e.parentElement; el; el = el.parentElement) el.dataset.cmrScroll = el.scrollTop; });
+  const shotItem = async (key, name) => {
+    await page.$eval(`.cmr-panel [data-item="${key}"]`, (e) => e.scrollIntoView({ block: "start" })).catch(() => {});
+    await shot(name);
+  };
+  await scrollers(".cmr-panel [data-summary]");
+  await shotItem("clip_vision|clip-vit-h-14-laion2b-s32b-b79k.safetensors", "implied");
+  await shotItem(mysteryKey, "folder-unknown");
+  await page.evaluate(() => document.querySelectorAll("[data-cmr-scroll]").forEach((el) => { el.scrollTop = Number(el.dataset.cmrScroll); }));
+
   const dl = await page.$eval(".cmr-panel [data-key=download-all]", (b) => ({ text: b.innerText.trim(), disabled: b.disabled }));
   const why = await page.$eval(".cmr-panel [data-why]", (e) => e.innerText).catch(() => null);
   out.downloadAll = { ...dl, why };
@@ -137,8 +160,12 @@ try {
     const banners = await page.$$eval(".cmr-panel [data-banner]", (els) => els.map((e) => e.innerText.trim()));
     check("one panel-level offline banner", banners.length === 1 && /^can't reach huggingface\.co( or civitai\.com)? — check the network or proxy$/.test(banners[0]),
       { banners });
-    check("items say unavailable", (await page.$$eval(".cmr-panel [data-group=missing] [data-state]", (els) => els.map((e) => e.dataset.state)))
-      .every((s) => s === "unavailable"));
+    // every item no source could be asked for; the implied CLIP vision model keeps its workflow link (a rename,
+    // so not certain: ambiguous, asked of nobody)
+    const states = await page.$$eval(".cmr-panel [data-group=missing] [data-item]", (els) => els.map((e) => [e.dataset.item,
+      e.querySelector("[data-state]")?.dataset.state ?? null]));
+    check("items say unavailable", states.length === 7 && states.every(([k, s]) => s === (k.startsWith("clip_vision|") ? "ambiguous" : "unavailable")),
+      { states });
     check("a disabled Download all (0) says why", dl.text === "Download all (0)" && dl.disabled && /^Nothing to download yet: .*can't be looked up now/.test(why || ""),
       { dl, why });
     await shot("1280x800");
@@ -148,9 +175,17 @@ try {
     const big = await item("diffusion_models|e2e_big-00001-of-00003.safetensors");
     check("a sharded model is one item with its file count", big?.shards === "4" && /4 files, 3\.\d+ MB/.test(big.text), { big });
     const style = await item("loras|e2e_style.safetensors");
-    check("an ambiguous model is marked and explained", style?.state === "ambiguous", { style });
+    check("an ambiguous model is a choice: its candidates with their reasons, none offered as the best match",
+      style?.state === "ambiguous" && /Ambiguous: pick one of 2 candidates\. None is certain/.test(style.text)
+      && /alice99\/style-lora/.test(style.text) && /bobmirror\/style-loras/.test(style.text) && /exact file name/.test(style.text)
+      && !/best match/.test(style.text)
+      && (await page.$$eval('.cmr-panel [data-item="loras|e2e_style.safetensors"] [data-choice] button', (b) => b.length)) === 2, { style });
     check("Download all counts the ready ones and says why not the rest",
-      dl.text === "Download all (3)" && !dl.disabled && /Downloads 3 of 4 missing; the others: .*1 ambiguous: choose a match/.test(why || ""), { dl, why });
+      dl.text === "Download all (3)" && !dl.disabled
+      && /Downloads 3 of 6 missing; the others: 2 ambiguous: choose a match, 1 folder unknown: choose a folder\./.test(why || ""), { dl, why });
+    const pickBefore = await page.$eval(`.cmr-panel [data-item="${mysteryKey}"] [data-choice] button`, (b) => b.disabled).catch(() => null);
+    check("a folder-unknown model is not downloaded before a folder is picked", pickBefore === true
+      && (await page.$$eval(`.cmr-panel [data-item="${mysteryKey}"] select option`, (o) => o.map((x) => x.value))).join() === ",checkpoints,diffusion_models,loras");
     await shot("1280x800");
 
     // "Find this model" in a missing loader's context menu (what LiteGraph's right-click builds)
@@ -188,14 +223,25 @@ try {
     await page.click(".cmr-panel [data-key=download-all]");
     const done = await page.waitForFunction(() => {
       const g = document.querySelector(".cmr-panel [data-group=missing]");
-      return g && g.querySelectorAll("[data-item]").length === 2;
+      return g && g.querySelectorAll("[data-item]").length === 4;
     }, null, { timeout: 120000 }).then(() => true, () => false);
     const fluxAfter = await item("diffusion_models|e2e_flux_dev.safetensors");
     check("downloads land; the one in models/unet says so", done && /models\/unet\/ — ComfyUI's older name for diffusion_models/.test(fluxAfter?.text || ""),
       { fluxAfter, panel: (await panelText()).slice(0, 1500) });
+    // the folder-unknown model: pick models/loras, download its candidate there; then it is present
+    await page.selectOption(`.cmr-panel [data-item="${mysteryKey}"] select`, "loras");
+    await page.waitForFunction((k) => document.querySelector(`.cmr-panel [data-item="${k}"] [data-choice] button`)?.disabled === false,
+      mysteryKey, { timeout: 5000 }).catch(() => {});
+    await page.click(`.cmr-panel [data-item="${mysteryKey}"] [data-choice] button`);
+    const picked = await page.waitForFunction((k) => !document.querySelector(`.cmr-panel [data-group=missing] [data-item="${k}"]`)
+      && document.querySelector(`.cmr-panel [data-group=present] [data-item="${k}"]`), mysteryKey, { timeout: 60000 })
+      .then(() => true, () => false);
+    const presentText = await page.$eval(`.cmr-panel [data-group=present] [data-item="${mysteryKey}"]`, (e) => e.innerText.replace(/\s+/g, " ")).catch(() => "");
+    check("the picked folder is the download folder: present in models/loras", picked && /models\/loras\/e2e_mystery_adapter\.safetensors/.test(presentText),
+      { presentText, errors: await page.$$eval(".cmr-panel .cmr-error", (els) => els.map((e) => e.innerText)) });
     const after = await page.$eval(".cmr-panel [data-summary]", (e) => ({ text: e.innerText.replace(/\s+/g, " "), count: e.dataset.count }));
     const badgeAfter = await page.$eval(buttonSel, (b) => (b.innerText.match(/\d+/) || [""])[0]).catch(() => "");
-    check("after: badge = summary = 2 (ambiguous + relink refused)", after.count === "2" && badgeAfter === "2", { after, badgeAfter });
+    check("after: badge = summary = 3 (2 ambiguous + relink refused)", after.count === "3" && badgeAfter === "3", { after, badgeAfter });
     await shot("after");
   }
   const bad = out.pageErrors.filter((e) => !IGNORED_PAGE_ERRORS.test(e));

@@ -4,7 +4,9 @@ One workflow shows each state the sidebar must explain: a present file, one in t
 a model two strangers uploaded (ambiguous), one only a bypassed node uses (not counted), a loader of a
 node pack that is not installed (relink must say it can't), a missing model inside a subgraph titled
 "Upscale stage", a sharded model (one item, "3 files"), and a diffusion model that lands in the legacy
-`models/unet/` folder. `python tests/e2e/states_world.py MODELS_DIR` serves the Hub for a manual look.
+`models/unet/` folder; a model an IPAdapter unified loader's preset implies (issue 11: the row says so, and
+its node pack) and a loader of a pack nobody describes ("folder unknown": the user picks the folder).
+`python tests/e2e/states_world.py MODELS_DIR` serves the Hub for a manual look.
 """
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ UPSCALE = "e2e_upscale_4x.safetensors"
 STYLE = "e2e_style.safetensors"
 SHARD = "e2e_big-00001-of-00003.safetensors"
 T5 = "e2e_t5_encoder.safetensors"
+MYSTERY = "e2e_mystery_adapter.safetensors"  # loaded by a node of a pack nobody describes: folder unknown
+CLIP_VISION = "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"  # implied by the IPAdapter unified loader's preset
 MB = 1 << 20
 
 
@@ -35,7 +39,8 @@ def prepare_models(models: Path) -> None:
     (models / "checkpoints/SD1.5/dream.safetensors").write_bytes(b"relocated")
     # what an earlier run downloaded or moved
     for stale in (models / "text_encoders" / T5, models / "upscale_models" / UPSCALE,
-                  *(models / "unet").glob("e2e_*"), *(models / "diffusion_models").glob("e2e_*")):
+                  *(models / "unet").glob("e2e_*"), *(models / "diffusion_models").glob("e2e_*"),
+                  *(models.glob(f"*/{MYSTERY}")), *(models.glob(f"*/{CLIP_VISION}"))):
         stale.unlink(missing_ok=True)
     (models / "loras" / T5).write_bytes(b"t5 encoder bytes" * 64)
 
@@ -49,7 +54,13 @@ def populate_hub(hub: FakeHub) -> dict[str, FakeFile]:
     hub.add_repo("e2e-labs/upscalers", [files[UPSCALE]], downloads=40_000, likes=300)
     # the same name from two strangers, different bytes, similar popularity: no source is certain
     hub.add_repo("alice99/style-lora", [FakeFile.safetensors(STYLE, size=MB // 2, seed=23)], downloads=41)
-    hub.add_repo("bobmirror/loras", [FakeFile.safetensors(STYLE, size=MB // 2, seed=24)], downloads=38)
+    hub.add_repo("bobmirror/style-loras", [FakeFile.safetensors(STYLE, size=MB // 2, seed=24)], downloads=38)
+    # what the IPAdapter preset implies, where the pack's docs say (renamed on download), and the mystery adapter
+    hub.add_repo("h94/IP-Adapter", [FakeFile.safetensors("models/image_encoder/model.safetensors", size=MB // 4, seed=25),
+                                    FakeFile.safetensors("sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors", size=MB // 4, seed=26)],
+                 downloads=500_000, likes=5000)
+    files[MYSTERY] = FakeFile.safetensors(MYSTERY, size=MB // 2, seed=27)
+    hub.add_repo("e2e-labs/mystery-adapter", [files[MYSTERY]], downloads=5_000, likes=50)
     shards = [FakeFile.safetensors(f"e2e_big-0000{i}-of-00003.safetensors", size=MB, seed=30 + i) for i in (1, 2, 3)]
     index = {"metadata": {"total_size": 3 * MB}, "weight_map": {f"w{i}": s.path for i, s in enumerate(shards)}}
     hub.add_repo("e2e-labs/big", shards + [FakeFile("e2e_big.safetensors.index.json", data=json.dumps(index).encode(), lfs=False)],
@@ -96,8 +107,12 @@ def states_workflow(hub: str) -> dict:
         _node(7, SUBGRAPH_ID, [], title="Upscale stage"),
         _link(_node(8, "UNETLoader", [SHARD, "default"], outputs=("MODEL",)), SHARD, "diffusion_models",
               f"{hub}/e2e-labs/big/resolve/main/{SHARD}"),
+        # ComfyUI_IPAdapter_plus is not installed either; its preset implies the CLIP vision model
+        _node(9, "IPAdapterUnifiedLoader", ["PLUS (high strength)"], title="IPAdapter for the face", outputs=("MODEL",)),
+        # a pack nobody describes (no loader table entry, not installed: no /object_info)
+        _node(10, "MysteryAdapterLoader", [MYSTERY], title="Mystery adapter", outputs=("MODEL",)),
     ]
-    return {"id": str(uuid.UUID(int=7)), "revision": 0, "last_node_id": 8, "last_link_id": 0, "nodes": nodes,
+    return {"id": str(uuid.UUID(int=7)), "revision": 0, "last_node_id": 10, "last_link_id": 0, "nodes": nodes,
             "links": [], "groups": [], "definitions": {"subgraphs": [subgraph]}, "config": {}, "extra": {}, "version": 0.4}
 
 

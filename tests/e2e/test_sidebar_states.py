@@ -7,6 +7,9 @@ the load (counted in the browser), one count with its parts, a misplaced file mo
 its reason on a node whose pack is not installed, subgraphs by title, a sharded model as one item, the
 legacy `unet/` folder said, "Find this model" in the node menu, and, offline (the real huggingface.co and
 civitai.com, no network), one banner, `unavailable` items and a disabled "Download all (0)" that says why.
+Issue 11: a model a preset implies says so (node title, preset, node pack); a loader nobody describes says
+"folder unknown" with its candidate folders and is downloaded into the one picked; an ambiguous model is a
+choice of its candidates with their reasons.
 
 Skips cleanly without COMFYUI_SRC (and the harness: COMFYUI_HARNESS). Screenshots go to E2E_SHOT_DIR.
 """
@@ -54,7 +57,7 @@ def test_every_state_at_1280x800(installed, frontend, mode, tmp_path):
     import sys
 
     sys.path.insert(0, str(REPO / "tests"))
-    from e2e.states_world import UNET, UPSCALE, T5, populate_hub, prepare_models, states_workflow
+    from e2e.states_world import MYSTERY, UNET, UPSCALE, T5, populate_hub, prepare_models, states_workflow
     from fakes import FakeCivitai, FakeHub
 
     if installed["rc"] != 0:
@@ -94,6 +97,9 @@ def test_every_state_at_1280x800(installed, frontend, mode, tmp_path):
         assert sorted(p.name for p in (models / "unet").glob("e2e_big*")) == [
             "e2e_big-00001-of-00003.safetensors", "e2e_big-00002-of-00003.safetensors",
             "e2e_big-00003-of-00003.safetensors", "e2e_big.safetensors.index.json"]
+        # the folder the user picked for the model whose folder nothing tells (issue 11), the Hub's bytes
+        assert hashlib.sha256((models / "loras" / MYSTERY).read_bytes()).hexdigest() == files[MYSTERY].sha256
+        assert [p.parent.name for p in models.glob(f"*/{MYSTERY}")] == ["loras"]
         # moved, not copied: one name, the same bytes
         assert (models / "text_encoders" / T5).read_bytes() == b"t5 encoder bytes" * 64
         assert not (models / "loras" / T5).exists()

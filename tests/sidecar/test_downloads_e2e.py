@@ -162,3 +162,69 @@ async def test_gradio_state_follows_finished_downloads(server, tmp_path):
         assert "Finished vae/wan_2.1_vae.safetensors" in log and "Finished loras/extra.safetensors" in log
     finally:
         await backend.close()
+
+
+async def test_gradio_offers_candidates_and_folders_to_choose_and_downloads_the_choice(server, hub, tmp_path):
+    """Issue 11 in the Gradio UI: an implied model says so (and its node pack); an ambiguous model lists its
+    candidates with their reasons and none is ticked; a loader nobody describes says "folder unknown" and
+    offers its candidate folders. What the user ticks is downloaded: that candidate, into that folder."""
+    pytest.importorskip("gradio", reason="gradio is not installed (the 'ui' extra)")
+    from sidecar.backend import HttpBackend
+    from sidecar.ui_actions import ResolverUI
+
+    alice = FakeFile.safetensors("style.safetensors", 4096, seed=11)
+    bob = FakeFile.safetensors("style.safetensors", 4096, seed=12)
+    mystery = FakeFile.safetensors("mystery_adapter.safetensors", 4096, seed=13)
+    hub.add_repo("alice99/style-lora", [alice], downloads=41)
+    hub.add_repo("bobmirror/style-lora", [bob], downloads=38)
+    hub.add_repo("labs/mystery-adapter", [mystery], downloads=500)
+    path = tmp_path / "wf.json"
+    path.write_text(json.dumps(workflow(("VAELoader", ["wan_2.1_vae.safetensors"]),
+                                        ("LoraLoaderModelOnly", ["style.safetensors", 1.0]),
+                                        ("IPAdapterUnifiedLoader", ["PLUS (high strength)"]),
+                                        ("MysteryAdapterLoader", ["mystery_adapter.safetensors"]))))
+    backend = HttpBackend(server.url)
+    ui = ResolverUI(backend, 1 << 20)
+    try:
+        models, _, ticks, _, log, batch, lines = await ui.resolve([str(path)], [])
+        rows = {row[1]: row for row in models["data"]}
+        clip = rows["clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"]
+        assert ("IPAdapterUnifiedLoader #3; implied by IPAdapterUnifiedLoader (preset 'PLUS (high strength)'); "
+                "node pack ComfyUI_IPAdapter_plus") == clip[2]
+        style = rows["loras/style.safetensors"]
+        assert style[0] == "not certain: pick a source" and style[3].startswith("2 candidates, none certain: (1) huggingface: ")
+        assert "alice99/style-lora/style.safetensors" in style[3] and "bobmirror/style-lora/style.safetensors" in style[3]
+        assert "— exact file name" in style[3]  # each candidate with its reasons
+        unknown = rows["?/mystery_adapter.safetensors"]
+        assert unknown[0].endswith(", folder unknown")
+        assert unknown[4] == ("folder unknown: one of checkpoints, diffusion_models, loras — tick the one to download "
+                              "into below")
+        # only the certain model is ticked; the choices are offered, not made
+        assert ticks["value"] == ["vae/wan_2.1_vae.safetensors"]
+        labels = {label: value for label, value in ticks["choices"]}
+        style_picks = [label for label in labels if label.startswith("loras/style.safetensors from ")]
+        assert len(style_picks) == 2 and all(" — candidate " in label for label in style_picks)
+        folder_picks = sorted(label.split("/")[0] for label in labels if "mystery_adapter" in label)
+        assert folder_picks == ["checkpoints", "diffusion_models", "loras"]
+        assert all(label.endswith("— folder unknown, your pick") for label in labels if "mystery_adapter" in label)
+
+        bob_pick = next(labels[x] for x in style_picks if "bobmirror" in x)
+        into_loras = next(v for x, v in labels.items() if x.startswith("loras/mystery_adapter"))
+        forged = json.dumps({"model": "?/mystery_adapter.safetensors", "candidate": 0, "folder": "../../outside"})
+        _, details, log = (await ui.download_selected(["vae/wan_2.1_vae.safetensors", bob_pick, into_loras, forged],
+                                                      batch, lines))[:3]
+        assert "A ticked choice no longer matches the list" in log  # a folder that was not offered is never used
+        assert "Queued 1 download: loras/mystery_adapter.safetensors" in log and "Queued 1 download: loras/style.safetensors" in log
+        seen: dict = {}
+        loras = tmp_path / "ComfyUI" / "models" / "loras"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not ((loras / "style.safetensors").exists()
+                                                   and (loras / "mystery_adapter.safetensors").exists()):
+            await ui.poll(seen, batch, lines)
+            await asyncio.sleep(0.1)
+        # the ticked candidate (bob's bytes, not alice's) and the ticked folder
+        assert hashlib.sha256((loras / "style.safetensors").read_bytes()).hexdigest() == bob.sha256
+        assert hashlib.sha256((loras / "mystery_adapter.safetensors").read_bytes()).hexdigest() == mystery.sha256
+        assert not (tmp_path / "outside").exists()
+    finally:
+        await backend.close()

@@ -180,7 +180,9 @@ SET_B: list[dict] = [
                ("PhotoMakerLoaderPlus", ["photomaker-v2.bin"], 0, (("photomaker_model_name", "COMBO"),)),
                ("PhotoMakerInsightFaceLoader", ["CPU"], 0, (("provider", "COMBO"),))),
      "expect": {("RealVisXL_V3.0.safetensors", "checkpoints"), ("photomaker-v2.bin", "photomaker"),
-                ("antelopev2", "insightface/models")}},  # implied by the pack's InsightFace loader
+                # implied by the pack's InsightFace loader: its code loads buffalo_l (insightface_package.py:45
+                # at 459f5c0), not antelopev2 as this set said before the code was read
+                ("buffalo_l", "insightface/models")}},
     {"name": "checkpoint-with-vae-word", "after": "a merged checkpoint whose name mentions its VAE",
      "wf": _wf(("CheckpointLoader|pysssss", ["sd15/realisticVAEmix_v20.safetensors", "", "[none]"]),
                ("MysteryModelPicker", ["dreamshaperXL_sfwLightningDPMSDE.safetensors"], 0, (("ckpt", "COMBO"),))),

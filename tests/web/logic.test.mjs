@@ -201,12 +201,17 @@ test("embedding writes standard properties.models on the loader nodes", () => {
   const r1 = row({ filename: "old.safetensors", node_id: "1", subgraph_path: ["2"], subgraph_id: "sg-outer",
     candidates: [{ url: "https://huggingface.co/o/r/resolve/main/old.safetensors", source: "huggingface", sha256: sha }],
     status: "resolved", local_status: "missing" });
+  r1.chosen = r1.candidates[0];
   const r2 = row({ filename: "l.safetensors", folder: "loras", node_id: "5", input: "lora_name",
     subgraph_path: ["2", "3"], subgraph_id: "sg-inner", status: "present", url: "https://example.com/l.safetensors" });
   const r3 = row({ filename: "nosource.safetensors", node_id: "8", status: "missing" });
   deep.properties.models = [{ name: "keep.safetensors", url: "https://x/keep", directory: "loras" },
     { name: "l.safetensors", url: "https://old", directory: "loras" }];
-  const g = L.groupModels([r1, r2, r3], new Map([[L.refKey(r1), r1]]));
+  // an ambiguous model's first candidate is not the answer: never written as the workflow's own link
+  const r4 = row({ filename: "amb.safetensors", node_id: "1", subgraph_path: ["2"], subgraph_id: "sg-outer", input: "other",
+    candidates: [{ url: "https://huggingface.co/stranger/x/resolve/main/amb.safetensors", source: "huggingface" }],
+    chosen: null, status: "ambiguous", local_status: "missing" });
+  const g = L.groupModels([r1, r2, r3, r4], new Map([[L.refKey(r1), r1], [L.refKey(r4), r4]]));
   const res = L.applyEmbed(root, [...g.missing, ...g.present], (ref) => L.widgetValue(root, ref));
   assert.deepEqual(res, { nodes: 2, entries: 2 });
   assert.deepEqual(inner.properties.models, [{ name: "old.safetensors", url: r1.candidates[0].url,

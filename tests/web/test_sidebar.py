@@ -194,3 +194,25 @@ async def test_sidebar_session_in_headless_chromium():
     assert offline["describedBy"] == "cmr-download-all-why"
     for leak in ("Errno", "SourceUnavailable", "ClientConnectorError", "Temporary failure"):
         assert leak not in offline["panel"]
+
+    # issue 11: a row says when a preset implies its model, and the loader's node pack
+    origins = steps["origins"]
+    assert origins["implied"] == ["implied by IPAdapterUnifiedLoader (preset 'PLUS (high strength)')"]
+    assert origins["impliedTitle"].startswith("preset 'PLUS (high strength)'")
+    assert "implied" in origins["clip"] and "node pack ComfyUI_IPAdapter_plus" in origins["clip"]
+    # ambiguous: every candidate with its reasons, each its own button, nothing offered as "the" match
+    assert "Ambiguous: pick one of 2 candidates. None is certain" in origins["clip"]
+    assert "linked by the workflow itself" in origins["choices"][0] and "pack documents" in origins["choices"][1]
+    assert origins["clipButtons"] == ["Download this one", "Download this one"]
+    assert "best match" not in origins["clip"]
+    # folder unknown: said, the candidates offered, no download until one is picked; the pick is the folder
+    assert "folder unknown" in origins["mystery"] and "no folder is guessed" in origins["mystery"]
+    assert origins["options"] == [["", "choose a folder…"], ["checkpoints", "models/checkpoints"],
+                                  ["diffusion_models", "models/diffusion_models"], ["loras", "models/loras"]]
+    assert origins["disabledBefore"] is True
+    assert "2 missing (1 ambiguous: choose a match, 1 folder unknown: choose a folder)" in origins["summary"]
+    assert origins["downloadAll"] == "Download all (0)"
+    assert origins["picked"] == "loras"
+    assert origins["body"] == {"url": "https://huggingface.co/labs/mystery/resolve/main/mystery_adapter.safetensors",
+                               "folder": "loras", "filename": "mystery_adapter.safetensors", "size": 8192,
+                               "source": "huggingface"}

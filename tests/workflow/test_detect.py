@@ -269,3 +269,26 @@ def test_implied_models_of_presets_are_kept_and_marked():
     assert out and all(r.implied for r in out)
     assert {r.folder for r in out} >= {"ipadapter", "clip_vision"}
     assert not any(r.implied for r in refs(ui(node(2, "CheckpointLoaderSimple", ["x.safetensors"]))))
+    assert all(r.implied_by == "implied by IPAdapterUnifiedLoader's preset 'PLUS (high strength)'" for r in out)
+    assert all(r.implied_by is None for r in refs(ui(node(2, "CheckpointLoaderSimple", ["x.safetensors"]))))
+
+
+def test_a_model_the_nodes_code_loads_is_implied_with_where_it_is_loaded():
+    (r,) = refs(ui(node(1, "PhotoMakerInsightFaceLoader", ["CPU"])))
+    assert (r.filename, r.folder, r.kind, r.implied, r.pack) == (
+        "buffalo_l", "insightface/models", "directory", True, "ComfyUI-PhotoMaker-Plus")
+    assert r.implied_by == "implied by PhotoMakerInsightFaceLoader: its pack's code loads it (insightface_package.py:45)"
+    row = r.model_dump(mode="json")
+    assert row["implied_by"] == r.implied_by and row["pack"] == "ComfyUI-PhotoMaker-Plus"
+
+
+def test_a_node_the_table_lacks_of_a_pack_it_knows_offers_that_packs_folders_first():
+    """Saved workflows carry the node's pack (`properties.cnr_id` / `aux_id`): a node the table has no
+    entry for, of a pack it knows, gets the pack's own folders as candidates, still not as the answer."""
+    n = node(1, "IPAdapterFluxLoaderV9", ["ip_adapter_v9.bin"],
+             properties={"aux_id": "Shakker-Labs/ComfyUI-IPAdapter-Flux"})
+    (r,) = refs(ui(n))
+    assert r.folder is None and r.alt_folders[0] == "ipadapter-flux" and r.pack == "ComfyUI-IPAdapter-Flux"
+    assert r.note.startswith("folder unknown") and "ipadapter-flux" in r.note
+    (r2,) = refs(ui(node(1, "IPAdapterFluxLoaderV9", ["ip_adapter_v9.bin"], properties={"cnr_id": "not-a-known-pack"})))
+    assert r2.folder is None and r2.pack is None and "ipadapter-flux" not in r2.alt_folders

@@ -24,7 +24,8 @@ NODE_KEYS = {"pack", "widgets", "models", "widgets_uncertain", "note", "input_pa
              "text_patterns", "implicit", "provenance"}
 SPEC_KEYS = {"folder", "presets", "repo", "dir", "note", "ignore_values", "value_folders", "alt_folders", "match",
              "auto_download", "hardcoded", "root", "enabled_key"}
-ITEM_KEYS = {"filename", "folder", "url", "variant", "kind", "repo", "note", "optional", "hardcoded", "root"}
+ITEM_KEYS = {"filename", "folder", "url", "variant", "kind", "repo", "note", "optional", "hardcoded", "root",
+             "provenance"}  # provenance: the file and line of the pack code that loads it (read from code)
 TEXT_PATTERN_KEYS = {"regex", "group", "folder", "match", "note"}
 DIRNAMES = {"basename", "full", "replace_slash"}
 MATCHES = {"exact", "substring", "fuzzy"}
@@ -456,7 +457,28 @@ def test_extracted_provenance_lines_define_the_class(table):
                               check=True, capture_output=True, text=True, errors="replace").stdout.splitlines()
         assert text[e["provenance"]["line"] - 1].lstrip().startswith("class "), name
         checked += 1
+        for imp in e.get("implicit") or ():  # implied models read from code cite the call that loads them
+            if "provenance" in imp:
+                src = subprocess.run(["git", f"--git-dir={git_dir}", "show", f"{p['commit']}:{imp['provenance']['file']}"],
+                                     check=True, capture_output=True, text=True, errors="replace").stdout.splitlines()
+                assert "FaceAnalysis" in src[imp["provenance"]["line"] - 1], (name, imp)
     assert checked > 200
+
+
+def test_models_a_node_implies_are_read_from_the_packs_code(table):
+    """insightface face-analysis models that identity packs' loader nodes load without a widget naming
+    them: read from each pack's code (the call's file and line), not written by hand per pack."""
+    n = table["nodes"]
+    implied = {name: [(i["filename"], i["folder"]) for i in e.get("implicit") or () if "provenance" in i]
+               for name, e in n.items()}
+    implied = {k: v for k, v in implied.items() if v}
+    assert len(implied) >= 8 and len({n[k]["pack"] for k in implied}) >= 7
+    assert implied["PhotoMakerInsightFaceLoader"] == [("buffalo_l", "insightface/models")]
+    assert implied["IDEmbeddingModelLoader"] == [("antelopev2", "insightface/models")]  # InfiniteYou
+    prov = n["PhotoMakerInsightFaceLoader"]["implicit"][0]["provenance"]
+    assert prov == {"file": "insightface_package.py", "line": 45}
+    # hand-checked entries keep what a person wrote (presets per provider)
+    assert all("provenance" not in i for i in n["InstantIDFaceAnalysis"].get("implicit") or ())
 
 
 def test_candidate_folders_for_an_unknown_node_of_a_known_pack(table):

@@ -37,6 +37,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
     itemErrors: new Map(), // item key -> {message, hint}
     sources: new Map(), // item key -> {url, sha256} a download was started from (for "Embed sources")
     expanded: new Set(),
+    folderPicks: new Map(), // item key -> the folder the user picked for a model whose folder is unknown
     settingsOpen: false,
     config: null,
     settingsMessage: null,
@@ -130,7 +131,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
       resolving: state.resolving, resolveError: state.resolveError, jobsByItem, busyKeys, otherJobs,
       expanded: state.expanded, itemErrors: state.itemErrors, settingsOpen: state.settingsOpen, config: state.config,
       settingsMessage: state.settingsMessage, notice: state.notice, sources: state.sources,
-      providers: state.providers, disk: state.disk, focusKey: state.focusKey, places: places(),
+      providers: state.providers, disk: state.disk, focusKey: state.focusKey, places: places(), folderPicks: state.folderPicks,
     };
   }
 
@@ -246,9 +247,10 @@ export function createModelResolver({ app, api, win = globalThis }) {
 
   async function download(item, candidate) {
     state.itemErrors.delete(item.key);
-    const body = downloadBody(item, candidate);
-    if (body.models && !body.models.length) {
-      state.itemErrors.set(item.key, { message: "No download source for this model yet.", hint: "Analyze again, or set a token in Settings." });
+    const body = downloadBody(item, candidate, state.folderPicks.get(item.key));
+    if (!body || (body.models && !body.models.length)) {
+      state.itemErrors.set(item.key, body ? { message: "No download source for this model yet.", hint: "Analyze again, or set a token in Settings." }
+        : { message: "Choose the folder it goes in first.", hint: null });
       render();
       return;
     }
@@ -353,6 +355,7 @@ export function createModelResolver({ app, api, win = globalThis }) {
     relink: (item) => edits.relinkItems([item]),
     relinkAll: () => edits.relinkItems(state.groups?.relocated || []),
     embed: edits.embed,
+    pickFolder: (key, folder) => { folder ? state.folderPicks.set(key, folder) : state.folderPicks.delete(key); render(); },
     toggleAlternatives: (key) => { state.expanded.has(key) ? state.expanded.delete(key) : state.expanded.add(key); render(); },
     toggleSettings: edits.toggleSettings, saveSettings: edits.saveSettings,
     openSettings: () => edits.toggleSettings(true),

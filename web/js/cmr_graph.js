@@ -170,7 +170,10 @@ export function mergeModelsProperty(existing, entries) {
 
 /** Which source URL to embed for an item: its workflow link, else the best candidate. */
 export function sourceFor(item) {
-  const best = item.candidates?.[0];
+  // only a confident answer (resolved, or found but needing a token): an ambiguous model's first candidate
+  // written as the workflow's own link would be trusted as one by the next reader (the user's own pick comes
+  // in through `sourceOf`)
+  const best = item.certain || item.resolution === "auth_required" ? item.candidates?.[0] : null;
   if (best?.url) return { url: best.url, sha256: best.sha256 || null };
   if (item.url) return { url: item.url, sha256: item.refs.find((r) => r.hash_type?.toLowerCase() === "sha256")?.hash ?? null };
   return null;

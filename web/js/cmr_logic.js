@@ -1,6 +1,7 @@
 // Model Resolver sidebar: pure logic. No DOM, no ComfyUI imports, nothing runs on import
 // (ComfyUI imports every .js under WEB_DIRECTORY as an extension). Tested with `node --test`.
 import { missingState, plainMessage } from "./cmr_summary.js";
+import { targetFolder } from "./cmr_rows.js";
 
 export const TAB_ID = "model-resolver";
 export const API_PREFIX = "/cmr/v1";
@@ -88,7 +89,8 @@ export function groupModels(models, resolved = new Map()) {
     item.relinkValue = item.refs.find((r) => r.relink_value)?.relink_value ?? null;
     item.localPath = item.refs.find((r) => r.local_path)?.local_path ?? null;
     item.url = item.refs.find((r) => r.url)?.url ?? null;
-    item.group = item.status === "relocated" && !item.relinkValue ? "misplaced" : item.status;
+    // (a file of the same name, when nothing tells the folder: listed as found, with what is not known)
+    item.group = item.status === "relocated" && !item.relinkValue ? (item.folder ? "misplaced" : "present") : item.status;
     groups[item.group].push(item);
   }
   const byName = (a, b) => normalizeName(a.filename).localeCompare(normalizeName(b.filename));
@@ -294,19 +296,23 @@ export function authNeeded(item) {
 // ---- downloads --------------------------------------------------------------------------------------
 /**
  * POST /downloads body. A certain resolution (`chosen`) goes as the resolve row, so the server
- * downloads what it chose; any other pick — an alternative, or the best match of an ambiguous
- * model, which the server leaves to the user — goes as an explicit URL into the item's folder.
+ * downloads what it chose; any other pick — an alternative, or a candidate of an ambiguous model,
+ * which the server leaves to the user — goes as an explicit URL into the item's folder. An item whose
+ * folder is unknown goes into the folder the user picked (`pick`), always as an explicit URL (the
+ * server checks that folder like any typed one); null while nothing is picked.
  */
-export function downloadBody(item, candidate = null) {
+export function downloadBody(item, candidate = null, pick = null) {
   const best = item.candidates?.[0] ?? null;
-  if (item.certain && (!candidate || candidate === best || candidate.url === best?.url)) {
+  const folder = targetFolder(item, pick);
+  if (!folder) return null;
+  if (item.certain && item.folder && (!candidate || candidate === best || candidate.url === best?.url)) {
     const rows = item.refs.filter((r) => Array.isArray(r.candidates));
     const chosen = rows.find((r) => r.active !== false) || rows[0];
     return { models: chosen ? [chosen.resolveRow ?? chosen] : [] };
   }
   candidate = candidate || best;
   if (!candidate) return { models: [] };
-  const body = { url: candidate.url, folder: item.folder, filename: normalizeName(item.filename) };
+  const body = { url: candidate.url, folder, filename: normalizeName(item.filename) };
   if (candidate.sha256 && /^[0-9a-fA-F]{64}$/.test(candidate.sha256)) body.sha256 = candidate.sha256;
   if (Number.isFinite(candidate.size) && candidate.size >= 0) body.size = candidate.size;
   if (candidate.source) body.source = candidate.source;
@@ -354,3 +360,4 @@ export function debounce(fn, wait) {
 // The live graph and the counts live in their own modules; re-exported so callers have one import.
 export * from "./cmr_graph.js";
 export * from "./cmr_summary.js";
+export * from "./cmr_rows.js";

@@ -6,13 +6,15 @@ const EMPTY = { missing: [], relocated: [], misplaced: [], present: [] };
 
 /**
  * What an item of the missing group is waiting for: downloading | looking | unavailable | auth_required |
- * ready | ambiguous | not_found. `ready` = certain, can be downloaded with one click.
+ * folder_unknown | ready | ambiguous | not_found. `ready` = certain, can be downloaded with one click;
+ * `folder_unknown` = sources found, but nothing tells the folder: the user picks one first.
  */
 export function missingState(item, busyKeys = new Set()) {
   if (busyKeys.has(item.key)) return "downloading";
   if (item.candidates === null || item.candidates === undefined) return "looking";
   if (item.resolution === "unavailable") return "unavailable";
   if (item.resolution === "auth_required" || authNeeded(item)) return "auth_required";
+  if (!item.folder && item.candidates.length) return "folder_unknown"; // never downloaded without the user's pick
   if (item.certain && item.candidates.length) return "ready";
   if (item.candidates.length) return "ambiguous";
   return "not_found";
@@ -26,7 +28,8 @@ export function missingState(item, busyKeys = new Set()) {
 export function summarize(groups, busyKeys = new Set()) {
   const g = { ...EMPTY, ...(groups || {}) };
   const active = (list) => list.filter((i) => !i.inactive);
-  const s = { downloading: 0, looking: 0, unavailable: 0, auth_required: 0, ready: 0, ambiguous: 0, not_found: 0 };
+  const s = { downloading: 0, looking: 0, unavailable: 0, auth_required: 0, folder_unknown: 0, ready: 0, ambiguous: 0,
+    not_found: 0 };
   for (const item of active(g.missing)) s[missingState(item, busyKeys)]++;
   const missing = active(g.missing).length;
   const relink = active(g.relocated).length;
@@ -43,6 +46,7 @@ export function missingParts(s) {
   if (s.ready) parts.push(`${s.ready} ready to download`);
   if (s.downloading) parts.push(`${s.downloading} downloading`);
   if (s.ambiguous) parts.push(`${s.ambiguous} ambiguous: choose a match`);
+  if (s.folder_unknown) parts.push(`${s.folder_unknown} folder unknown: choose a folder`);
   if (s.auth_required) parts.push(`${s.auth_required} ${s.auth_required === 1 ? "needs" : "need"} a token`);
   if (s.unavailable) parts.push(`${s.unavailable} can't be looked up now`);
   if (s.not_found) parts.push(`${s.not_found} not found on any source`);

@@ -3,8 +3,9 @@
 // variables; PrimeVue classes are used where ComfyUI ships their styles, with zero-specificity
 // fallbacks (`:where`) so the theme always wins.
 import {
-  authNeeded, countLine, describeCandidate, describeError, downloadAllState, landingNote, missingState, plainMessage,
-  progressInfo, providerBanners, refKey, shardInfo, shardLabel, sourceName, summarize, ACTIVE_STATES,
+  ambiguousText, authNeeded, countLine, foundFolder, describeCandidate, describeError, downloadAllState, folderUnknownText, impliedNote,
+  landingNote, missingState, packsOf, plainMessage, progressInfo, providerBanners, refKey, shardInfo, shardLabel, sourceName,
+  summarize, targetFolder, unknownFolder, ACTIVE_STATES,
 } from "./cmr_logic.js";
 import { CSS, STYLE_ID } from "./cmr_style.js";
 
@@ -58,7 +59,41 @@ function nameLine(doc, item) {
     shards ? h(doc, "span", { "data-shards": String(shards.count), title: "One model stored as several files, downloaded together" },
       tag(doc, shardLabel({ ...shards, size: null }), "info")) : null,
     item.pickle ? h(doc, "span", { title: PICKLE_NOTE, "aria-label": PICKLE_NOTE, "data-pickle": "true" }, tag(doc, "pickle", "pickle")) : null,
+    item.refs.some((r) => r.implied) ? tag(doc, "implied", "info") : null,
+    unknownFolder(item) ? h(doc, "span", { "data-folder-unknown": "true" }, tag(doc, "folder unknown", "unavailable")) : null,
     item.inactive ? tag(doc, "bypassed", "info") : null);
+}
+
+/** Where the model comes from: "implied by <node> (preset '…')" per implying node (the server's note on hover). */
+function originLines(doc, item, vm) {
+  const seen = new Set();
+  const lines = [];
+  for (const r of item.refs) {
+    const text = impliedNote(r, vm.places?.get(refKey(r))?.node);
+    if (!text || seen.has(text)) continue;
+    seen.add(text);
+    lines.push(h(doc, "div", { class: "cmr-hint", "data-implied": "", title: r.note || null }, text));
+  }
+  return lines;
+}
+
+/** A folder-unknown item: why, and the folder the user picks for the download (the candidates, or one typed). */
+function folderPicker(doc, item, vm, actions, { choose }) {
+  const folders = unknownFolder(item);
+  const pick = vm.folderPicks?.get(item.key) ?? "";
+  const id = `cmr-folder-${safeId(item.key)}`;
+  const node = vm.places?.get(refKey(item.refs[0]))?.node;
+  const lines = [h(doc, "div", { class: "cmr-warn", "data-folder-why": "" }, folderUnknownText(item, node))];
+  if (!choose) return lines;
+  const onchange = (e) => actions.pickFolder(item.key, String(e.target.value || "").trim());
+  const control = folders.length
+    ? h(doc, "select", { id, class: "cmr-input p-inputtext p-component", "data-key": `folder:${item.key}`, onchange },
+      h(doc, "option", { value: "", text: "choose a folder…" }),
+      folders.map((f) => h(doc, "option", { value: f, selected: f === pick, text: `models/${f}` })))
+    : h(doc, "input", { id, class: "cmr-input p-inputtext p-component", "data-key": `folder:${item.key}`, value: pick,
+      placeholder: "a model folder, e.g. checkpoints", spellcheck: "false", onchange });
+  lines.push(h(doc, "label", { for: id, class: "cmr-actions" }, h(doc, "span", { text: "Download into" }), control));
+  return lines;
 }
 
 /** "loras · Load LoRA in subgraph "Upscale stage"" — nodes named as ComfyUI shows them. */
@@ -71,7 +106,10 @@ function usedBy(item, places) {
     return `${node}${where}${r.active === false ? " (bypassed)" : ""}`;
   });
   const unique = [...new Set(nodes)];
-  return `${item.folder ?? "unknown folder"} · ${unique.slice(0, 3).join(", ")}${unique.length > 3 ? ` +${unique.length - 3} more` : ""}`;
+  const packs = packsOf(item);
+  const folder = item.folder ?? (unknownFolder(item) ? "folder unknown" : `found in ${foundFolder(item.localPath) ?? "a model folder"}`);
+  return `${folder} · ${unique.slice(0, 3).join(", ")}${unique.length > 3 ? ` +${unique.length - 3} more` : ""}`
+    + (packs.length ? ` · node pack ${packs.join(", ")}` : "");
 }
 
 function errorLines(doc, vm, item) {
@@ -131,9 +169,13 @@ function missingItem(doc, item, vm, actions) {
   const expanded = vm.expanded.has(item.key);
   const altId = `cmr-alt-${safeId(item.key)}`;
   const st = missingState(item, vm.busyKeys);
+  const unknown = unknownFolder(item);
+  const noFolder = !targetFolder(item, vm.folderPicks?.get(item.key));
   const parts = [
     nameLine(doc, item),
     h(doc, "div", { class: "cmr-meta", text: usedBy(item, vm.places) }),
+    ...originLines(doc, item, vm),
+    ...(unknown ? folderPicker(doc, item, vm, actions, { choose: cands.length > 0 }) : []),
   ];
   if (STATE_TAGS[st]) parts.push(h(doc, "div", { "data-state": st }, tag(doc, STATE_TAGS[st], st === "unavailable" ? "unavailable" : "info")));
   if (item.candidates === null) {
@@ -146,17 +188,21 @@ function missingItem(doc, item, vm, actions) {
   } else if (!best) {
     parts.push(h(doc, "div", { class: "cmr-warn" }, plainMessage(item.message) || "No download source found."));
     if (item.resolution === "auth_required" && auth) parts.push(tokenHint(doc, auth, actions));
+  } else if (!item.certain && !auth) {
+    // ambiguous: a choice between the candidates, each with its reasons; none is offered as "the" answer
+    parts.push(h(doc, "div", { class: "cmr-hint", "data-ambiguous": String(cands.length) }, ambiguousText(cands.length)));
+    parts.push(choiceList(doc, item, expanded ? cands : cands.slice(0, CHOICES), { busy, noFolder, actions, altId }));
+    if (cands.length > CHOICES) {
+      parts.push(h(doc, "button", { type: "button", class: "cmr-btn p-button p-component p-button-sm p-button-text",
+        "aria-expanded": expanded ? "true" : "false", "aria-controls": altId, "data-key": `alt:${item.key}`,
+        onclick: () => actions.toggleAlternatives(item.key) }, expanded ? "Show fewer" : `Show ${cands.length - CHOICES} more`));
+    }
   } else {
     parts.push(candidateBlock(doc, best, { item, directory: vm.disk?.get(item.folder) }));
     if (auth) parts.push(tokenHint(doc, auth, actions));
-    if (!item.certain && !auth) {
-      parts.push(h(doc, "div", { class: "cmr-hint", text: cands.length > 1
-        ? "Several candidates and none is certain: check the best match (or an alternative) before downloading."
-        : "Not certain: check this match before downloading." }));
-    }
     const row = h(doc, "div", { class: "cmr-actions" },
-      button(doc, item.certain ? "Download" : "Download best match", () => actions.download(item, null), {
-        icon: "pi pi-download", disabled: busy, aria: `Download ${item.filename} from ${sourceName(best.source)}`, key: `dl:${item.key}` }),
+      button(doc, "Download", () => actions.download(item, null), {
+        icon: "pi pi-download", disabled: busy || noFolder, aria: `Download ${item.filename} from ${sourceName(best.source)}`, key: `dl:${item.key}` }),
       cands.length > 1 ? h(doc, "button", {
         type: "button", class: "cmr-btn p-button p-component p-button-sm p-button-text",
         "aria-expanded": expanded ? "true" : "false", "aria-controls": altId, "data-key": `alt:${item.key}`,
@@ -167,13 +213,25 @@ function missingItem(doc, item, vm, actions) {
       parts.push(h(doc, "div", { id: altId, class: "cmr-list" }, cands.slice(1).map((c) =>
         h(doc, "div", { class: "cmr-item" }, candidateBlock(doc, c, { alt: true }),
           h(doc, "div", { class: "cmr-actions" }, button(doc, "Download this one", () => actions.download(item, c), {
-            severity: "secondary", icon: "pi pi-download", disabled: busy,
+            severity: "secondary", icon: "pi pi-download", disabled: busy || noFolder,
             aria: `Download ${item.filename} from ${sourceName(c.source)} ${c.url}` })))) ));
     }
   }
   if (job) parts.push(progressBlock(doc, job, actions.cancel));
   parts.push(...errorLines(doc, vm, item));
   return itemBox(doc, item, vm, "missing", parts);
+}
+
+const CHOICES = 3; // candidates of an ambiguous model shown before "Show N more"
+
+/** The candidates of an ambiguous model, numbered, each with its reasons and its own download button. */
+function choiceList(doc, item, cands, { busy, noFolder, actions, altId }) {
+  return h(doc, "ol", { id: altId, class: "cmr-list", "aria-label": `Candidates for ${item.filename}` }, cands.map((c, i) =>
+    h(doc, "li", { class: "cmr-item", "data-choice": String(i + 1) }, candidateBlock(doc, c, { alt: true }),
+      h(doc, "div", { class: "cmr-actions" }, button(doc, "Download this one", () => actions.download(item, c), {
+        severity: "secondary", icon: "pi pi-download", disabled: busy || noFolder, key: `dl:${item.key}:${i}`,
+        aria: `Download ${item.filename} from ${sourceName(c.source)} ${c.url}`,
+        describedby: noFolder ? `cmr-folder-${safeId(item.key)}` : null })))));
 }
 
 function itemBox(doc, item, vm, status, parts) {
@@ -193,6 +251,7 @@ function relocatedItem(doc, item, vm, actions) {
   return itemBox(doc, item, vm, "relocated", [
     nameLine(doc, item),
     h(doc, "div", { class: "cmr-meta", text: usedBy(item, vm.places) }),
+    ...originLines(doc, item, vm),
     h(doc, "div", {}, "Found as ", pathText(doc, item.relinkValue, "code")),
     h(doc, "div", { class: "cmr-actions" }, button(doc, "Relink", () => actions.relink(item), {
       icon: "pi pi-link", aria: `Relink ${item.filename} to ${item.relinkValue}`, key: `relink:${item.key}` })),
@@ -203,6 +262,7 @@ function misplacedItem(doc, item, vm, actions) {
   return itemBox(doc, item, vm, "misplaced", [
     nameLine(doc, item),
     h(doc, "div", { class: "cmr-meta", text: usedBy(item, vm.places) }),
+    ...originLines(doc, item, vm),
     h(doc, "div", { class: "cmr-warn" }, "In another folder: ", pathText(doc, item.localPath ?? "?"),
       `. ComfyUI looks for it in ${item.folder}.`),
     h(doc, "div", { class: "cmr-actions" }, button(doc, `Move into ${item.folder}`, () => actions.move(item), {
@@ -214,7 +274,10 @@ function presentItem(doc, item, vm) {
   return itemBox(doc, item, vm, "present", [
     nameLine(doc, item),
     h(doc, "div", { class: "cmr-meta", text: usedBy(item, vm.places) }),
+    ...originLines(doc, item, vm),
     item.localPath ? h(doc, "div", { class: "cmr-meta" }, pathText(doc, item.localPath)) : null,
+    !item.folder && item.status === "relocated" ? h(doc, "div", { class: "cmr-warn", "data-folder-why": "" },
+      "A file of this name, but not where the workflow names it; nothing tells which folder its node reads.") : null,
     item.localPath && landingNote(item.folder, item.localPath) ? h(doc, "div", { class: "cmr-hint", "data-landing": "" },
       landingNote(item.folder, item.localPath).replace("Saved in", "In")) : null]);
 }

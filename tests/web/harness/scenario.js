@@ -40,6 +40,23 @@ function analysisRows() {
 }
 let moved = false;
 let offline = false;
+// the "origins" workflow: a model a preset implies (ambiguous: two candidates) and a loader nobody describes
+let origins = false;
+const implied = row({ filename: "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", folder: "clip_vision", node_id: "9", input: "preset",
+  node_type: "IPAdapterUnifiedLoader", implied: true, pack: "ComfyUI_IPAdapter_plus", widget_index: null, status: "missing",
+  note: "preset 'PLUS (high strength)'; download and rename" });
+const mystery = row({ filename: "mystery_adapter.safetensors", folder: null, node_id: "10", node_type: "MysteryAdapterLoader",
+  input: "widget_0", confidence: 0, alt_folders: ["checkpoints", "diffusion_models", "loras"], status: "missing",
+  note: "folder unknown: nothing describes MysteryAdapterLoader; one of checkpoints, diffusion_models, loras" });
+const ipa = (path, confidence, reasons) => ({ url: `https://huggingface.co/h94/IP-Adapter/resolve/main/${path}`, source: "huggingface",
+  confidence, repo: "h94/IP-Adapter", path, reasons });
+const mysteryHf = { url: "https://huggingface.co/labs/mystery/resolve/main/mystery_adapter.safetensors", source: "huggingface",
+  confidence: 0.95, repo: "labs/mystery", path: "mystery_adapter.safetensors", size: 8192, reasons: ["exact file name"] };
+const originRows = () => ({ workflow: "wf-c", format: "ui", providers: [], disk: [], requests: 2, models: [
+  { ...implied, local_status: "missing", status: "ambiguous", chosen: null, candidates: [
+    ipa("models/image_encoder/model.safetensors", 0.42, ["linked by the workflow itself", "different name (model.safetensors)"]),
+    ipa("sdxl_models/image_encoder/model.safetensors", 0.38, ["in a repo the node's pack documents for this folder"])] },
+  { ...mystery, local_status: "missing", status: "resolved", chosen: mysteryHf, candidates: [mysteryHf] }] });
 const hf = { url: "https://huggingface.co/acme/detail/resolve/main/detail.safetensors", source: "huggingface", confidence: 0.93,
   size: 144000000, sha256: "ab".repeat(32), repo: "acme/detail", path: "detail.safetensors",
   reasons: ["exact file name", "1.2k downloads"] };
@@ -49,13 +66,13 @@ const gated = { url: "https://huggingface.co/acme/up/resolve/main/4x.pth", sourc
   gated: true, requires_auth: true, token_env: "CMR_HF_TOKEN", reasons: ["exact file name"] };
 let config = { hf_token: { set: false }, civitai_api_key: { set: false }, max_concurrent_downloads: 3 };
 
-api.on("POST", "/cmr/v1/analyze", (body, q) => [200, { workflow: q.name, format: "ui", models: analysisRows(), errors: [] }]);
+api.on("POST", "/cmr/v1/analyze", (body, q) => [200, { workflow: q.name, format: "ui", models: origins ? [implied, mystery] : analysisRows(), errors: [] }]);
 api.on("POST", "/cmr/v1/move", (body) => { moved = true; return [200, { from: body.path, to: `/models/${body.folder}/${body.filename}`,
   folder: body.folder, filename: body.filename, size: 10 }]; });
 const offlineProviders = [{ name: "huggingface", state: "unavailable", host: "huggingface.co", message: "can't reach huggingface.co",
   detail: "ClientConnectorError: [Errno -3] Temporary failure in name resolution" },
   { name: "civitai", state: "unavailable", host: "civitai.com", message: "can't reach civitai.com" }];
-api.on("POST", "/cmr/v1/resolve", (body, q) => offline ? [200, { workflow: q.name, format: "ui", providers: offlineProviders, disk: [],
+api.on("POST", "/cmr/v1/resolve", (body, q) => origins ? [200, originRows()] : offline ? [200, { workflow: q.name, format: "ui", providers: offlineProviders, disk: [],
   requests: 2, models: analysisRows().map((m) => ({ ...m, local_status: m.status, status: m.status === "missing" ? "unavailable" : m.status,
     candidates: [], chosen: null, message: m.status === "missing" ? "no source could be asked: can't reach civitai.com, huggingface.co" : null })) }]
   : [200, { workflow: q.name, format: "ui", providers: [], disk: [], requests: 3,
@@ -239,6 +256,29 @@ try {
     downloadAll: text($("[data-key=download-all]")), disabled: $("[data-key=download-all]")?.disabled, why: text($("[data-why]")),
     describedBy: $("[data-key=download-all]")?.getAttribute("aria-describedby") });
   offline = false;
+
+  // 8e. implied models, node packs, a folder the user picks, an ambiguous model as a choice
+  origins = true;
+  app.extensionManager.workflow.activeWorkflow = { key: "wf-c.json", path: "workflows/wf-c.json", filename: "wf-c" };
+  await until(() => $("[data-folder-unknown]") && $$("[data-choice]").length === 2, "origins workflow", 6000);
+  const clip = $("[data-item='clip_vision|clip-vit-h-14-laion2b-s32b-b79k.safetensors']");
+  const myst = $("[data-item='?|mystery_adapter.safetensors']");
+  const dlMystery = () => buttonBy("Download", $("[data-item='?|mystery_adapter.safetensors']")); // re-rendered on a pick
+  const originsSeen = { step: "origins", clip: text(clip), mystery: text(myst), summary: text($("[data-summary]")),
+    implied: $$("[data-implied]").map(text), impliedTitle: $("[data-implied]")?.getAttribute("title"),
+    options: [...myst.querySelectorAll("select option")].map((o) => [o.value, text(o)]), disabledBefore: dlMystery()?.disabled,
+    choices: $$("[data-choice]").map(text), choiceButtons: $$("[data-choice] button").map(text),
+    clipButtons: [...clip.querySelectorAll("button")].map(text), downloadAll: text($("[data-key=download-all]")) };
+  const select = myst.querySelector("select");
+  select.value = "loras";
+  select.dispatchEvent(new Event("change"));
+  await until(() => dlMystery() && !dlMystery().disabled, "Download enabled by the pick");
+  const postsBefore = api.calls.filter((c) => c.method === "POST" && c.path.endsWith("/downloads")).length;
+  dlMystery().click();
+  await until(() => api.calls.filter((c) => c.method === "POST" && c.path.endsWith("/downloads")).length > postsBefore, "pick posted");
+  out.steps.push({ ...originsSeen, picked: $("[data-item='?|mystery_adapter.safetensors'] select")?.value,
+    body: api.calls.filter((c) => c.method === "POST" && c.path.endsWith("/downloads")).at(-1).body });
+  origins = false;
 
   // 9. closing the tab detaches the panel; events keep the badge up to date
   tab.destroy();
