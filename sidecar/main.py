@@ -70,9 +70,10 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
         resolver = await factory(settings)
         state.resolver = resolver
         metrics.start(resolver.events)
-        # resume what a previous run left unfinished (a crash, kill -9) once the server answers: the
-        # download stack (aiohttp, the job database) is imported in a worker thread meanwhile
-        resuming = asyncio.ensure_future(_start_downloads(resolver))
+        # resume what a previous run left unfinished (a crash, kill -9) without making /health wait: the
+        # download stack (aiohttp, the job database) is imported in a worker thread meanwhile, and the
+        # API's routes wait for it (routes.downloads_started)
+        resuming = state.downloads_started = asyncio.ensure_future(_start_downloads(resolver))
         if state.ui is not None:
             state.ui.start()  # built in a worker thread while the API answers (ui_mount.py)
         restore = _follow_server_exit(lambda: begin_shutdown(app))
