@@ -20,6 +20,7 @@ import hmac
 import importlib.util
 import inspect
 import logging
+import threading
 from typing import Any
 
 from comfyui_model_resolver.adapters.guard import UI
@@ -31,6 +32,9 @@ from .security import is_loopback
 from .ui_actions import NO_SELECTION, ResolverUI
 
 log = logging.getLogger("cmr.ui")
+#: One build at a time: Gradio keeps the Blocks being built in process-wide state, and the UIs are
+#: built in worker threads (ui_mount.LazyUI at /gradio, `cmr serve`'s UI on its own port).
+_BUILDING = threading.Lock()
 
 # Header words stay whole (a squeezed column showed its header one letter per line); long cell
 # values (paths, URLs) may break anywhere. Few columns, so every table fits from 800 px on.
@@ -76,7 +80,7 @@ def build_ui(backend: Backend, *, poll_seconds: float = 1.0,
     import gradio as gr
 
     ui = ResolverUI(backend, max_workflow_bytes)
-    with gr.Blocks(title="ComfyUI Model Resolver", analytics_enabled=False, **_blocks_kwargs()) as blocks:
+    with _BUILDING, gr.Blocks(title="ComfyUI Model Resolver", analytics_enabled=False, **_blocks_kwargs()) as blocks:
         gr.Markdown("## ComfyUI Model Resolver\nDrop one or more workflows (`.json`) or images (`.png`/`.webp`) "
                     "saved by ComfyUI. **Analyze** lists their models and what you already have; **Find sources** "
                     f"picks a download source for each missing one. Core: {backend.where}.")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import threading
 from typing import Any, Callable
 
 from comfyui_model_resolver.text import json_bytes
@@ -29,7 +28,6 @@ class LazyUI:
 
     def __init__(self, build: Callable[[], Any], path: str) -> None:
         self._build, self._path = build, path
-        self._building = threading.Lock()  # one build at a time (Gradio's Blocks context is process-wide)
         self._task: asyncio.Task | None = None
         self._stack = contextlib.AsyncExitStack()
         self._app: Any = None
@@ -46,13 +44,9 @@ class LazyUI:
             self.error = None
             self._task = asyncio.ensure_future(self._open())
 
-    def _build_one(self) -> Any:
-        with self._building:
-            return self._build()
-
     async def _open(self) -> None:
         try:
-            holder = await asyncio.to_thread(self._build_one)  # import gradio, build the Blocks: off the loop
+            holder = await asyncio.to_thread(self._build)  # import gradio, build the Blocks: off the loop
             await self._stack.enter_async_context(holder.router.lifespan_context(holder))
             self._app = next(r.app for r in holder.routes if getattr(r, "path", None) == self._path)
             log.info("the UI is ready at %s/", self._path)
