@@ -113,10 +113,13 @@ def model_rows(models: list[dict], batch_size: int = 1) -> list[list]:
             source = pick.get("source", "") + (f": {pick['repo']}" if pick.get("repo") else "")
             if pick.get("confidence") is not None:  # of the chosen source (not of the node's detection)
                 source += f" (confidence {pick['confidence']:.2f})"
-        where = _short_path(m.get("local_path")) or (pick or {}).get("url") or m.get("url") or m.get("message") or ""
+        # (an ambiguous model has no one place: the server's words say why none is certain)
+        where = _short_path(m.get("local_path")) or (m.get("message") if m.get("status") == "ambiguous" else None) \
+            or (pick or {}).get("url") or m.get("url") or m.get("message") or ""
         status = status_words(m.get("status", ""))
         if folder_words(m) and m.get("status") not in ON_DISK:
-            where = folder_words(m) + (" — tick the one to download into below" if pick else "")
+            where = folder_words(m) + ("" if not pick else " — tick the one to download into below" if unknown_folders(m)
+                                       else " — use Download from a URL with the folder you choose")
             status += ", folder unknown"
         if not m.get("active", True):
             status += " (bypassed node)"

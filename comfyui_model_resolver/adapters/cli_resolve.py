@@ -75,7 +75,8 @@ def _table(res: "Resolution", out=sys.stdout) -> None:
         if notes:
             print(f"      {'; '.join(notes)}", file=out)
         if unknown_folders(m) is not None and m.candidates and m.status not in ("present", "relocated"):
-            print("      not downloaded without a folder: cmr download URL --folder <one of them>", file=out)
+            print("      not downloaded without a folder: cmr download URL --folder "
+                  + ("<one of them>" if unknown_folders(m) else "<the folder its node reads>"), file=out)
         if m.status == "ambiguous" and m.candidates:
             # a choice, nothing pre-chosen: every candidate (up to 5) with why it might be the file
             print(f"      pick one of {len(m.candidates)} candidates (none is certain):" if len(m.candidates) > 1

@@ -30,6 +30,7 @@ from ..settings import Settings
 from ..types import Candidate, ModelRef
 from .base import LookupContext, Source
 from .manager_list import manager_rows, origin_of, read_model_list
+from .siblings import sibling_repos
 from .terms import analyse_name
 from .urls import normalise_url, parse_hf_url, to_endpoint
 
@@ -122,6 +123,7 @@ class CatalogSource(Source):
         self._by_name: dict[str, list[dict]] = {}
         self._by_key: dict[str, list[dict]] = {}
         self._by_sha: dict[str, list[dict]] = {}
+        self._rows: list[tuple[str, str | None, str | None]] | None = None
         if self._disabled:
             return
         shipped = list(catalog if catalog is not None else load_catalog())
@@ -177,6 +179,16 @@ class CatalogSource(Source):
         exact = info.basename.lower()
         found.sort(key=lambda e: (id(e) not in hashed, _basename(e["name"]).lower() != exact, e.get("folder") != ref.folder))
         return [self._candidate(e) for e in found[:10]]
+
+    def sibling_repos(self, ref: ModelRef) -> list[tuple[str, str]]:
+        """(Hub repo, sibling's name) where the catalog keeps files of this file's family (siblings.py)."""
+        if self._disabled or ref.kind == "directory" or not ref.folder:
+            return []
+        if self._rows is None:  # (name, Hub repo, folder) of every row, read once
+            hf = (self.settings.hf_endpoint,)
+            self._rows = [(_basename(e["name"]), getattr(parse_hf_url(normalise_url(e["url"], hf), hf), "repo", None),
+                           e.get("folder")) for es in self._by_name.values() for e in es if "huggingface" in e["url"]]
+        return sibling_repos(ref.filename, ref.folder, self._rows)
 
     async def candidates(self, ref: ModelRef, ctx: LookupContext) -> list[Candidate]:
         if self._disabled:

@@ -139,6 +139,10 @@ class PackSources:
     def __len__(self) -> int:
         return len(self._packs)
 
+    def files(self) -> list[PackSource]:
+        """Every documented file of every pack."""
+        return [e for items in self._by_file.values() for e in items]
+
     def files_named(self, filename: str) -> list[PackSource]:
         """Documented files with this base name (case-insensitive), whatever the pack."""
         return list(self._by_file.get(_base(filename).lower(), ()))

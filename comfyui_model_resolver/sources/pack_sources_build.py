@@ -202,8 +202,9 @@ def apply_review(review: dict, commit: str, files: list[tuple[str, list[Hit], li
 def doubt(h: Hit, reads: set[str] | None = None) -> str | None:
     """Why a hit's folder is not certain enough to ship (for packs reviewed `strict`), or None.
 
-    Shipped: a folder written on the hit's line, up to STRICT_DISTANCE lines above it or in the same
-    paragraph, list or table (code: the same function), that the
+    Shipped: a folder written on the hit's line, up to STRICT_DISTANCE lines above it, in the same
+    paragraph, list or table (code: the same function), or above it under the same heading with no other
+    folder named in between ("Download to `models/sams`:" then a table of links), that the
     file's directory in its repo does not contradict and that the repo's layout or the pack's own
     loaders confirm (`reads`: the folders its loader entries in data/loaders.json read and the
     folder keys it registers); or, with no folder in the text, the folder the repo's layout names
@@ -217,7 +218,7 @@ def doubt(h: Hit, reads: set[str] | None = None) -> str | None:
         return None  # without a layout folder it is dropped later for having none
     if layout and layout != h.folder:
         return f"the text says {h.folder}, the repo's layout says {layout}"
-    if h.distance is None or (h.distance > STRICT_DISTANCE and not h.same_block):
+    if h.distance is None or (h.distance > STRICT_DISTANCE and not h.same_block and not h.same_section):
         return f"folder {h.folder!r} is written {h.distance} lines away from the link, in another block"
     if layout != h.folder and reads is not None and h.folder.lower() not in reads:
         return f"neither ComfyUI nor the pack's code reads {h.folder!r}"

@@ -25,6 +25,8 @@ from urllib.parse import unquote
 from ..workflow.folders import canonical_folder, has_model_extension
 
 PROSE_LOOKBACK = 25  # lines above a link in which a `models/<folder>` heading is looked for
+CONTINUATION = 2  # lines below a link, in its own list item or sentence, that may say where it goes
+_NEW_ITEM = re.compile(r"^\s*([-*+]|\d+[.)])\s")
 CODE_WINDOW = 15  # lines around a code hit in which folder_paths calls are looked for
 STATEMENT_LINES = 12  # a call's arguments are read this many lines on
 
@@ -75,6 +77,7 @@ class Hit:
     notes: list[str] = field(default_factory=list)
     distance: int | None = None  # lines between the hit and the text that gave its folder (0: same line)
     same_block: bool = False  # that text is in the hit's paragraph or list (prose) or function (code)
+    same_section: bool = False  # prose: that text is above the hit under the same heading, the nearest folder named
 
 
 def family_of(*texts: str | None) -> str | None:
@@ -117,14 +120,15 @@ def _place(raw: str) -> tuple[str, str | None] | None:
 
 def prose_folder(lines: list[str], index: int, start: int = 0, end: int = 0) -> tuple[str, str | None] | None:
     """Where the prose says the file at line `index`, columns start..end, goes: a `models/<folder>[/<sub>]`
-    before it on its line, else after it up to the line's next link ("[x](url) goes to models/x"),
-    else the nearest above it. URLs are removed first: a repo path never counts."""
+    before it on its line, else after it up to the line's next link ("[x](url) goes to models/x"), else
+    on the item's next lines ("[x](url)\\nand copy it into models/x"), else the nearest above it. URLs are removed first: a repo path never counts."""
     return prose_place(lines, index, start, end)[0]
 
 
 def prose_place(lines: list[str], index: int, start: int = 0, end: int = 0
                 ) -> tuple[tuple[str, str | None] | None, int | None]:
-    """`prose_folder` and how many lines above the hit the folder was written (0: on its line)."""
+    """`prose_folder` and how many lines above the hit the folder was written (0: on its line; negative:
+    below it, in the link's own list item or sentence, before any other link)."""
     line = lines[index]
     before = list(_PROSE_FOLDER.finditer(_URL.sub(" ", line[:start])))
     if before:
@@ -133,6 +137,14 @@ def prose_place(lines: list[str], index: int, start: int = 0, end: int = 0
     after = _PROSE_FOLDER.search(line[end:nxt.start() if nxt else len(line)])
     if after:
         return _place(after.group(1)), 0
+    if not nxt:  # "download [x](url)\nand copy it into `models/checkpoints`": the item's own next lines
+        for i in range(index + 1, min(len(lines), index + 1 + CONTINUATION)):
+            t = lines[i]
+            if not t.strip() or _HEADING.match(t) or _TITLE.match(t) or _NEW_ITEM.match(t) or _URL.search(t):
+                break
+            found = _PROSE_FOLDER.search(t)
+            if found:
+                return _place(found.group(1)), index - i
     for i in range(index - 1, max(-1, index - PROSE_LOOKBACK - 1), -1):
         found = list(_PROSE_FOLDER.finditer(_URL.sub(" ", lines[i])))
         if found:
@@ -159,6 +171,7 @@ def code_place(lines: list[str], index: int) -> tuple[tuple[str, str | None] | N
 _HEADING = re.compile(r"^\s*(#|=+\s*$|-{3,}\s*$|\.\. )")
 _DEF = re.compile(r"^\s*(async\s+def|def|class)\s")
 _OTHER_SOURCE = re.compile(r"repo_id|huggingface\.co|https?://|hf_hub_download|snapshot_download")
+_IMPORT = re.compile(r"^\s*(from\s+\S+\s+)?import\s")  # `from huggingface_hub import snapshot_download` is no source
 CODE_BLOCK = 10  # lines from a folder set up in code to the download that uses it
 
 
@@ -169,8 +182,29 @@ def same_block(lines: list[str], hit: int, where: int, is_code: bool) -> bool:
     lo, hi = sorted((hit, where))
     if is_code:  # the folder set up above the download, in its function, with no other source between
         between = lines[where + 1:hit]
-        return where < hit <= where + CODE_BLOCK and not any(_DEF.match(t) or _OTHER_SOURCE.search(t) for t in between)
+        return where < hit <= where + CODE_BLOCK and not any(
+            _DEF.match(t) or (_OTHER_SOURCE.search(t) and not _IMPORT.match(t)) for t in between)
     return not any(not t.strip() or _HEADING.match(t) for t in lines[lo + 1:hi + 1])
+
+
+_TITLE = re.compile(r"^\s*(\*\*[^*]+\*\*|__[^_]+__)\s*:?\s*$|^\s*(```|~~~)")  # a bold title line, a code fence
+
+
+def same_section(lines: list[str], hit: int, where: int) -> bool:
+    """Prose: line `where` names the folder as the instruction for the block that holds line `hit`
+    ("Download to `models/sams`:", blank lines, then the table of links): the instruction is a prose
+    paragraph (not a list item: that is one step's), followed by nothing but blank lines before the hit's block, with no heading, bold title or code
+    fence between them and no other link from the instruction to the block (a link there took the folder)."""
+    start = hit
+    while start > where + 1 and lines[start - 1].strip():
+        start -= 1
+    end = where
+    while end + 1 < start and lines[end + 1].strip():
+        end += 1
+    return (all(not t.strip() for t in lines[end + 1:start])
+            and not any(_NEW_ITEM.match(t) for t in lines[where:end + 1])  # prose, not another step's item
+            and not any(_HEADING.match(t) or _TITLE.match(t) for t in lines[where + 1:hit + 1])
+            and not any(_URL.search(t) for t in lines[where:start]))
 
 
 #: Directories of a repo's layout that say which ComfyUI folder a file is for (Comfy-Org's
@@ -272,6 +306,7 @@ def extract(path: str, text: str) -> list[Hit]:
                 h.folder, h.subdir = place
                 h.distance = abs(dist)
                 h.same_block = same_block(lines, i, i + dist if is_code else i - dist, is_code)
+                h.same_section = not is_code and dist > 0 and same_section(lines, i, i - dist)
         hits += found
     return hits
 

@@ -19,6 +19,7 @@ from ..types import Candidate, ModelRef
 from ..workflow.folders import canonical_folder
 from .base import LookupContext, Source
 from .pack_sources import PackSource, PackSources
+from .siblings import sibling_repos
 from .urls import hf_resolve_url
 
 NAME = "pack"
@@ -38,6 +39,7 @@ class PackSourcesSource(Source):
     def __init__(self, settings: Settings, table: PackSources | None = None) -> None:
         self.settings = settings
         self.table = table if table is not None else PackSources.load()
+        self._rows: list[tuple[str, str | None, str]] | None = None  # (file, Hub repo, folder), for siblings
 
     def _candidate(self, e: PackSource) -> Candidate | None:
         src = e.source
@@ -68,6 +70,14 @@ class PackSourcesSource(Source):
             if c is not None and c.url not in {o.url for o in out}:
                 out.append(c.model_copy(update={"reasons": (f"{e.reason}, a pack this workflow uses",)}))
         return out
+
+    def sibling_repos(self, ref: ModelRef) -> list[tuple[str, str]]:
+        """(Hub repo, sibling's name) where any pack's docs keep files of this file's family (siblings.py)."""
+        if ref.kind == "directory" or not ref.folder:
+            return []
+        if self._rows is None:
+            self._rows = [(e.filename, e.repo, canonical_folder(e.folder)) for e in self.table.files() if e.repo]
+        return sibling_repos(ref.filename, canonical_folder(ref.folder), self._rows)
 
     def repos_to_ask(self, ref: ModelRef, packs: frozenset[str] = frozenset()) -> list[str]:
         """Hub repos the node's pack (else the workflow's other packs) documents for this folder."""

@@ -137,24 +137,33 @@ class SourceSet:
             w.decision = rank(w.ref, w.candidates)
 
     async def _ask_pack_repos(self, w: _Work, board: StatusBoard) -> None:
-        """The Hub repos the node's pack documents for this folder are asked before any search: a
-        file found there under its exact name is the pack's (via "pack")."""
-        packs, hf = self.by_name("pack"), self.by_name("huggingface")
-        if (self._settled(w.decision) or packs is None or hf is None or hf.disabled_reason
-                or board.is_down(hf.name) or not hasattr(packs, "repos_to_ask")):
+        """Known repos are asked before any search: those the node's pack documents for this folder (a
+        file found there under its exact name is the pack's, via "pack"), then those where the catalog or
+        any pack's docs keep this file's siblings (`t2iadapter_canny_sd14v1.pth` for `t2iadapter_depth_sd15v2.pth`,
+        via "sibling")."""
+        packs, cat, hf = self.by_name("pack"), self.by_name("catalog"), self.by_name("huggingface")
+        if hf is None or hf.disabled_reason or board.is_down(hf.name):
             return
-        repos = packs.repos_to_ask(w.ref, w.ctx.packs)  # type: ignore[attr-defined]
-        if not repos:
-            return
-        try:
-            found = await hf.in_repos(w.ref, repos, w.ctx, via="pack",  # type: ignore[attr-defined]
-                                      reason="in a repo the node's pack documents for this folder")
-        except SourceError as exc:
-            board.record(hf.name, exc)
-            return
-        if found:
-            w.candidates.extend(found)
-            w.decision = rank(w.ref, w.candidates)
+        asks = []
+        if packs is not None and hasattr(packs, "repos_to_ask"):
+            asks.append((packs.repos_to_ask(w.ref, w.ctx.packs), "pack",  # type: ignore[attr-defined]
+                         "in a repo the node's pack documents for this folder"))
+        for src, who in ((cat, "the catalog keeps"), (packs, "a pack's docs keep")):
+            if src is not None and hasattr(src, "sibling_repos") and not w.candidates:  # nothing local knows it
+                asks += [([repo], "sibling", f"in {repo}, where {who} its sibling {sib}")
+                         for repo, sib in src.sibling_repos(w.ref)  # type: ignore[attr-defined]
+                         if all(repo not in r for r, _, _ in asks)]
+        for repos, via, reason in asks:
+            if not repos or self._settled(w.decision):
+                continue
+            try:
+                found = await hf.in_repos(w.ref, repos, w.ctx, via=via, reason=reason)  # type: ignore[attr-defined]
+            except SourceError as exc:
+                board.record(hf.name, exc)
+                return
+            if found:
+                w.candidates.extend(found)
+                w.decision = rank(w.ref, w.candidates)
 
     async def resolve(self, reports: Sequence[ModelReport], *, note_links: tuple[str, ...] = (),
                       local_sha256: dict[int, str] | None = None, include_present: bool = False,
@@ -384,7 +393,7 @@ class SourceSet:
                            f"{chosen.repo or chosen.url} needs sign-in: set {chosen.token_env}")
             elif pf is not None and pf.state in ("not_found", "not_allowed"):
                 status = "ambiguous"
-                message = f"the chosen file failed its pre-flight: {pf.message}"
+                message = f"the chosen file could not be fetched when checked ({pf.message}): pick another candidate"
         if status == "not_found" and w.unreachable:
             hosts = ", ".join(sorted({self.hosts.get(n) or n for n in w.unreachable}))
             status = "unavailable"

@@ -14,7 +14,7 @@ import re
 import shutil
 from collections import defaultdict
 from typing import Iterable
-from urllib.parse import unquote, urljoin
+from urllib.parse import urlparse, unquote, urljoin
 
 from ..errors import AuthRequired, NotFound, RateLimited, SourceError
 from ..settings import Settings
@@ -93,7 +93,7 @@ async def preflight(cand: Candidate, upstream: Upstream, ctx: LookupContext, set
                 except SourceError:
                     body = None
             err = error_for_status(res.status, h, body, source=source, token_env=upstream.token_env_for(url),
-                                   authed=upstream.has_token(url), what="pre-flight")
+                                   authed=upstream.has_token(url), label=urlparse(url).hostname or source)
             err = redact_error(err, settings)  # the upstream may quote the token it was sent
             return _from_error(cand.url, res.status, err)
         if size is None:

@@ -36,7 +36,7 @@ W = {
     "official": 1.0, "named_after": 0.6, "original": 0.5, "unique_name": 0.5, "popularity_max": 0.8, "needs_sign_in": -0.6,
     "via_pack": 2.0, "generic_name": -1.5, "earliest": 0.6, "most_downloaded": 0.4, "derivative": -1.5,
     "named_as_base": 0.5, "mirror_shaped": -0.5, "civitai_home": 0.8,
-    "saved_as_repo": -1.0, "workflow_pack": 0.8, "pack_repo_file": -1.5, "model_named": -1.2,
+    "saved_as_repo": -1.0, "workflow_pack": 0.8, "pack_repo_file": -1.5, "model_named": -1.2, "via_sibling": 1.0,
 }
 #: Reasons that say a candidate under another name is still this file, renamed.
 RENAMED = ("the repo is named like the file", "the only weights of the repo the pack documents",
@@ -49,7 +49,7 @@ GENERIC_NAME = re.compile(r"(?i)^(model|diffusion_pytorch_model|pytorch_model|py
 #: Words of repo names that mark a copy of someone else's files.
 MIRROR_WORDS = re.compile(r"(?i)(comfyui|mirror|backup|archive|collection|reupload|re-upload|models$|-gguf$|-fp8$)")
 #: Ways of finding a file that vouch for it beyond its name.
-VOUCHED_VIA = frozenset({"workflow", "hash", "catalog", "manager", "pack", "beside"})
+VOUCHED_VIA = frozenset({"workflow", "hash", "catalog", "manager", "pack", "beside", "sibling"})
 #: Folders whose files are first published on Civitai.
 CIVITAI_HOME = frozenset({"checkpoints", "loras", "embeddings", "hypernetworks"})
 
@@ -156,6 +156,8 @@ def _score(ref: ModelRef, info: NameInfo, c: Candidate) -> _Scored:
             s.add("workflow_pack", "the workflow loads nodes of that pack")
     elif via == "beside":
         s.reasons.append("beside the workflow's other models")
+    elif via == "sibling":  # the repo the catalog names for this file's family holds it
+        s.add("via_sibling", next((r for r in c.reasons if r.startswith("in ")), "beside its documented siblings"))
 
     served = c.filename or (c.path or "").rsplit("/", 1)[-1]
     other = analyse_name(served) if served else None
@@ -250,7 +252,8 @@ def _merge(cands: Iterable[Candidate]) -> list[Candidate]:
     return [by_url[u] for u in order]
 
 
-_VIA_RANK = {"workflow": 0, "hash": 1, "catalog": 2, "pack": 2, "manager": 3, "note": 4, "beside": 5, "listing": 6,
+_VIA_RANK = {"workflow": 0, "hash": 1, "catalog": 2, "pack": 2, "manager": 3, "note": 4, "beside": 5, "sibling": 5,
+             "listing": 6,
              "search": 7}
 
 

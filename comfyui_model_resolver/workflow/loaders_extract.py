@@ -78,6 +78,12 @@ def _folders_in(node: ast.AST, scope: Scope, depth: int = 0, seen: set | None = 
                 k, d = _folders_in(func, scope.child(func), depth + 1, seen)
                 keys += k
                 dirs += d
+            elif isinstance(sub.func, ast.Attribute) and (key := _method_key(sub.func, scope)) and key not in seen:
+                seen.add(key)  # UI.CHECKPOINTS() of another file, Loader.get_names(), cls.get_names()
+                func = scope.funcs[key]
+                k, d = _folders_in(func, scope.child(func), depth + 1, seen)
+                keys += k
+                dirs += d
         elif isinstance(sub, ast.Name) and isinstance(sub.ctx, ast.Load) and sub.id not in seen:
             bound = scope.lookup(sub.id)
             if bound is not None and bound is not node:
@@ -86,6 +92,14 @@ def _folders_in(node: ast.AST, scope: Scope, depth: int = 0, seen: set | None = 
                 keys += k
                 dirs += d
     return list(dict.fromkeys(keys)), list(dict.fromkeys(dirs))
+
+
+def _method_key(func: ast.Attribute, scope: Scope) -> str | None:
+    """The helper method a call names: `Class.method` of any file of the pack, else a method of that
+    name in this file (`cls.method`), when there is one."""
+    if isinstance(func.value, ast.Name) and f"{func.value.id}.{func.attr}" in scope.funcs:
+        return f"{func.value.id}.{func.attr}"
+    return f"*.{func.attr}" if f"*.{func.attr}" in scope.funcs else None
 
 
 def _input_type(node: ast.AST, scope: Scope, depth: int = 0) -> tuple[str | None, bool]:
@@ -105,10 +119,12 @@ def _input_type(node: ast.AST, scope: Scope, depth: int = 0) -> tuple[str | None
         name = call_name(node)
         if name in ("get_filename_list", "listdir", "sorted", "list", "keys", "glob", "get_model_list"):
             return "COMBO", True
+        keys, dirs = _folders_in(node, scope)
+        if keys or dirs:  # a helper that lists a models folder (UI.CHECKPOINTS()) is a combo for certain
+            return "COMBO", True
         if name[:1].isupper():  # AnyType("*"), a type object: a socket
             return None, True
-        keys, dirs = _folders_in(node, scope)
-        return "COMBO", bool(keys or dirs)  # a helper that lists a models folder is a combo for certain
+        return "COMBO", False
     if isinstance(node, ast.Name):
         bound = scope.lookup(node.id)
         if bound is None:
@@ -279,11 +295,25 @@ def extract_pack(files: dict[str, str]) -> tuple[list[Loader], list[Registration
     classes: dict[str, tuple[str, ast.ClassDef, Scope]] = {}
     registrations: list[Registration] = []
     code = PackCode(classes, {}, {})
+    pack_methods: dict[str, ast.FunctionDef] = {}  # "Class.method" of every file: helpers INPUT_TYPES calls
+    for tree in parsed.values():
+        for cdef in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+            for f in cdef.body:
+                if isinstance(f, ast.FunctionDef):
+                    pack_methods.setdefault(f"{cdef.name}.{f.name}", f)
     for path, tree in parsed.items():
         funcs = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef)}
-        scope = Scope(bindings(tree.body), funcs)
         for fname, func in funcs.items():
-            code.funcs.setdefault(fname, []).append((path, func, scope))
+            code.funcs.setdefault(fname, []).append((path, func, Scope(bindings(tree.body), funcs)))
+        methods: dict[str, list[ast.FunctionDef]] = {}
+        for cdef in (n for n in tree.body if isinstance(n, ast.ClassDef)):
+            for f in cdef.body:
+                if isinstance(f, ast.FunctionDef) and f.name not in ("INPUT_TYPES", "__init__"):
+                    methods.setdefault(f.name, []).append(f)
+        # helper methods (`Loader.get_names()` in INPUT_TYPES), when the file has one of that name
+        funcs.update({f"*.{name}": fs[0] for name, fs in methods.items() if len(fs) == 1})
+        funcs.update(pack_methods)
+        scope = Scope(bindings(tree.body), funcs)
         for cname, bound in scope.module.items():
             code.constants.setdefault(cname, (bound, scope))
         for k, v in node_mappings(tree).items():

@@ -19,6 +19,10 @@ class Registration:
 
 
 def const_str(node: ast.AST | None) -> str | None:
+    """A literal string, also an f-string without placeholders (`f"SeargeModelSelector"`)."""
+    if isinstance(node, ast.JoinedStr) and all(isinstance(v, ast.Constant) and isinstance(v.value, str)
+                                               for v in node.values):
+        return "".join(v.value for v in node.values)  # type: ignore[attr-defined]
     return node.value if isinstance(node, ast.Constant) and isinstance(node.value, str) else None
 
 

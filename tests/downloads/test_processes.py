@@ -87,6 +87,7 @@ async def test_two_processes_one_download_with_the_file_lock(env, tmp_path):
     assert not env.final().exists()
     (code_a, line_a, err_a), (code_b, line_b, err_b) = await asyncio.gather(finish(a), finish(b))
     assert code_a == 0 and code_b == 0, (err_a, err_b)
+    assert line_a is not None and line_b is not None, ("last stdout line not JSON", err_a[-2000:], err_b[-2000:])
     assert line_a["path"] == line_b["path"] == str(env.final())
     assert line_a["sha256"] == line_b["sha256"] == f.sha256 == sha256_of(env.final())
     cdn_from_zero = [r for r in env.hub.requests(server="cdn") if r["method"] == "GET" and range_start(r) == 0]

@@ -5,6 +5,7 @@ and check the page at 1400 and 800 px wide (no header broken into letters, no co
 Screenshots go to $SHOTS_DIR (else the test's tmp dir). Skips without chromium or playwright."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -177,3 +178,67 @@ def test_batch_drop_row_click_and_widths(world):
         page.screenshot(path=str(shots / "gradio-800.png"), full_page=True)
         assert not errors, errors
         browser.close()
+
+
+def test_implied_ambiguous_and_folder_unknown_in_the_browser(fake_hub_thread, tmp_path):
+    """Issue 11 on the page: the implied model and its node pack in *Used by*, an ambiguous model's candidates
+    with their reasons and nothing ticked, a folder-unknown model's candidate folders as ticks; ticking one
+    folder downloads there. Readable at 1400 and 800 px with these long cells."""
+    hub = fake_hub_thread
+    mystery = FakeFile.safetensors("mystery_adapter.safetensors", 64 * 1024, seed=13)
+    hub.add_repo("alice99/style-lora", [FakeFile.safetensors("style.safetensors", 64 * 1024, seed=11)], downloads=41)
+    hub.add_repo("bobmirror/style-lora", [FakeFile.safetensors("style.safetensors", 64 * 1024, seed=12)], downloads=38)
+    hub.add_repo("labs/mystery-adapter", [mystery], downloads=500)
+    hub.add_repo("h94/IP-Adapter", [FakeFile.safetensors(p, 32 * 1024, seed=20 + i) for i, p in enumerate((
+        "models/ip-adapter-plus_sd15.safetensors", "sdxl_models/ip-adapter-plus_sdxl_vit-h.safetensors",
+        "models/image_encoder/model.safetensors"))], downloads=500_000)
+    settings = make_settings(tmp_path, hf_endpoint=hub.url, allowed_hosts=fake_hosts(hub), disable_catalog=True)
+    server = LiveServer(create_app(settings, enable_ui=True)).start()
+    path = tmp_path / "origins.json"
+    path.write_text(json.dumps(workflow(("LoraLoaderModelOnly", ["style.safetensors", 1.0]),
+                                        ("IPAdapterUnifiedLoader", ["PLUS (high strength)"]),
+                                        ("MysteryAdapterLoader", ["mystery_adapter.safetensors"]))))
+    shots = _shots(tmp_path)
+    try:
+        with sync_api.sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-gpu"])
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            errors: list[str] = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.goto(f"{server.url}/gradio/")
+            page.get_by_role("button", name="Find sources").wait_for()
+            page.locator("input[type=file]").first.set_input_files([str(path)])
+            _wait(page, lambda: len(_table_rows(page, "Workflow")) == 1, "the workflow analyzed")
+            page.get_by_role("button", name="Find sources").click()
+            _wait(page, lambda: any("candidates, none certain" in r[3] for r in _table_rows(page, "Status")), "sources found")
+            rows = {r[1]: r for r in _table_rows(page, "Status")}
+            assert "implied by IPAdapterUnifiedLoader (preset 'PLUS (high strength)'); node pack ComfyUI_IPAdapter_plus" \
+                in rows["clip_vision/CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors"][2]
+            style = rows["loras/style.safetensors"]
+            assert style[0] == "not certain: pick a source" and "alice99" in style[3] and "bobmirror" in style[3]
+            assert "://" not in style[4]  # no one URL for a model that has no one answer: why, in words
+            unknown = rows["?/mystery_adapter.safetensors"]
+            assert unknown[0].endswith("folder unknown") and unknown[4].startswith("folder unknown: one of checkpoints, ")
+            # nothing uncertain is ticked for you: only certain models with a known folder
+            ticked = page.evaluate("() => [...document.querySelectorAll('input[type=checkbox]:checked')]"
+                                   ".map(i => i.closest('label').innerText.trim())")
+            assert ticked and all(" from " not in label and not label.startswith(("?/", "loras/style")) for label in ticked), ticked
+            _assert_readable(page, 1400)
+            page.screenshot(path=str(shots / "gradio-origins-1400.png"), full_page=True)
+            pick = page.get_by_label(f"loras/mystery_adapter.safetensors from labs/mystery-adapter/mystery_adapter.safetensors",
+                                     exact=False)
+            pick.check()
+            for label in ticked:  # only the pick this time
+                page.get_by_label(label, exact=True).uncheck()
+            page.get_by_role("button", name="Download selected").click()
+            _wait(page, lambda: any(r[2] == "completed" and "mystery" in r[1] for r in _table_rows(page, "Progress")),
+                  "the picked download completed")
+            target = tmp_path / "ComfyUI" / "models" / "loras" / "mystery_adapter.safetensors"
+            assert target.is_file() and hashlib.sha256(target.read_bytes()).hexdigest() == mystery.sha256
+            page.set_viewport_size({"width": 800, "height": 1000})
+            page.wait_for_timeout(500)
+            _assert_readable(page, 800)
+            assert not errors, errors
+            browser.close()
+    finally:
+        server.stop()

@@ -55,4 +55,7 @@ async def test_community_world_resolves_originals_and_stays_humble(tmp_path):
         assert sum(b["n"] * b["right"] for b in confident) >= 0.98 * n, (key, rep["reliability"])
         rows = runs[key]["rows"]
         assert all(r["confidence"] < 0.8 for r in rows if r["status"] not in ("resolved", "auth_required")), key
+        # sharded models (PixArt's T5 for T5v11Loader): found and offered whole (every shard, index, config)
+        shards = [r for r in rows if r["kind"] == "shards"]
+        assert shards and all(r["right"] and r["unit"] == r["want_unit"] for r in shards), (key, shards)
     assert report["catalog_on"]["figures"]["all"]["top1"] >= report["catalog_off"]["figures"]["all"]["top1"]

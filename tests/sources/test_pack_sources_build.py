@@ -195,3 +195,51 @@ def test_a_list_under_its_folder_heading_is_one_block():
     body, dropped = builder.apply_review({"repo": "o/P", "strict": True, "_reads": {"facerestore_models"}}, "1" * 40, files)
     assert sorted(f["filename"] for f in body["files"]) == [f"f{i}.pth" for i in range(6)]
     assert [h.filename for _, h, _ in dropped] == ["after.pth"]
+
+
+def test_a_folder_on_the_items_next_line_or_above_a_table_of_links_ships():
+    """Two ways READMEs say where a file goes that the strict review used to hold back: on the line
+    after the link, in its own list item ("…(url)\\nand copy it into models/x"), and as an instruction
+    above a table of links under the same heading. A link between the instruction and the table, or a
+    heading, still holds it back."""
+    text = "\n".join([
+        "## Models",
+        "- download [Refiner](https://huggingface.co/o/r/resolve/main/refiner.safetensors)",
+        "and copy it into `ComfyUI/models/checkpoints`",
+        "",
+        "- download [Upscaler](https://huggingface.co/o/u/resolve/main/4x.pth)",
+        "and copy it into `ComfyUI/models/upscale_models`",
+        "",
+        "### SAM",
+        "Download the model files to `models/sams`, without renaming them.",
+        "",
+        "| name | file |",
+        "|-|-|",
+        "| b | [link](https://huggingface.co/o/s/resolve/main/sam_b.pth) |",
+        "| l | [link](https://huggingface.co/o/s/resolve/main/sam_l.pth) |",
+        "",
+        "### Other",
+        "| x | [link](https://huggingface.co/o/s/resolve/main/other.pth) |",
+    ])
+    hits = {h.filename: h for h in extract("README.md", text) if h.filename}
+    assert (hits["refiner.safetensors"].folder, hits["4x.pth"].folder) == ("checkpoints", "upscale_models")
+    assert hits["sam_l.pth"].folder == "sams" and hits["sam_l.pth"].same_section
+    assert not hits["other.pth"].same_section  # a heading between: another section's folder
+    body, dropped = builder.apply_review({"repo": "o/P", "strict": True}, "1" * 40, [("README.md", list(hits.values()),
+                                                                                     text.splitlines())])
+    kept = {f["filename"]: f["folder"] for f in body["files"]}
+    assert kept == {"refiner.safetensors": "checkpoints", "4x.pth": "upscale_models", "sam_b.pth": "sams",
+                    "sam_l.pth": "sams"}
+    assert {h.filename for _, h, _ in dropped} == {"other.pth"}
+
+
+def test_an_import_line_between_the_folder_and_the_download_is_no_other_source():
+    code = "\n".join([
+        "def load(self):",
+        "    path = os.path.join(folder_paths.models_dir, 'clip_seg', 'clipseg-rd64')",
+        "    if not os.path.exists(path):",
+        "        from huggingface_hub import snapshot_download",
+        "        snapshot_download(repo_id='o/clipseg-rd64', local_dir=path)",
+    ])
+    (h,) = [h for h in extract("nodes.py", code) if h.source.get("repo") == "o/clipseg-rd64"]
+    assert (h.folder, h.same_block) == ("clip_seg", True)

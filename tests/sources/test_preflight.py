@@ -45,3 +45,18 @@ async def test_redirect_off_the_allowlist_is_refused(fake_hub, tmp_path):
     assert m.preflight.state == "not_allowed" and "not on the allowlist" in m.preflight.message
     assert m.status == "ambiguous"
     assert not fake_hub.log.filter(server="cdn")
+
+
+async def test_a_chosen_file_that_is_gone_says_so_once_in_plain_words(fake_hub, tmp_path):
+    fake_hub.add_repo("Comfy-Org/Wan", [FakeFile.safetensors("split_files/vae/wan_2.1_vae.safetensors", 2048, seed=1)])
+    fake_hub.switch("resolve", status=404)  # listed in the tree, but the file answers 404 when checked
+    r = await build_resolver(make_settings(tmp_path, hub=fake_hub))
+    try:
+        m = (await r.resolve(workflow(("VAELoader", ["wan_2.1_vae.safetensors"])), "wf")).models[0]
+    finally:
+        await r.close()
+    assert m.preflight.state == "not_found" and m.status == "ambiguous"
+    assert m.message.startswith("the chosen file could not be fetched when checked (127.0.0.1: ")
+    assert m.message.endswith("): pick another candidate")
+    # one account of where it failed, not "preflight: pre-flight:"
+    assert "preflight" not in m.message.lower() and "pre-flight" not in m.message and m.message.count("127.0.0.1") == 1

@@ -77,3 +77,39 @@ def test_civitai_queries_and_workflow_family():
                                                                                      "juggernaut XL"]
     assert workflow_family(["ip-adapter_sd15.safetensors", "dreamshaper_8.safetensors"]) == "sd15"
     assert workflow_family(["ip-adapter_sdxl_vit-h.safetensors", "control_v11p_sd15_canny.pth"]) is None
+
+
+async def test_a_sharded_text_encoder_without_a_link_comes_whole_from_the_repo_its_pack_documents(
+        fake_hub, fake_civitai, tmp_path):
+    """T5v11Loader (ComfyUI_ExtraModels) names the first shard of a T5 in models/t5, with no link. The
+    pack's README documents theunlikely/t5-v1_1-xxl-fp16 for that folder (data/pack_sources.json);
+    a stranger's re-upload of the same shard names is not chosen. The unit (both shards, the index,
+    the config) downloads into models/t5 and every file checks out."""
+    from support.downloads import sha256_of
+
+    names = ["model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"]
+    files = [FakeFile.safetensors(p, 3000 + i, seed=40 + i) for i, p in enumerate(names)]
+    files += [FakeFile("model.safetensors.index.json", b'{"weight_map": {"a": "model-00001-of-00002.safetensors"}}',
+                       lfs=False), FakeFile("config.json", b'{"d_model": 4096}', lfs=False)]
+    fake_hub.add_repo("theunlikely/t5-v1_1-xxl-fp16", files, downloads=3000)
+    fake_hub.add_repo("someone/t5-reupload", [FakeFile.safetensors(p, 3100, seed=70 + i) for i, p in enumerate(names)],
+                      downloads=90_000)
+    models = tmp_path / "models"
+    (models / "t5").mkdir(parents=True)
+    node = {"id": 1, "type": "T5v11Loader", "mode": 0, "widgets_values": [names[0], "xxl", "file", "cpu", "default"]}
+    r = await build_resolver(make_settings(tmp_path, hub=fake_hub, civ=fake_civitai, models_root=str(models)))
+    try:
+        res = await r.resolve({"nodes": [node], "links": [], "version": 0.4}, "t5.json")
+        (m,) = res.models
+        assert m.status == "resolved" and m.chosen.repo == "theunlikely/t5-v1_1-xxl-fp16", m
+        assert m.chosen.via == "pack", m.chosen.reasons
+        assert sorted(f.path for f in m.chosen.files) == sorted(names + ["config.json", "model.safetensors.index.json"])
+        jobs, skipped, errors = await r.download_resolution(res.models)
+        assert not skipped and not errors and len(jobs) == 4
+        for job in jobs:
+            done = await r.downloads.wait(job.id, timeout=30)
+            assert done.state == "completed", done
+    finally:
+        await r.close()
+    for f in files:
+        assert sha256_of(models / "t5" / f.path) == f.sha256, f.path

@@ -210,7 +210,11 @@ async def test_sidebar_session_in_headless_chromium():
     assert origins["options"] == [["", "choose a folder…"], ["checkpoints", "models/checkpoints"],
                                   ["diffusion_models", "models/diffusion_models"], ["loras", "models/loras"]]
     assert origins["disabledBefore"] is True
-    assert "2 missing (1 ambiguous: choose a match, 1 folder unknown: choose a folder)" in origins["summary"]
+    assert "3 missing (1 ambiguous: choose a match, 2 folder unknown: choose a folder)" in origins["summary"]
+    # no candidate folder at all: a typed folder, and still nothing before it
+    assert origins["weirdBefore"] == {"control": "INPUT", "disabled": True}
+    assert origins["typedBody"] == {"url": "https://huggingface.co/labs/odd/resolve/main/weird.bin", "folder": "upscale_models",
+                                    "filename": "weird.bin", "source": "huggingface"}
     assert origins["downloadAll"] == "Download all (0)"
     assert origins["picked"] == "loras"
     assert origins["body"] == {"url": "https://huggingface.co/labs/mystery/resolve/main/mystery_adapter.safetensors",

@@ -44,6 +44,7 @@ def score(cases: list[dict]) -> dict:
                 extras.append({"workflow": case["name"], "listed": key})
     return {"workflows": len(cases), "expected": expected, "listed": listed,
             "recall": round(hits / expected, 4), "precision": round((listed - wrong) / listed, 4) if listed else 1.0,
+            "recall_strict": round((hits - unknown_folder) / expected, 4),  # "folder unknown" counted as a miss
             "folder_unknown_with_candidates": unknown_folder, "misses": misses, "extras": extras}
 
 
@@ -51,7 +52,8 @@ def test_detection_recall_and_precision_on_two_separate_pack_sets():
     report = {"A (packs in the loader table)": score(SET_A), "B (other packs and traps)": score(SET_B)}
     for name, r in report.items():
         print(f"\nDETECTION set {name}: {r['workflows']} workflows, {r['expected']} models, recall {r['recall']:.3f}, "
-              f"precision {r['precision']:.3f}, folder unknown (right folder offered) {r['folder_unknown_with_candidates']}")
+              f"precision {r['precision']:.3f}, folder unknown (right folder offered) {r['folder_unknown_with_candidates']}, "
+              f"recall with those counted as misses {r['recall_strict']:.3f}")
         for m in r["misses"]:
             print("  miss", m)
         for e in r["extras"]:
@@ -61,8 +63,8 @@ def test_detection_recall_and_precision_on_two_separate_pack_sets():
         with open(out, "w", encoding="utf-8") as f:
             json.dump(report, f, indent=1)
     a, b = report.values()
-    assert a["recall"] >= 0.98 and a["precision"] >= 0.97, a  # the goal
-    # Set B holds packs outside the table and traps: precision meets the goal; recall misses what
-    # only a pack's own code says (PhotoMaker-Plus's loader implies antelopev2), see the report.
-    assert b["recall"] >= 0.95 and b["precision"] >= 0.97, b
+    assert a["recall"] >= 0.98 and a["precision"] >= 0.97, a  # the goal, on both sets
+    # Set B holds packs outside the hand-checked table and traps; models a loader implies come from
+    # the packs' code (PhotoMaker-Plus's InsightFace loader: buffalo_l, insightface_package.py:45).
+    assert b["recall"] >= 0.98 and b["precision"] >= 0.97, b
     assert b["folder_unknown_with_candidates"] >= 2, b  # unknown packs: candidates offered, not a guess

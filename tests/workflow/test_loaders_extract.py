@@ -139,3 +139,61 @@ def test_table_entry_carries_provenance_and_doubts():
     x = entry_of(got["X"], "Pack", core=core, registered={})
     assert x["widgets_uncertain"] is True and "type of input 'k' not literal" in x["note"]
     assert x["models"] == {"m": {"folder": "loras"}}
+
+
+def test_options_from_a_helper_method_of_the_class_are_followed():
+    """`(Loader.get_names(),)` and `(cls.get_names(),)` in INPUT_TYPES: the method's get_filename_list
+    names the folder (InfiniteYou's loaders, with models/infinite_you registered by the pack)."""
+    code = '''
+import os
+import folder_paths
+folder_paths.add_model_folder_path("infinite_you", os.path.join(folder_paths.models_dir, "infinite_you"))
+
+class ProjLoader:
+    @classmethod
+    def INPUT_TYPES(s):
+        return {"required": {"proj_name": (ProjLoader.get_names(), ), "tokens": ([8, 16], )}}
+    FUNCTION = "load"
+    def get_names():
+        names = ["stage1/proj.bin", *folder_paths.get_filename_list("infinite_you")]
+        return [n for n in names if n.endswith(".bin")]
+    def load(self, proj_name, tokens):
+        return (None,)
+
+NODE_CLASS_MAPPINGS = {"ProjLoader": ProjLoader}
+'''
+    loaders, regs, _ = extract_pack({"nodes.py": code})
+    (ld,) = loaders
+    assert ld.models == {"proj_name": {"folder": ["infinite_you"]}} and not ld.uncertain
+    assert ld.widgets == ["proj_name", "tokens"]
+    assert [(r.folder, r.path) for r in regs] == [("infinite_you", "infinite_you")]
+
+
+def test_helper_methods_of_another_files_class_and_f_string_node_names():
+    """`(UI.CHECKPOINTS(),)` where UI is a class of another file of the pack, and node types mapped
+    with f-strings without placeholders (SeargeSDXL's shapes)."""
+    ui = '''
+import folder_paths
+class UI:
+    @staticmethod
+    def CHECKPOINTS():
+        return folder_paths.get_filename_list("checkpoints")
+    @staticmethod
+    def UPSCALERS_WITH_NONE():
+        return ["none"] + folder_paths.get_filename_list("upscale_models")
+'''
+    nodes = '''
+from .ui import UI
+class Selector:
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {"base": (UI.CHECKPOINTS(),), "upscaler": (UI.UPSCALERS_WITH_NONE(),),
+                             "data": ("SRG_DATA_STREAM",)}}
+    FUNCTION = "get"
+    def get(self, base, upscaler, data=None):
+        return (None,)
+NODE_CLASS_MAPPINGS = {f"Selector": Selector}
+'''
+    (ld,), _, _ = extract_pack({"modules/ui.py": ui, "modules/nodes.py": nodes})
+    assert ld.node_type == "Selector" and ld.widgets == ["base", "upscaler"] and not ld.uncertain
+    assert ld.models == {"base": {"folder": ["checkpoints"]}, "upscaler": {"folder": ["upscale_models"]}}

@@ -160,7 +160,9 @@ SEEDS: tuple = (
     HF("hy.vae", "hunyuan", "Kijai/HunyuanVideo_comfy", "hunyuan_video_vae_bf16.safetensors", "vae"),
     HF("pixart", "pixart", "PixArt-alpha/PixArt-alpha", "PixArt-XL-2-1024-MS.pth", "checkpoints"),
     # ---- sharded
-    SHARDS("t5.sharded", "pixart", "PixArt-alpha/PixArt-XL-2-1024-MS", "text_encoder", 2, "t5"),
+    # T5v11Loader reads models/t5; ComfyUI_ExtraModels' README (T5v11 section) names DeepFloyd/t5-v1_1-xxl and,
+    # for the `model-0000N-of-00002.safetensors` layout, theunlikely/t5-v1_1-xxl-fp16 (index + config beside)
+    SHARDS("t5.sharded", "pixart", "theunlikely/t5-v1_1-xxl-fp16", "", 2, "t5"),
     # ---- Civitai: checkpoints, LoRAs, embeddings (download names as Civitai builds them)
     CIV("ckpt.sd15", "sd15", "DreamShaper", "Checkpoint", "Lykon",
         (("6", "dreamshaper_6.safetensors", ()), ("8", "dreamshaper_8.safetensors", ()))),

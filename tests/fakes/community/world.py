@@ -121,12 +121,13 @@ class _Builder:
             r.files["README.md"] = FakeFile("README.md", f"# {s.repo}\n".encode(), lfs=False)
         self.world.originals.add(s.repo)
         if isinstance(s, SHARDS):
-            names = [f"{s.subdir}/model-{i:05d}-of-{s.n:05d}.safetensors" for i in range(1, s.n + 1)]
+            top = f"{s.subdir}/" if s.subdir else ""  # shards in a sub-folder (text_encoder/) or at the root
+            names = [f"{top}model-{i:05d}-of-{s.n:05d}.safetensors" for i in range(1, s.n + 1)]
             out = [FakeFile.safetensors(p, _size(s.repo + p), seed=_seed(s.repo, p)) for p in names]
             index = {"metadata": {"total_size": sum(f.size for f in out)},
                      "weight_map": {f"encoder.block.{i}.weight": n.rsplit("/", 1)[-1] for i, n in enumerate(names)}}
-            out.append(FakeFile(f"{s.subdir}/model.safetensors.index.json", json.dumps(index).encode(), lfs=False))
-            out += [FakeFile(f"{s.subdir}/{x}", f'{{"model": "{s.repo}"}}'.encode(), lfs=False) for x in s.extra]
+            out.append(FakeFile(f"{top}model.safetensors.index.json", json.dumps(index).encode(), lfs=False))
+            out += [FakeFile(f"{top}{x}", f'{{"model": "{s.repo}"}}'.encode(), lfs=False) for x in s.extra]
         else:
             base = s.path.rsplit("/", 1)[-1]
             out = [FakeFile.safetensors(s.path, _size(s.repo + s.path), seed=_seed(s.repo, s.path))]

@@ -48,6 +48,10 @@ const implied = row({ filename: "CLIP-ViT-H-14-laion2B-s32B-b79K.safetensors", f
 const mystery = row({ filename: "mystery_adapter.safetensors", folder: null, node_id: "10", node_type: "MysteryAdapterLoader",
   input: "widget_0", confidence: 0, alt_folders: ["checkpoints", "diffusion_models", "loras"], status: "missing",
   note: "folder unknown: nothing describes MysteryAdapterLoader; one of checkpoints, diffusion_models, loras" });
+const weird = row({ filename: "weird.bin", folder: null, node_id: "11", node_type: "OddLoader", input: "widget_0", confidence: 0,
+  alt_folders: [], status: "missing", note: "folder unknown: nothing describes OddLoader" });
+const weirdHf = { url: "https://huggingface.co/labs/odd/resolve/main/weird.bin", source: "huggingface", confidence: 0.9,
+  repo: "labs/odd", path: "weird.bin", reasons: ["exact file name"] };
 const ipa = (path, confidence, reasons) => ({ url: `https://huggingface.co/h94/IP-Adapter/resolve/main/${path}`, source: "huggingface",
   confidence, repo: "h94/IP-Adapter", path, reasons });
 const mysteryHf = { url: "https://huggingface.co/labs/mystery/resolve/main/mystery_adapter.safetensors", source: "huggingface",
@@ -56,7 +60,8 @@ const originRows = () => ({ workflow: "wf-c", format: "ui", providers: [], disk:
   { ...implied, local_status: "missing", status: "ambiguous", chosen: null, candidates: [
     ipa("models/image_encoder/model.safetensors", 0.42, ["linked by the workflow itself", "different name (model.safetensors)"]),
     ipa("sdxl_models/image_encoder/model.safetensors", 0.38, ["in a repo the node's pack documents for this folder"])] },
-  { ...mystery, local_status: "missing", status: "resolved", chosen: mysteryHf, candidates: [mysteryHf] }] });
+  { ...mystery, local_status: "missing", status: "resolved", chosen: mysteryHf, candidates: [mysteryHf] },
+  { ...weird, local_status: "missing", status: "resolved", chosen: weirdHf, candidates: [weirdHf] }] });
 const hf = { url: "https://huggingface.co/acme/detail/resolve/main/detail.safetensors", source: "huggingface", confidence: 0.93,
   size: 144000000, sha256: "ab".repeat(32), repo: "acme/detail", path: "detail.safetensors",
   reasons: ["exact file name", "1.2k downloads"] };
@@ -66,7 +71,7 @@ const gated = { url: "https://huggingface.co/acme/up/resolve/main/4x.pth", sourc
   gated: true, requires_auth: true, token_env: "CMR_HF_TOKEN", reasons: ["exact file name"] };
 let config = { hf_token: { set: false }, civitai_api_key: { set: false }, max_concurrent_downloads: 3 };
 
-api.on("POST", "/cmr/v1/analyze", (body, q) => [200, { workflow: q.name, format: "ui", models: origins ? [implied, mystery] : analysisRows(), errors: [] }]);
+api.on("POST", "/cmr/v1/analyze", (body, q) => [200, { workflow: q.name, format: "ui", models: origins ? [implied, mystery, weird] : analysisRows(), errors: [] }]);
 api.on("POST", "/cmr/v1/move", (body) => { moved = true; return [200, { from: body.path, to: `/models/${body.folder}/${body.filename}`,
   folder: body.folder, filename: body.filename, size: 10 }]; });
 const offlineProviders = [{ name: "huggingface", state: "unavailable", host: "huggingface.co", message: "can't reach huggingface.co",
@@ -276,8 +281,17 @@ try {
   const postsBefore = api.calls.filter((c) => c.method === "POST" && c.path.endsWith("/downloads")).length;
   dlMystery().click();
   await until(() => api.calls.filter((c) => c.method === "POST" && c.path.endsWith("/downloads")).length > postsBefore, "pick posted");
-  out.steps.push({ ...originsSeen, picked: $("[data-item='?|mystery_adapter.safetensors'] select")?.value,
-    body: api.calls.filter((c) => c.method === "POST" && c.path.endsWith("/downloads")).at(-1).body });
+  const pickedBody = api.calls.filter((c) => c.method === "POST" && c.path.endsWith("/downloads")).at(-1).body;
+  // no candidate folder at all: the folder is typed (the server refuses one ComfyUI does not know)
+  const typed = $("[data-item='?|weird.bin'] input");
+  const weirdBefore = { control: typed?.tagName, disabled: buttonBy("Download", $("[data-item='?|weird.bin']"))?.disabled };
+  typed.value = "upscale_models";
+  typed.dispatchEvent(new Event("change"));
+  await until(() => buttonBy("Download", $("[data-item='?|weird.bin']"))?.disabled === false, "typed folder accepted");
+  buttonBy("Download", $("[data-item='?|weird.bin']")).click();
+  await until(() => api.calls.filter((c) => c.method === "POST" && c.path.endsWith("/downloads")).length > postsBefore + 1, "typed posted");
+  out.steps.push({ ...originsSeen, picked: $("[data-item='?|mystery_adapter.safetensors'] select")?.value, body: pickedBody, weirdBefore,
+    typedBody: api.calls.filter((c) => c.method === "POST" && c.path.endsWith("/downloads")).at(-1).body });
   origins = false;
 
   // 9. closing the tab detaches the panel; events keep the badge up to date
