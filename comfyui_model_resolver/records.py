@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import reprlib
 import sys
 import typing
 from datetime import datetime
@@ -68,10 +69,29 @@ class Record:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        dataclasses.dataclass(frozen=True, kw_only=True)(cls)
-        cls.model_fields = {f.name: f for f in dataclasses.fields(cls)}
-        cls._tuple_fields = tuple(f.name for f in dataclasses.fields(cls) if str(f.type).startswith("tuple["))
+        # __eq__, __hash__ and __repr__ are the base's (below), not generated per class: every
+        # command defines these classes at start-up, and generating code costs per method.
+        dataclasses.dataclass(frozen=True, kw_only=True, eq=False, repr=False)(cls)
+        fields = dataclasses.fields(cls)
+        cls.model_fields = {f.name: f for f in fields}
+        cls._tuple_fields = tuple(f.name for f in fields if str(f.type).startswith("tuple["))
         cls._hints = None
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple([getattr(self, f) for f in self.model_fields])
+
+    def __eq__(self, other: object) -> bool:
+        """As a dataclass's: the same class and equal fields."""
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return self._values() == other._values()  # type: ignore[attr-defined]
+
+    def __hash__(self) -> int:
+        return hash(self._values())
+
+    @reprlib.recursive_repr()
+    def __repr__(self) -> str:
+        return f"{type(self).__qualname__}({', '.join(f'{f}={getattr(self, f)!r}' for f in self.model_fields)})"
 
     def __post_init__(self) -> None:
         for name in self._tuple_fields:

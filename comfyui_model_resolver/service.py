@@ -6,28 +6,24 @@ and owns their lifetimes. Build it with `build_resolver(settings, …)`, once pe
 from __future__ import annotations
 
 import asyncio
-import difflib
 import logging
 import os
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Mapping
 
-from .errors import ResolverError, UnknownFolder, WorkflowError
+from .errors import ResolverError, WorkflowError
 from .events import EventBus
-from .index.hashing import HashCache
 from .index.layout import FolderLayout, build_layout
-from .index.match import match_ref
-from .index.scan import ModelIndex, ScanStats
 from .settings import Settings, persist_runtime_settings
 from .types import Analysis, DownloadRequest, ModelReport, ParsedWorkflow, Resolution, SearchResult
-from .workflow.decode import decode_object, decode_workflow
-from .workflow.folders import is_pickle_file
-from .workflow.knowledge import Knowledge
 from .workflow.limits import InputGate
-from .workflow.parse import refs_from_decoded
 
 if TYPE_CHECKING:  # pragma: no cover
     from .downloads import DownloadManager
+    from .index.hashing import HashCache
+    from .index.scan import ModelIndex, ScanStats
+    from .workflow.knowledge import Knowledge
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +39,18 @@ def _is_big(data: Any) -> bool:
 
 
 class Resolver:
-    def __init__(self, settings: Settings, *, knowledge: Knowledge, layout: FolderLayout,
-                 index: ModelIndex, hashes: HashCache, events: EventBus | None = None) -> None:
+    def __init__(self, settings: Settings, *, layout: FolderLayout, knowledge: "Knowledge | None" = None,
+                 index: "ModelIndex | None" = None, hashes: "HashCache | None" = None,
+                 events: EventBus | None = None, cache_dir: str | os.PathLike | None = None,
+                 object_info: Mapping[str, Any] | None = None,
+                 input_folders: Mapping[str, Mapping[str, Any]] | None = None) -> None:
+        """`knowledge`, `index` and `hashes` not given are built on first use (`cmr download` needs none
+        of them): from `object_info` / `input_folders` (node schemas), caches in `cache_dir` (None: memory)."""
         self.settings = settings
-        self.knowledge = knowledge
         self.layout = layout
-        self.index = index
-        self.hashes = hashes
+        self._knowledge, self._index, self._hashes = knowledge, index, hashes
+        self._cache_dir = cache_dir
+        self._schemas = (object_info, input_folders)
         self.events = events or EventBus()
         self._index_lock = asyncio.Lock()
         self._index_at = 0.0
@@ -62,8 +63,43 @@ class Resolver:
         self._sources: Any = None
         self._sources_factory: Callable[[Settings], Any] | None = None
 
+    @property
+    def knowledge(self) -> "Knowledge":
+        """What we know about node types (schemas, the loader table), built on first use."""
+        if self._knowledge is None:
+            from .workflow.knowledge import Knowledge
+
+            object_info, input_folders = self._schemas
+            self._knowledge = Knowledge(object_info=object_info, input_folders=input_folders)
+        return self._knowledge
+
+    @property
+    def index(self) -> "ModelIndex":
+        """The local model index (its cache in the data dir), built on first use."""
+        if self._index is None:
+            from .index.scan import ModelIndex
+
+            self._index = ModelIndex(self.layout, self._cache_dir)
+        return self._index
+
+    @property
+    def hashes(self) -> "HashCache":
+        """SHA-256 of local files, cached by path, size and mtime; opened on first use."""
+        if self._hashes is None:
+            import sqlite3
+
+            from .index.hashing import HashCache
+
+            try:
+                self._hashes = HashCache(None if self._cache_dir is None else Path(self._cache_dir) / "hashes.sqlite")
+            except (OSError, sqlite3.Error) as exc:
+                log.warning("the hash cache in %s cannot be opened (%s); hashes are cached in memory", self._cache_dir,
+                            exc)
+                self._hashes = HashCache(None)
+        return self._hashes
+
     # ---- local index ---------------------------------------------------------------------
-    async def refresh_index(self, *, force: bool = False) -> ScanStats | None:
+    async def refresh_index(self, *, force: bool = False) -> "ScanStats | None":
         async with self._index_lock:
             if not force and time.monotonic() - self._index_at < _INDEX_FRESH_SECONDS:
                 return self.index.last_stats
@@ -76,17 +112,27 @@ class Resolver:
 
     # ---- analysis ------------------------------------------------------------------------
     def _report(self, name: str, parsed: ParsedWorkflow) -> Analysis:
+        from .index.match import match_ref
+        from .workflow.folders import is_pickle_file
+
         models = tuple(ModelReport.from_ref(ref, match_ref(ref, self.index), pickle=is_pickle_file(ref.filename))
                        for ref in parsed.refs)
         warnings = tuple({"type": "warning", "message": w} for w in parsed.warnings)
         return Analysis(workflow=name, format=parsed.format, models=models, errors=warnings)
 
-    def _analyze_sync(self, data: bytes | Mapping[str, Any] | list, name: str) -> Analysis:
+    def _decode_and_report(self, data: bytes | Mapping[str, Any] | list, name: str) -> tuple[Any, Analysis]:
+        """(the decoded workflow, its Analysis): bytes of a .json/.png/.webp, or a parsed JSON value."""
+        from .workflow.decode import decode_object, decode_workflow
+        from .workflow.parse import refs_from_decoded
+
         if isinstance(data, (bytes, bytearray, memoryview)):
             decoded = decode_workflow(data, max_bytes=self.settings.max_workflow_bytes)
         else:
             decoded = decode_object(data)
-        return self._report(name, refs_from_decoded(decoded, self.knowledge))
+        return decoded, self._report(name, refs_from_decoded(decoded, self.knowledge))
+
+    def _analyze_sync(self, data: bytes | Mapping[str, Any] | list, name: str) -> Analysis:
+        return self._decode_and_report(data, name)[1]
 
     async def analyze(self, data: bytes | Mapping[str, Any] | list, name: str = "workflow", *,
                       match_hashes: bool = False) -> Analysis:
@@ -104,31 +150,11 @@ class Resolver:
         else:
             analysis = self._analyze_sync(data, name)
         if match_hashes:
-            analysis = analysis.model_copy(update={"models": tuple([await self._match_hash(m) for m in analysis.models])})
-        return analysis
+            from .index.hashing import match_by_hash
 
-    async def _match_hash(self, m: ModelReport) -> ModelReport:
-        want = (m.hash or "").lower()
-        if len(want) != 64 or (m.hash_type not in (None, "sha256")) or m.kind != "file":
-            return m
-        if m.local_path and m.status in ("present", "relocated"):
-            local = await self.hashes.sha256(m.local_path)
-            return m.model_copy(update={"local_sha256": local, "hash_verified": local == want})
-        if m.status != "missing" or not m.folder:
-            return m
-        ext = os.path.splitext(m.filename)[1].lower()
-        for folder, base, rel in list(self.index.iter_files()):
-            if folder != m.folder or (ext and not rel.lower().endswith(ext)):
-                continue
-            path = os.path.join(base, *rel.split("/"))
-            log.info("hashing %s to look for %s", path, m.filename)
-            local = await self.hashes.sha256(path)
-            if local == want:
-                relink = rel.replace("/", "\\") if os.name == "nt" else rel
-                return m.model_copy(update={"status": "relocated", "local_path": path, "relink_value": relink,
-                                            "local_sha256": local, "hash_verified": True,
-                                            "note": "found by SHA-256 under another name"})
-        return m
+            models = tuple([await match_by_hash(m, self.hashes, self.index) for m in analysis.models])
+            analysis = analysis.model_copy(update={"models": models})
+        return analysis
 
     async def _read_workflow_file(self, path: str | os.PathLike) -> tuple[bytes, str]:
         name = os.fspath(path)
@@ -207,11 +233,7 @@ class Resolver:
     def _parse_for_resolve(self, data: bytes | Mapping[str, Any] | list, name: str) -> tuple[Analysis, tuple[str, ...]]:
         from .workflow.notes import note_urls
 
-        if isinstance(data, (bytes, bytearray, memoryview)):
-            decoded = decode_workflow(data, max_bytes=self.settings.max_workflow_bytes)
-        else:
-            decoded = decode_object(data)
-        analysis = self._report(name, refs_from_decoded(decoded, self.knowledge))
+        decoded, analysis = self._decode_and_report(data, name)
         links = note_urls(decoded.graph) if decoded.kind == "ui" else ()
         return analysis, links
 
@@ -279,6 +301,11 @@ class Resolver:
             self._downloads = self._build_downloads()
         return self._downloads
 
+    @property
+    def built_downloads(self) -> "DownloadManager | None":
+        """The download manager if it is built already (a health check need not import it)."""
+        return self._downloads
+
     def _build_downloads(self) -> "DownloadManager":
         """The download manager: shares the event bus, follows settings changes, refreshes the index."""
         from .downloads import DownloadManager
@@ -291,18 +318,10 @@ class Resolver:
 
     def check_download_folder(self, folder: str, *, create: bool = False) -> None:
         """Refuse a folder a user typed that ComfyUI would never look in (`lorass`), unless `create`
-        says to make it: one of ComfyUI's folders, a configured extra path or an existing folder is fine."""
-        from .downloads.paths import check_folder_name
+        says to make it (downloads/paths.check_download_folder)."""
+        from .downloads.paths import check_download_folder
 
-        canonical = check_folder_name(self.layout, folder)  # a path, `..`, a drive: UnsafePath first
-        if create or self.layout.is_known(canonical):
-            return
-        known = self.layout.known_folders()
-        close = difflib.get_close_matches(canonical.lower(), known, n=3, cutoff=0.6)
-        raise UnknownFolder(
-            f"{folder!r} is not a ComfyUI model folder" + (f": did you mean {' or '.join(close)}?" if close else "."),
-            hint="Use one of " + ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
-                 + " (a folder ComfyUI scans), or ask to create it (--create-folder, \"create_folder\": true).")
+        check_download_folder(self.layout, folder, create=create)
 
     async def download_url(self, request: DownloadRequest, *, create_folder: bool = False) -> Any:
         """Start one download from a URL into `request.folder` (see check_download_folder)."""
@@ -375,7 +394,8 @@ class Resolver:
             except Exception:  # pragma: no cover - best effort shutdown
                 log.exception("error while closing")
         self.events.close()
-        self.hashes.close()
+        if self._hashes is not None:
+            self._hashes.close()
 
 
 def _read_bytes(path: str) -> bytes:
@@ -402,21 +422,20 @@ async def build_resolver(
             from .workflow.object_info import load_object_info
 
             object_info = await load_object_info(source)
-    knowledge = Knowledge(object_info=object_info, input_folders=input_folders)
     layout = build_layout(settings.effective_models_root, settings.effective_extra_model_paths,
                           environ if environ is not None else {}, explicit=folder_dirs,
                           write_roots=settings.write_roots)
     data_dir = settings.effective_data_dir
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
-        hashes = HashCache(data_dir / "hashes.sqlite")
         cache_dir = data_dir
     except OSError as exc:
         log.warning("data dir %s is not writable (%s); caches stay in memory", data_dir, exc.strerror)
-        hashes = HashCache(None)
         cache_dir = None
-    index = ModelIndex(layout, cache_dir)
-    resolver = Resolver(settings, knowledge=knowledge, layout=layout, index=index, hashes=hashes)
+    resolver = Resolver(settings, layout=layout, cache_dir=cache_dir, object_info=object_info,
+                        input_folders=input_folders)
+    if object_info is not None:
+        resolver.knowledge  # schemas given: a schema the Knowledge refuses stops the start, not the first analysis
 
     def sources(new: Settings) -> Any:
         from .sources import build_sources

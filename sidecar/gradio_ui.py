@@ -20,6 +20,7 @@ import hmac
 import importlib.util
 import inspect
 import logging
+import threading
 from typing import Any
 
 from comfyui_model_resolver.adapters.guard import UI
@@ -31,6 +32,9 @@ from .security import is_loopback
 from .ui_actions import NO_SELECTION, ResolverUI
 
 log = logging.getLogger("cmr.ui")
+#: One build at a time: Gradio keeps the Blocks being built in process-wide state, and the UIs are
+#: built in worker threads (ui_mount.LazyUI at /gradio, `cmr serve`'s UI on its own port).
+_BUILDING = threading.Lock()
 
 # Header words stay whole (a squeezed column showed its header one letter per line); long cell
 # values (paths, URLs) may break anywhere. Few columns, so every table fits from 800 px on.
@@ -76,7 +80,7 @@ def build_ui(backend: Backend, *, poll_seconds: float = 1.0,
     import gradio as gr
 
     ui = ResolverUI(backend, max_workflow_bytes)
-    with gr.Blocks(title="ComfyUI Model Resolver", analytics_enabled=False, **_blocks_kwargs()) as blocks:
+    with _BUILDING, gr.Blocks(title="ComfyUI Model Resolver", analytics_enabled=False, **_blocks_kwargs()) as blocks:
         gr.Markdown("## ComfyUI Model Resolver\nDrop one or more workflows (`.json`) or images (`.png`/`.webp`) "
                     "saved by ComfyUI. **Analyze** lists their models and what you already have; **Find sources** "
                     f"picks a download source for each missing one. Core: {backend.where}.")
@@ -172,13 +176,18 @@ def _mount(app, blocks, path: str, auth) -> None:
     gr.mount_gradio_app(app, blocks, path=path, **kwargs)
 
 
-def mount_ui(app, settings: Settings, path: str) -> bool:
-    """Mount the UI on the sidecar `app` at `path`, calling the app's own Resolver in-process. Returns
-    whether it asks for a login (the sidecar's request guard refuses it beyond loopback otherwise)."""
+def mounted_ui(app, settings: Settings, path: str):
+    """The UI for the sidecar `app` at `path`, calling the app's own Resolver in-process: a holder app
+    with the Gradio app mounted at `path`, started by the holder's lifespan (ui_mount.LazyUI runs it).
+    Slow: imports gradio and builds the Blocks."""
+    from fastapi import FastAPI
+
     backend = InProcessBackend(lambda: app.state.resolver, observe=lambda *a: app.state.metrics.observe(*a))
-    auth = ui_auth(settings, settings.api_host)
-    _mount(app, build_ui(backend, max_workflow_bytes=settings.max_workflow_bytes), path, auth)
-    return auth is not None
+    holder = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
+    holder.user_middleware = app.user_middleware  # Gradio leaves CORS to its parent app when it has it
+    _mount(holder, build_ui(backend, max_workflow_bytes=settings.max_workflow_bytes), path,
+           ui_auth(settings, settings.api_host))
+    return holder
 
 
 def create_ui_app(settings: Settings, backend: Backend, *, host: str | None = None):

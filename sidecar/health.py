@@ -113,7 +113,10 @@ async def health_report(resolver: Any, probe: UpstreamProbe, *, version: str, wa
             pass
     checks = {"config": {"ok": True}, "models_root": models, "data_dir": data}
     ready = all(c["ok"] for c in checks.values())
-    downloads = getattr(resolver, "downloads", None)
+    # the manager as built so far: a health check never imports the download stack (the server
+    # starts it in the background, main.py), and it may answer before that is done
+    downloads = getattr(resolver, "built_downloads", None) if hasattr(resolver, "built_downloads") \
+        else getattr(resolver, "downloads", None)
     body = {
         "status": "ok" if ready else "unavailable",
         "live": True,
@@ -123,7 +126,8 @@ async def health_report(resolver: Any, probe: UpstreamProbe, *, version: str, wa
         "checks": checks,
         "upstreams": dict(probe.results),
         "write_roots": roots,
-        "features": {"downloads": downloads is not None, "resolve": hasattr(resolver, "resolve")},
+        "features": {"downloads": downloads is not None or hasattr(resolver, "start_downloads"),
+                     "resolve": hasattr(resolver, "resolve")},
     }
     fleet = getattr(downloads, "fleet", None)
     if fleet is not None:  # information only: a host whose Redis is away keeps working on its own

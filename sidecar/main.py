@@ -10,6 +10,7 @@ no environment and builds nothing.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import logging
 import signal
 from contextlib import asynccontextmanager
@@ -55,7 +56,8 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
                sse_keepalive: float = 15.0) -> FastAPI:
     """Build the sidecar. `resolver_factory(settings)` defaults to `build_resolver`; `environ` is
     passed to it (folder layout variables). The Gradio UI is mounted at /gradio when `enable_ui`
-    (default: Settings.enable_ui) and gradio is installed."""
+    (default: Settings.enable_ui) and gradio is installed; it is built in the background once the
+    server starts, so the API does not wait for it (ui_mount.py)."""
     factory = resolver_factory or (lambda s: build_resolver(s, environ=environ or {}))
     metrics = Metrics()
     probe = UpstreamProbe({"huggingface": settings.hf_endpoint, "civitai": settings.civitai_base_url})
@@ -68,12 +70,12 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
         resolver = await factory(settings)
         state.resolver = resolver
         metrics.start(resolver.events)
-        start_downloads = getattr(resolver, "start_downloads", None)
-        if start_downloads is not None:  # resume what a previous run left unfinished (a crash, kill -9)
-            try:
-                await start_downloads()
-            except Exception as exc:  # noqa: BLE001 - the API still works; the first submit retries
-                log.warning("could not resume earlier downloads: %s", getattr(exc, "message", exc))
+        # resume what a previous run left unfinished (a crash, kill -9) without making /health wait: the
+        # download stack (aiohttp, the job database) is imported in a worker thread meanwhile, and the
+        # API's routes wait for it (routes.downloads_started)
+        resuming = state.downloads_started = asyncio.ensure_future(_start_downloads(resolver))
+        if state.ui is not None:
+            state.ui.start()  # built in a worker thread while the API answers (ui_mount.py)
         restore = _follow_server_exit(lambda: begin_shutdown(app))
         log.info("sidecar ready", extra={"version": __version__, "models_root": str(settings.effective_models_root),
                                          "api_key": settings.api_key is not None, "ui": state.ui_mounted})
@@ -82,6 +84,11 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
         finally:
             restore()
             begin_shutdown(app)
+            if not resuming.done():
+                resuming.cancel()
+            await asyncio.gather(resuming, return_exceptions=True)
+            if state.ui is not None:
+                await state.ui.close()
             await metrics.stop()
             await probe.close()
             await resolver.close()
@@ -96,6 +103,7 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
     app.state.stopping = asyncio.Event()
     app.state.sse_keepalive = sse_keepalive
     app.state.ui_mounted = False
+    app.state.ui = None
 
     _install_error_handlers(app)
     bind_routes(app)
@@ -109,10 +117,14 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
                            max_age=600)
     ui_login = False
     if settings.enable_ui if enable_ui is None else enable_ui:
-        from .gradio_ui import gradio_available, mount_ui
+        from .gradio_ui import gradio_available, mounted_ui, ui_auth
 
         if gradio_available():
-            ui_login = mount_ui(app, settings, GRADIO_PATH)
+            from .ui_mount import LazyUI
+
+            app.state.ui = LazyUI(lambda: mounted_ui(app, settings, GRADIO_PATH), GRADIO_PATH)
+            app.mount(GRADIO_PATH, app.state.ui)
+            ui_login = ui_auth(settings, settings.api_host) is not None
             app.state.ui_mounted = True
         else:
             log.info("gradio is not installed: no UI at /gradio (pip install 'comfyui-model-resolver[ui]')")
@@ -120,6 +132,17 @@ def create_app(settings: Settings, *, resolver_factory: ResolverFactory | None =
     app.add_middleware(GuardMiddleware, policy=sidecar_policy(settings, ui_login=ui_login),
                        guard_for=sidecar_guard_for(GRADIO_PATH if app.state.ui_mounted else None))
     return app
+
+
+async def _start_downloads(resolver: Resolver) -> None:
+    start_downloads = getattr(resolver, "start_downloads", None)
+    if start_downloads is None:
+        return
+    try:
+        await asyncio.to_thread(importlib.import_module, "comfyui_model_resolver.downloads")
+        await start_downloads()
+    except Exception as exc:  # noqa: BLE001 - the API still works; the first submit retries
+        log.warning("could not resume earlier downloads: %s", getattr(exc, "message", exc))
 
 
 def begin_shutdown(app: FastAPI) -> None:

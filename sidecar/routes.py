@@ -79,9 +79,18 @@ def _gate(route: Route, request: Request) -> contextlib.AbstractAsyncContextMana
     return request.app.state.resolver.input_gate.hold(int(length) if length.isdigit() else None)
 
 
+async def downloads_started(state: Any) -> None:
+    """Wait until the download manager has loaded the jobs of earlier runs (the server starts it in
+    the background, main.py): a job list asked for right after a restart is complete."""
+    task = getattr(state, "downloads_started", None)
+    if task is not None and not task.done():
+        await asyncio.shield(task)
+
+
 def _endpoint(route: Route):
     async def endpoint(request: Request) -> Response:
         state = request.app.state
+        await downloads_started(state)
         started = time.perf_counter()
         async with _gate(route, request):
             try:
@@ -105,6 +114,7 @@ async def events_endpoint(request: Request) -> Response:
     """The shared event stream (`routes.download_event_stream`: `snapshot`, then `progress` events and
     keep-alive comments), ended early when the server starts to shut down so it can stop promptly."""
     state = request.app.state
+    await downloads_started(state)
     stopping: asyncio.Event = state.stopping
     source = download_event_stream(state.resolver, heartbeat=state.sse_keepalive)
 

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import uvicorn
 
@@ -54,17 +54,21 @@ async def serve(settings: Settings, *, ui: bool, environ: Mapping[str, str] | No
         check_bind(settings)
         app = create_app(settings, environ=environ, enable_ui=ui)
         servers.append(_Server(_config(app, settings.api_host, settings.api_port)))
+    ui_app: Callable[[], Any] | None = None
     if ui or api_url is not None:
         check_bind(settings, settings.gradio_host)
         from .backend import HttpBackend, InProcessBackend
-        from .gradio_ui import create_ui_app
 
         if api_url is not None:
             key = settings.api_key.get_secret_value() if settings.api_key else None
             backend: Any = HttpBackend(api_url, api_key=key)
         else:
             backend = InProcessBackend(lambda: app.state.resolver, observe=lambda *a: app.state.metrics.observe(*a))
-        servers.append(_Server(_config(create_ui_app(settings, backend), settings.gradio_host, settings.gradio_port)))
+
+        def ui_app() -> Any:  # imports gradio: seconds; built in a worker thread once the API serves
+            from .gradio_ui import create_ui_app
+
+            return create_ui_app(settings, backend)
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -79,7 +83,17 @@ async def serve(settings: Settings, *, ui: bool, environ: Mapping[str, str] | No
 
     tasks: list[asyncio.Task] = []
     try:
-        for server in servers:  # the API first: the in-process UI needs its Resolver
+        # the API first (/health answers while the UI is built; the in-process UI needs its Resolver)
+        for server in [*servers, None] if ui_app is not None else servers:
+            if server is None:  # the UI on its own port, built in a worker thread; a signal stops the wait
+                building = asyncio.ensure_future(asyncio.to_thread(ui_app))  # type: ignore[arg-type]
+                stopping = asyncio.ensure_future(stop.wait())
+                await asyncio.wait([building, stopping], return_when=asyncio.FIRST_COMPLETED)
+                stopping.cancel()
+                if not building.done():
+                    return 0
+                server = _Server(_config(building.result(), settings.gradio_host, settings.gradio_port))
+                servers.append(server)
             task = asyncio.create_task(_run(server))
             tasks.append(task)
             while not server.started and not task.done():

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
 
 from ..errors import ConfigError, ResolverError, WorkflowError
 from .row_words import origin_notes
@@ -38,11 +38,17 @@ def worst_exit(*codes: int) -> int:
 #: name -> (help, configure). `configure(parser)` adds arguments and returns the async runner.
 #: Other modules (cli_resolve, cli_download, sidecar.cli_serve) add commands with `@command(...)`.
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable[..., Any]]]] = {}
+#: name -> (modules to import in a background thread as the command starts, the one to let it reach first).
+_PRELOADS: dict[str, tuple[tuple[str, ...], str | None]] = {}
 
 
-def command(name: str, help: str):
+def command(name: str, help: str, *, preload: Sequence[str] = (), preload_lead: str | None = None):
+    """Register a command. `preload`: modules its runner will need, imported in a background thread
+    from the moment the command line names the command (see `_preload`)."""
     def deco(configure: Callable[[argparse.ArgumentParser], Callable[..., Any]]):
         _COMMANDS[name] = (help, configure)
+        if preload:
+            _PRELOADS[name] = (tuple(preload), preload_lead)
         return configure
     return deco
 
@@ -182,7 +188,9 @@ def _configure_analyze(p: argparse.ArgumentParser) -> Callable[..., Any]:
 
 
 # ---- entry point -----------------------------------------------------------------------------
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The `cmr` parser. With `only` (the command the command line names), only that command's
+    arguments are set up; the others are listed by name and help (what `cmr --help` shows)."""
     _load_command_modules()
     parser = argparse.ArgumentParser(prog="cmr", description="ComfyUI Model Resolver: find, resolve and "
                                      "download the models a ComfyUI workflow needs.")
@@ -190,8 +198,32 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (help_text, configure) in _COMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_runner=configure(p))
+        if only is None or name == only:
+            p.set_defaults(_runner=configure(p))
     return parser
+
+
+class _Refused(Exception):
+    pass
+
+
+class _QuietParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise _Refused(message)
+
+
+def _named_command(argv: Sequence[str]) -> str | None:
+    """The command `argv` names, read as the full parser will read it (global options and their
+    abbreviations first); None when it names none (then the full parser explains)."""
+    pre = _QuietParser(add_help=False)
+    pre.add_argument("--log-level")
+    pre.add_argument("command", nargs="?")
+    pre.add_argument("rest", nargs=argparse.REMAINDER)
+    try:
+        name = pre.parse_known_args(list(argv))[0].command
+    except _Refused:
+        return None
+    return name if name in _COMMANDS else None
 
 
 #: Modules that register further commands, by name: the sidecar's (`serve`, `ui`) belong to that door,
@@ -216,16 +248,24 @@ def _load_command_modules() -> None:
     if canonical is not None and canonical is not sys.modules.get(__name__):
         for name, entry in canonical._COMMANDS.items():
             _COMMANDS.setdefault(name, entry)
+        for name, preload in canonical._PRELOADS.items():
+            _PRELOADS.setdefault(name, preload)
 
 
-def _preload(modules: Sequence[str]) -> None:
+def _preload(modules: Sequence[str], *, lead: str | None = None, lead_seconds: float = 1.0) -> None:
     """Import `modules` in a background thread while the command imports the rest.
 
-    aiohttp builds its TLS contexts when imported, loading the system CA certificates: about a
-    third of `cmr download`'s start-up, spent in OpenSSL without the GIL. Done in a thread, it
-    overlaps with the command's own imports on another core."""
+    aiohttp builds two TLS contexts when imported, loading the system CA certificates each time:
+    about a quarter of `cmr download`'s start-up, spent in OpenSSL, which releases the GIL. That
+    only overlaps with our own imports if the thread gets there first: imports are Python code
+    and take turns on the GIL, so a thread that starts together with the command's own imports
+    reaches the certificates when the command has nothing left to do but wait for it. So with
+    `lead`, this waits (sleeping, the GIL free) until the thread starts importing `lead` (the
+    module that loads the certificates), at most `lead_seconds`, and the command's own imports
+    run while OpenSSL reads the certificates."""
     import importlib
     import threading
+    import time
 
     def load() -> None:
         for name in modules:
@@ -234,14 +274,66 @@ def _preload(modules: Sequence[str]) -> None:
             except Exception:  # noqa: BLE001 - the command's own import reports it
                 pass
 
-    threading.Thread(target=load, name="cmr-preload", daemon=True).start()
+    thread = threading.Thread(target=load, name="cmr-preload", daemon=True)
+    thread.start()
+    if lead is not None:
+        deadline = time.monotonic() + lead_seconds
+        while lead not in sys.modules and thread.is_alive() and time.monotonic() < deadline:
+            time.sleep(0.001)
+
+
+class _StartupCollector:
+    """Garbage collection during a command's start-up (this process only: `main()` without argv).
+
+    Importing the stack allocates tens of thousands of long-lived objects (modules, classes,
+    functions), and the collector walks all of them again and again while they load; at exit the
+    interpreter collects them once more. Both are ~15 % of a small command. So: no collections
+    while the command loads; once its event loop first waits (the imports are done), what exists
+    is frozen (never scanned again, the interpreter's own policy for long-lived objects) and the
+    collector runs as usual for everything the command allocates from then on. At the end,
+    everything is frozen so the interpreter's shutdown does not walk it once more."""
+
+    def __init__(self, enabled: bool) -> None:
+        import gc
+
+        self.gc, self.enabled = gc, enabled and gc.isenabled()
+        if self.enabled:
+            gc.disable()
+
+    def loaded(self) -> None:
+        """The command's modules are loaded: freeze them, collect the rest as usual."""
+        if self.enabled and not self.gc.isenabled():
+            self.gc.freeze()
+            self.gc.enable()
+
+    def finish(self) -> None:
+        if self.enabled:
+            self.gc.freeze()
+            self.gc.enable()
+
+
+async def _run_command(args: argparse.Namespace, collector: _StartupCollector) -> int:
+    import asyncio
+
+    asyncio.get_running_loop().call_soon(collector.loaded)  # runs when the command first waits
+    return await args._runner(args)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "_preload", None):
-        _preload(args._preload)
+    collector = _StartupCollector(enabled=argv is None)
+    try:
+        return _main(argv, collector)
+    finally:
+        collector.finish()
+
+
+def _main(argv: Sequence[str] | None, collector: _StartupCollector) -> int:
+    words = sys.argv[1:] if argv is None else list(argv)
+    _load_command_modules()
+    name = _named_command(words)
+    if name in _PRELOADS and not {"-h", "--help"} & set(words):
+        _preload(_PRELOADS[name][0], lead=_PRELOADS[name][1])
+    args = build_parser(name).parse_args(words)
     import asyncio
     import logging
 
@@ -251,7 +343,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=getattr(logging, level, logging.WARNING), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        code = asyncio.run(args._runner(args))
+        code = asyncio.run(_run_command(args, collector))
         sys.stdout.flush()  # buffered table output meets a closed pipe here, not at interpreter exit
         return code
     except BrokenPipeError:

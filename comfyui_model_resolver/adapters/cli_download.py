@@ -107,7 +107,10 @@ async def _run_download(args: argparse.Namespace) -> int:
     return EXIT_USAGE if err.get("type") in {c.__name__ for c in USAGE_ERRORS} else EXIT_FAILED
 
 
-@command("download", "download a model file into a ComfyUI model folder (resumable, verified)")
+# aiohttp is imported in the background as the command starts; it loads the CA certificates in
+# aiohttp.connector, which the thread should reach first (see cli._preload).
+@command("download", "download a model file into a ComfyUI model folder (resumable, verified)",
+         preload=("aiohttp",), preload_lead="aiohttp.connector")
 def _configure_download(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("url", metavar="URL", help="http(s) URL (Hugging Face /resolve/ URL, Civitai download URL, …)")
     p.add_argument("--folder", required=True, help="ComfyUI model folder: checkpoints, loras, vae, … (one ComfyUI "
@@ -121,5 +124,4 @@ def _configure_download(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("--json", action="store_true", help='print one final JSON line {"path", "size", "sha256", "seconds"}')
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_install_options(p)
-    p.set_defaults(_preload=("aiohttp",))
     return _run_download

@@ -32,9 +32,7 @@ import os
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
-
-import aiohttp
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError, DownloadCancelled, DownloadError, JobNotFound
 from ..events import EventBus
@@ -44,26 +42,29 @@ from ..settings import Settings
 from ..types import DownloadRequest, DownloadState
 from ..workflow.folders import has_model_extension
 from . import intervals as iv
-from .http import TokenPolicy
-from .job import TERMINAL_STATES, Job
 from .containment import check_writes
+from .job import TERMINAL_STATES, Job
 from .locks import PathLock, file_lock
 from .paths import LOCK_SUFFIX, PART_SUFFIX, check_folder_name, filename_from_url, safe_relative_name, target_path
-from .placement import check_format, pickle_warning, remove_part_quietly
-from .runner import ACTIVE_STATES, JobEntry, JobRunner
 from .slots import PrioritySlots
 from .store import JobRecord, JobStore
-from ..upstream import RetryPolicy, open_session
 from .volume import layout_owns, volume_id
+# last, those that need aiohttp (`cmr download` imports it in a thread meanwhile: adapters/cli.py _preload)
+from ..upstream import RetryPolicy, open_session
+from .http import TokenPolicy
+from .placement import check_format, pickle_warning, remove_part_quietly
+from .runner import ACTIVE_STATES, JobEntry, JobRunner
+
+if TYPE_CHECKING:  # pragma: no cover
+    import aiohttp
 
 log = logging.getLogger(__name__)
 
 __all__ = ["DownloadManager", "Job", "RetryPolicy"]
 
 PUBLISH_INTERVAL = 0.25  # progress events per job: at most 4 per second (state changes always)
-#: aiohttp's per-connection read buffer. When a connection drops, aiohttp discards what is still
-#: buffered (up to twice this), so it bounds the bytes re-fetched after a drop; larger buffers did
-#: not measurably speed up loopback transfers.
+#: aiohttp's per-connection read buffer. When a connection drops, aiohttp discards what is still buffered
+#: (up to twice this), so it bounds the bytes re-fetched after a drop; larger buffers were not faster.
 _READ_BUFSIZE = 256 * 1024
 
 
@@ -91,8 +92,7 @@ class DownloadManager:
         self._db_lock: asyncio.Lock | None = None
         self._start_lock: asyncio.Lock | None = None
         self._submit_lock: asyncio.Lock | None = None
-        self._started = False
-        self._closed = False
+        self._started = self._closed = False
 
     # ---- configuration ---------------------------------------------------------------------
     @property

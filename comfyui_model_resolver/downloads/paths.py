@@ -21,7 +21,7 @@ import re
 import unicodedata
 from urllib.parse import unquote, urlsplit
 
-from ..errors import ConfigError, UnsafePath
+from ..errors import ConfigError, UnknownFolder, UnsafePath
 from ..index.layout import FolderLayout
 from ..workflow.folders import canonical_folder
 from .containment import LOCK_SUFFIX, PACK_PREFIX, PART_SUFFIX, check_pack_file, pack_model_dir, write_roots
@@ -115,6 +115,22 @@ def check_folder_name(layout: FolderLayout, folder: str) -> str:
     if "/" in folder:
         raise UnsafePath(f"Folder {folder!r} must be a folder name such as 'loras', not a path.")
     return canonical
+
+
+def check_download_folder(layout: FolderLayout, folder: str, *, create: bool = False) -> None:
+    """Refuse a folder a user typed that ComfyUI would never look in (`lorass`), unless `create`
+    says to make it: one of ComfyUI's folders, a configured extra path or an existing folder is fine."""
+    import difflib
+
+    canonical = check_folder_name(layout, folder)  # a path, `..`, a drive: UnsafePath first
+    if create or layout.is_known(canonical):
+        return
+    known = layout.known_folders()
+    close = difflib.get_close_matches(canonical.lower(), known, n=3, cutoff=0.6)
+    raise UnknownFolder(
+        f"{folder!r} is not a ComfyUI model folder" + (f": did you mean {' or '.join(close)}?" if close else "."),
+        hint="Use one of " + ", ".join(known[:12]) + (", …" if len(known) > 12 else "")
+             + " (a folder ComfyUI scans), or ask to create it (--create-folder, \"create_folder\": true).")
 
 
 def target_path(layout: FolderLayout, folder: str, filename: str) -> str:

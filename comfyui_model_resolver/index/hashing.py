@@ -1,4 +1,5 @@
-"""SHA-256 of local files, computed lazily and cached by (path, size, mtime).
+"""SHA-256 of local files, computed lazily and cached by (path, size, mtime); matching a workflow's
+model references against them (`match_by_hash`).
 
 `sha256_file` blocks; async callers use `HashCache.sha256` which runs it in a worker thread.
 """
@@ -6,11 +7,18 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import sqlite3
 import threading
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..types import ModelReport
+    from .scan import ModelIndex
+
+log = logging.getLogger(__name__)
 
 CHUNK = 8 * 1024 * 1024
 
@@ -77,3 +85,30 @@ class HashCache:
     def close(self) -> None:
         with self._lock:
             self._db.close()
+
+
+async def match_by_hash(m: "ModelReport", hashes: HashCache, index: "ModelIndex") -> "ModelReport":
+    """`cmr analyze --match-hashes` for one reference that carries a SHA-256: a present file is
+    verified against it; a missing one is looked for among the same folder's files under other
+    names (each hashed once, then cached by path, size and mtime)."""
+    want = (m.hash or "").lower()
+    if len(want) != 64 or (m.hash_type not in (None, "sha256")) or m.kind != "file":
+        return m
+    if m.local_path and m.status in ("present", "relocated"):
+        local = await hashes.sha256(m.local_path)
+        return m.model_copy(update={"local_sha256": local, "hash_verified": local == want})
+    if m.status != "missing" or not m.folder:
+        return m
+    ext = os.path.splitext(m.filename)[1].lower()
+    for folder, base, rel in list(index.iter_files()):
+        if folder != m.folder or (ext and not rel.lower().endswith(ext)):
+            continue
+        path = os.path.join(base, *rel.split("/"))
+        log.info("hashing %s to look for %s", path, m.filename)
+        local = await hashes.sha256(path)
+        if local == want:
+            relink = rel.replace("/", "\\") if os.name == "nt" else rel
+            return m.model_copy(update={"status": "relocated", "local_path": path, "relink_value": relink,
+                                        "local_sha256": local, "hash_verified": True,
+                                        "note": "found by SHA-256 under another name"})
+    return m

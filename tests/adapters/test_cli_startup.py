@@ -14,14 +14,20 @@ import sys
 from support.paths import FRONTEND_FIXTURES, REPO
 
 _PROBE = """
-import json, sys
+import gc, json, sys
 from comfyui_model_resolver.adapters.cli import main
+if len(sys.argv) > 1 and sys.argv[1] == "--as-process":  # main() as the `cmr` script calls it
+    sys.argv = ["cmr", *sys.argv[2:]]
+    argv = None
+else:
+    argv = sys.argv[1:]
 try:
-    code = main(sys.argv[1:])
+    code = main(argv)
 except SystemExit as exc:
     code = exc.code
 sys.stdout.flush()
-print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules)}))
+print("\\n" + json.dumps({"code": code, "modules": sorted(sys.modules), "gc_enabled": gc.isenabled(),
+                          "gc_frozen": gc.get_freeze_count()}))
 """
 
 HEAVY = ("aiohttp", "huggingface_hub", "fastapi", "gradio", "tqdm", "redis")
@@ -71,7 +77,8 @@ async def test_download_loads_neither_pydantic_nor_the_hub_client_nor_tqdm(fake_
     try:
         f = env.add(size=1024, safetensors=False, name="tiny.bin")
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _PROBE, "download", env.url("tiny.bin"), "--folder", "checkpoints", "--json",
+            sys.executable, "-c", _PROBE, "--as-process", "--log-level", "WARNING", "download",
+            env.url("tiny.bin"), "--folder", "checkpoints", "--json",
             env=cli_env(env), cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         out, err = await asyncio.wait_for(proc.communicate(), 60)
     finally:
@@ -84,3 +91,41 @@ async def test_download_loads_neither_pydantic_nor_the_hub_client_nor_tqdm(fake_
     assert "aiohttp" in mods
     # no progress bar when stdout/stderr is not a terminal: tqdm is not even imported
     assert not mods & {"pydantic", "huggingface_hub", "fastapi", "gradio", "yaml", "tqdm"}
+    # nor the analysis stack: the loader table, the workflow parser and detectors, the local index
+    analysis = {"comfyui_model_resolver.workflow." + m for m in ("knowledge", "parse", "detect", "decode")}
+    analysis |= {"comfyui_model_resolver.index.scan", "comfyui_model_resolver.index.match"}
+    assert not analysis & set(probe["modules"])
+    # the collector was held back only while the command loaded: it runs again, start-up objects frozen
+    assert probe["gc_enabled"] and probe["gc_frozen"] > 10_000
+
+
+def test_the_named_command_is_found_past_the_global_options():
+    from comfyui_model_resolver.adapters.cli import _load_command_modules, _named_command, build_parser
+
+    _load_command_modules()
+    assert _named_command(["--log-level", "DEBUG", "download", "http://x/a"]) == "download"
+    assert _named_command(["--log-level=DEBUG", "analyze", "a.json"]) == "analyze"
+    assert _named_command(["--log-level", "analyze", "download"]) == "download"  # analyze is the level here
+    assert _named_command(["--log", "download", "analyze", "a.json"]) == "analyze"  # an abbreviation, as argparse
+    assert _named_command(["nonsense", "download"]) is None
+    assert _named_command(["--help"]) is None and _named_command(["--log-level"]) is None
+    # only the named command is set up, the others are still listed (what `cmr --help` shows)
+    parser = build_parser("analyze")
+    assert parser.parse_args(["analyze", "a.json"])._runner is not None
+    assert not hasattr(parser.parse_args(["download"]), "_runner")  # listed, its arguments not set up
+    assert "download" in parser.format_help() and "resolve" in parser.format_help()
+
+
+def test_a_command_in_process_leaves_the_collector_alone(tmp_path, monkeypatch):
+    """`main(argv)` (tests, embedding) never touches the interpreter's garbage collector."""
+    import gc
+
+    from comfyui_model_resolver.adapters.cli import main
+
+    monkeypatch.setenv("CMR_DATA_DIR", str(tmp_path / "data"))
+    frozen = gc.get_freeze_count()
+    models = tmp_path / "models" / "checkpoints"
+    models.mkdir(parents=True)
+    assert main(["analyze", "--models-root", str(tmp_path / "models"),
+                 str(FRONTEND_FIXTURES / "inputs/checkpoint_loader.json")]) == 0
+    assert gc.isenabled() and gc.get_freeze_count() == frozen

@@ -151,3 +151,40 @@ def test_serve_beyond_loopback_without_a_key_makes_one(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+async def test_unfinished_downloads_resume_once_the_server_answers(fake_hub, tmp_path):
+    """The lifespan does not wait for the download stack: it starts in the background and resumes what
+    the previous run left (here: a job stopped at shutdown, halfway), with no request asking for it."""
+    import asyncio
+
+    from comfyui_model_resolver.downloads.store import JobStore
+    from comfyui_model_resolver.types import DownloadRequest
+    from sidecar.main import create_app
+    from support.downloads import close_env, open_env, sha256_of
+
+    from .conftest import running
+
+    env = await open_env(fake_hub, tmp_path)
+    try:
+        f = env.add(size=3 << 20)
+        env.hub.switch(on="cdn", throttle_bps=2 << 20, times=1)
+        settings = env.with_settings(segment_threshold=64 << 20, enable_ui=False)
+        first = env.manager(settings)
+        job = await first.submit(DownloadRequest(url=env.url(), folder="checkpoints"))
+        while first.job(job.id).bytes_done < 512 * 1024:
+            await asyncio.sleep(0.01)
+        await first.close()  # checkpointed, left queued for the next start
+        assert JobStore(env.data / "downloads.sqlite").get(job.id).state == "queued"
+        app = create_app(settings, enable_ui=False)
+        async with running(app) as c:
+            assert (await c.get("/health")).json()["features"]["downloads"] is True
+            for _ in range(3000):
+                r = await c.get(f"/api/v1/downloads/{job.id}")
+                if r.status_code == 200 and r.json()["state"] == "completed":
+                    break
+                await asyncio.sleep(0.01)
+            assert r.status_code == 200 and r.json()["state"] == "completed", r.text
+        assert sha256_of(env.final()) == f.sha256
+    finally:
+        await close_env(env)
