@@ -292,3 +292,13 @@ def test_a_node_the_table_lacks_of_a_pack_it_knows_offers_that_packs_folders_fir
     assert r.note.startswith("folder unknown") and "ipadapter-flux" in r.note
     (r2,) = refs(ui(node(1, "IPAdapterFluxLoaderV9", ["ip_adapter_v9.bin"], properties={"cnr_id": "not-a-known-pack"})))
     assert r2.folder is None and r2.pack is None and "ipadapter-flux" not in r2.alt_folders
+
+
+def test_reactor_face_model_builders_imply_the_face_analysis_model():
+    # ReActor builds and saves face models by running insightface on the images (nodes.py:749, :878 at
+    # 6ad6b35a): the face-analysis model is needed, while the face model's name is an output, not a model.
+    for node_type, values in (("ReActorBuildFaceModel", [True, True, "default", "Mean"]),
+                              ("ReActorSaveFaceModel", [True, "default", 0])):
+        (r,) = refs(ui(node(1, node_type, values)))
+        assert (r.filename, r.folder, r.implied, r.pack) == ("buffalo_l", "insightface/models", True, "ComfyUI-ReActor")
+        assert r.implied_by == f"implied by {node_type}: its pack's code loads it (scripts/reactor_swapper.py:100)"
