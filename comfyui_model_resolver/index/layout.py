@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import posixpath
 import ntpath
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
@@ -20,15 +19,42 @@ from ..workflow.folders import DEFAULT_FOLDER_DIRS, NON_MODEL_FOLDERS, canonical
 _SKIP_KEYS = {"base_path", "is_default"}
 
 
-@dataclass(frozen=True)
 class FolderLayout:
-    """canonical folder -> directories, first one is where new downloads go."""
+    """canonical folder -> directories, first one is where new downloads go. Read-only.
+
+    A plain class, not a dataclass: a warm index in a new process imports this module, and importing
+    the dataclasses module (it imports `inspect`) was about a third of that process's own time."""
+
+    __match_args__ = ("folders", "models_root", "sources", "write_roots")
+
+    def __init__(self, folders: Mapping[str, tuple[str, ...]], models_root: str | None = None,
+                 sources: tuple[str, ...] = (), write_roots: tuple[str, ...] = ()) -> None:
+        # sources: where the layout came from, for diagnostics; write_roots: more directories
+        # downloads may be written to (CMR_WRITE_ROOTS; downloads/containment.py)
+        for name, value in zip(self.__match_args__, (folders, models_root, sources, write_roots)):
+            object.__setattr__(self, name, value)
 
     folders: Mapping[str, tuple[str, ...]]
-    models_root: str | None = None
-    sources: tuple[str, ...] = field(default=())  # where the layout came from, for diagnostics
-    #: more directories downloads may be written to (CMR_WRITE_ROOTS; downloads/containment.py)
-    write_roots: tuple[str, ...] = field(default=())
+    models_root: str | None
+    sources: tuple[str, ...]
+    write_roots: tuple[str, ...]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        raise AttributeError(f"FolderLayout is read-only (cannot set {name!r})")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"FolderLayout is read-only (cannot delete {name!r})")
+
+    def _values(self) -> tuple[Any, ...]:
+        return tuple(getattr(self, n) for n in self.__match_args__)
+
+    def __eq__(self, other: object) -> bool:
+        return self._values() == other._values() if other.__class__ is self.__class__ else NotImplemented
+
+    __hash__ = None  # type: ignore[assignment] - `folders` is a dict
+
+    def __repr__(self) -> str:
+        return "FolderLayout(" + ", ".join(f"{n}={getattr(self, n)!r}" for n in self.__match_args__) + ")"
 
     def dirs(self, folder: str) -> tuple[str, ...]:
         """Directories of a folder. Besides folder names this understands the forms the loader

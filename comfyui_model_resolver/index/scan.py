@@ -16,8 +16,8 @@ import marshal
 import os
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from .layout import FolderLayout
 
@@ -27,8 +27,9 @@ _SEP = "\0"
 _MAP_AFTER = 32  # name lookups answered by searching the listings before a name map is built
 
 
-@dataclass(frozen=True, slots=True)
-class ScanStats:
+class ScanStats(NamedTuple):
+    """What one refresh did (a named tuple, not a dataclass: see FolderLayout)."""
+
     directories: int
     files: int
     rescanned: int  # directories actually listed (the rest came from the cache)

@@ -169,3 +169,32 @@ def test_names_from_another_writer_are_never_paired_with_this_structure(tmp_path
         str(root / r) for r in ["loras/model.safetensors", "vae/deep/er/model.safetensors", "checkpoints/a/Model.safetensors",
                                 "checkpoints/b/model.SAFETENSORS"])
     assert idx.has_file(str(root / "vae"), "other.pt") and not idx.has_file(str(root / "vae"), "nope.pt")
+
+
+def test_a_warm_index_in_a_new_process_loads_only_what_it_needs(tmp_path):
+    """bench/run.py's warm-index figure is a whole new process: it must not pay for the dataclasses
+    module (which imports inspect), the download stack or the analysis stack. Modules, not timings."""
+    import json
+    import subprocess
+    import sys
+
+    from support.paths import REPO
+
+    (tmp_path / "models" / "loras").mkdir(parents=True)
+    (tmp_path / "models" / "loras" / "a.safetensors").write_bytes(b"x")
+    probe = ("import json, sys\n"
+             "from comfyui_model_resolver.index.layout import build_layout\n"
+             "from comfyui_model_resolver.index.scan import ModelIndex\n"
+             "for run in range(2):\n"
+             "    idx = ModelIndex(build_layout(sys.argv[1], [], {}), sys.argv[2])\n"
+             "    stats = idx.refresh()\n"
+             "print(json.dumps({'stats': list(stats), 'found': idx.find_by_basename('a.safetensors'),\n"
+             "                  'modules': sorted(sys.modules)}))\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "models"), str(tmp_path / "cache")],
+                         capture_output=True, text=True, env=env, check=True, timeout=60).stdout
+    result = json.loads(out)
+    assert result["found"] and result["stats"][1] >= 1  # it did index the file
+    assert not {"dataclasses", "inspect", "aiohttp", "asyncio", "sqlite3"} & set(result["modules"])
+    assert not any(m.startswith(("comfyui_model_resolver.downloads", "comfyui_model_resolver.workflow.detect"))
+                   for m in result["modules"])
