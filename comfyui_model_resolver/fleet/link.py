@@ -193,6 +193,7 @@ class FleetLink:
         token = self.leases.token(job_id)
         if requeue or rec.state not in ACTIVE_STATES:
             self.leases.ended(job_id)
+            self.view.put(self.m.snapshot(entry))  # this host's outcome, before the next snapshot shows it
         if not self.online:
             self.dirty.add(job_id)
             return
