@@ -11,7 +11,7 @@ from ..errors import ConfigError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["connect", "is_outage", "default_host_name", "bounded", "CLOSE_SECONDS"]
+__all__ = ["connect", "is_outage", "default_host_name", "bounded", "kept_cancel", "CLOSE_SECONDS"]
 
 CLOSE_SECONDS = 3.0  # the longest a closing host waits for one step (its loops, a Redis call)
 
@@ -41,6 +41,26 @@ def is_outage(exc: BaseException) -> bool:
         return True
     # A Redis that restarted empty: the stream's group is gone until someone creates it again.
     return isinstance(exc, rx.ResponseError) and str(exc).startswith("NOGROUP")
+
+
+async def kept_cancel(call: Any) -> Any:
+    """Await a Redis call; if this task was cancelled meanwhile and the client absorbed the cancel
+    (redis-py can end a command that a cancel interrupts normally, or with its own error), raise it
+    again. Seen: a download's checkpoint loop and the fleet loops kept running after being
+    cancelled, so the job (or the host's shutdown) waited for ever."""
+    try:
+        result = await call
+    except Exception:
+        _reraise_absorbed_cancel()
+        raise
+    _reraise_absorbed_cancel()
+    return result
+
+
+def _reraise_absorbed_cancel() -> None:
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def default_host_name() -> str:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 from . import scripts
+from .connect import kept_cancel
 
 log = logging.getLogger(__name__)
 
@@ -82,7 +83,7 @@ class FleetQueue:
         return self.prefix + name
 
     async def _run(self, name: str, *args: Any) -> Any:
-        return await self._scripts[name](keys=self.keys, args=[str(a) for a in args])
+        return await kept_cancel(self._scripts[name](keys=self.keys, args=[str(a) for a in args]))
 
     # ---- set-up --------------------------------------------------------------------------
     async def setup(self) -> str:
@@ -119,7 +120,8 @@ class FleetQueue:
     async def next_job(self, block_ms: int) -> tuple[str, int] | None:
         """Wait up to `block_ms` for the stream to hand this host a queued job, and lease it:
         (job id, fencing token), or None."""
-        reply = await self.client.xreadgroup(GROUP, self.host, {self.key("queue"): ">"}, count=1, block=block_ms)
+        reply = await kept_cancel(self.client.xreadgroup(GROUP, self.host, {self.key("queue"): ">"}, count=1,
+                                                            block=block_ms))
         for _stream, entries in reply or ():
             for entry_id, fields in entries:
                 job_id = (fields or {}).get("job")
@@ -191,7 +193,7 @@ class FleetQueue:
         pipe.hget(self.key("state"), job_id)
         pipe.hget(self.key("host"), job_id)
         pipe.zscore(self.key("leases"), job_id)
-        rec, state, host, lease = await pipe.execute()
+        rec, state, host, lease = await kept_cancel(pipe.execute())
         if rec is None or state is None:
             return None
         return FleetJob(job_id, rec, state, host, lease is not None)
@@ -206,7 +208,7 @@ class FleetQueue:
         pipe.hmget(self.key("host"), job_ids)
         for job_id in job_ids:
             pipe.zscore(self.key("leases"), job_id)
-        recs, states, hosts, *leases = await pipe.execute()
+        recs, states, hosts, *leases = await kept_cancel(pipe.execute())
         return {job_id: (FleetJob(job_id, recs[i], states[i], hosts[i], leases[i] is not None)
                          if recs[i] is not None and states[i] is not None else None)
                 for i, job_id in enumerate(job_ids)}
@@ -218,14 +220,14 @@ class FleetQueue:
         pipe.hgetall(self.key("state"))
         pipe.hgetall(self.key("host"))
         pipe.zrange(self.key("leases"), 0, -1)
-        recs, states, hosts, leased = await pipe.execute()
+        recs, states, hosts, leased = await kept_cancel(pipe.execute())
         held = set(leased)
         return [FleetJob(job_id, rec, states[job_id], hosts.get(job_id), job_id in held)
                 for job_id, rec in recs.items() if job_id in states]
 
     # ---- events --------------------------------------------------------------------------
     async def publish(self, message: dict) -> None:
-        await self.client.publish(self.channel, json.dumps(message, separators=(",", ":"), default=str))
+        await kept_cancel(self.client.publish(self.channel, json.dumps(message, separators=(",", ":"), default=str)))
 
     async def leave(self) -> None:
         """Remove this host's consumer from the group (it holds no undelivered entries)."""
