@@ -36,8 +36,8 @@ MiB = 1 << 20
 SIZE = 16 * MiB
 RATE = MiB  # bytes/s per connection: a 16 MiB file takes ~16 s on one connection (a checkpoint every 2 s)
 #: seconds (CMR_FLEET_LEASE_SECONDS): how long a dead host's job waits for another host. CI runs 6 s;
-#: CMR_TEST_FLEET_LEASE runs it shorter (more lease churn on a loaded machine: the fencing under test).
-LEASE = float(os.environ.get("CMR_TEST_FLEET_LEASE") or 6)
+#: FLEET_TEST_LEASE_SECONDS runs it shorter (more lease churn on a loaded machine: the fencing under test).
+LEASE = float(os.environ.get("FLEET_TEST_LEASE_SECONDS") or 6)
 HOSTS = ("h1", "h2", "h3", "h4")
 
 
