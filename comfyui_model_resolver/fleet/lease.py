@@ -108,7 +108,7 @@ class Leases:
 
     def _refuse(self, entry: JobEntry, why: str) -> None:
         log.warning("fleet: not putting %s in place: %s", entry.rec.filename or entry.rec.id[:8], _WHY.get(why, why))
-        self.link.later(self.lost(entry, why))
+        self.link.later(self.lost(entry, why, stopping=True))
         raise LeaseLost(why)
 
     def _known_cancelled(self, job_id: str) -> bool:
@@ -116,13 +116,15 @@ class Leases:
         return job_id in self.requests or (job is not None and job.state.value == "cancelled")
 
     # ---- a lost job ------------------------------------------------------------------------------
-    async def lost(self, entry: JobEntry, why: str) -> None:
+    async def lost(self, entry: JobEntry, why: str, *, stopping: bool = False) -> None:
         """This host no longer holds the job (`why`: lost, completed, pause, cancel, cancel-keep):
         stop it here without recording anything over the fleet's state; follow a pause or cancel
         in this host's own copy of the job; delete the part file of a cancelled job."""
         link, m = self.link, self.link.m
         rec = entry.rec
         self.ended(rec.id)
+        if stopping and entry.task is not None:  # the job stops itself (LeaseLost): let it release its lock
+            await asyncio.wait({entry.task})
         if m.runs_here(rec.id):
             log.warning("fleet: job %s is no longer this host's (%s); stopping it here", rec.id[:8], _WHY.get(why, why))
             await m.stop_task(entry, "lost")
