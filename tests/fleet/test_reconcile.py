@@ -1,7 +1,7 @@
 """Redis restarted empty while host a runs a job that host b submitted: b (which only knows the
 job from its own database) must not queue it again while a can still put it back, or a second
 host would start on it, wait for a's file lock and download it again from an older checkpoint.
-(If a never comes back, b queues it again after one lease.)
+If a never comes back, b queues it again after one lease: no job is lost.
 
 Real redis-server, the Hub fake, hosts in this process. Which host reconnects first is decided
 by the test (a's fleet loops are stopped while Redis is away), not by a race."""
@@ -52,3 +52,16 @@ async def test_the_host_that_runs_a_job_puts_it_back_and_no_other_host_starts_it
     assert sha256_of(env.final()) == f.sha256
     assert _from_zero(env, f.sha256) == 1  # one transfer from the start: nobody began it again
 
+
+async def test_a_job_whose_host_never_comes_back_is_queued_again_after_one_lease(fleet):
+    env, server = fleet
+    f = env.add(size=4 * MiB)
+    env.add("busy.safetensors", size=6 * MiB, repo="org/busy", seed=2)
+    a, b, job = await _b_submits_and_a_runs(env, server, lease=1.5)
+    server.stop()
+    await until(lambda: not a.fleet.online and not b.fleet.online, "both hosts to notice Redis is away")
+    await a.close()  # a goes away for good while Redis is away: Redis never hears of it
+    server.start()  # empty
+    done = await b.wait(job.id, timeout=90)  # b waits a lease for a, then queues it again and runs it
+    assert done.state.value == "completed" and done.host == "b"
+    assert sha256_of(env.final()) == f.sha256
