@@ -25,7 +25,7 @@ from fakes.blobs import FakeFile
 
 from .conftest import DOORS, core_settings, door_environ
 from .harness import Sandbox, assert_error_shape
-from .test_write_roots import _cmr, _wait_job
+from .test_write_roots import _cmr, _only_job_completes, _wait_job
 
 PACK = "custom_nodes/ComfyUI-WD14-Tagger"
 MODELS = f"{PACK}/models"
@@ -193,12 +193,7 @@ async def test_pack_folders_through_the_gradio_download(sandbox, fake_hub):
             assert (await client.get(f"{server.url}/api/v1/downloads")).json()["jobs"] == []
             status, text = await _call(client, ui, "download_url", [good, MODELS, MODEL, "", []], {})
             assert status == 200 and "Queued 1 download" in text, text[:500]
-            for _ in range(400):
-                jobs = (await client.get(f"{server.url}/api/v1/downloads")).json()["jobs"]
-                if jobs and jobs[0]["state"] in ("completed", "failed"):
-                    break
-                await asyncio.sleep(0.05)
-            assert len(jobs) == 1 and jobs[0]["state"] == "completed", jobs
+            await _only_job_completes(client, server.url)
     finally:
         await asyncio.to_thread(server.stop)
     assert (sandbox.base / MODELS / MODEL).read_bytes() == f.read(0, f.size)

@@ -185,6 +185,16 @@ async def _wait_job(door, job_id: str) -> dict:
     raise AssertionError(f"job {job_id} did not finish: {job}")
 
 
+async def _only_job_completes(client, base_url: str) -> None:
+    """Wait (hang guard, not a timing check) until the sidecar's one job ends, and check it completed."""
+    for _ in range(400):
+        jobs = (await client.get(f"{base_url}/api/v1/downloads")).json()["jobs"]
+        if jobs and jobs[0]["state"] in ("completed", "failed"):
+            break
+        await asyncio.sleep(0.05)
+    assert len(jobs) == 1 and jobs[0]["state"] == "completed", jobs
+
+
 @pytest.mark.parametrize("door_name", sorted(DOORS))
 async def test_linked_folders_through_the_routes(sandbox, fake_hub, door_name):
     f, url = _hub_file(fake_hub)
@@ -234,12 +244,7 @@ async def test_linked_folders_through_the_gradio_download(sandbox, fake_hub):
             assert (await client.get(f"{server.url}/api/v1/downloads")).json()["jobs"] == []
             status, text = await _call(client, ui, "download_url", [url, "checkpoints/disk", NAME, "", []], {})
             assert status == 200 and "Queued 1 download" in text, text[:500]
-            for _ in range(400):
-                jobs = (await client.get(f"{server.url}/api/v1/downloads")).json()["jobs"]
-                if jobs and jobs[0]["state"] in ("completed", "failed"):
-                    break
-                await asyncio.sleep(0.05)
-            assert len(jobs) == 1 and jobs[0]["state"] == "completed", jobs
+            await _only_job_completes(client, server.url)
     finally:
         await asyncio.to_thread(server.stop)
     assert (disk / NAME).read_bytes() == f.read(0, f.size)
