@@ -38,17 +38,20 @@ def worst_exit(*codes: int) -> int:
 #: name -> (help, configure). `configure(parser)` adds arguments and returns the async runner.
 #: Other modules (cli_resolve, cli_download, sidecar.cli_serve) add commands with `@command(...)`.
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable[..., Any]]]] = {}
-#: name -> (modules to import in a background thread as the command starts, the one to let it reach first).
-_PRELOADS: dict[str, tuple[tuple[str, ...], str | None]] = {}
+#: name -> (modules to import in a background thread as the command starts, the one to let it reach
+#: first, whether the command downloads: see `heap_tuning`).
+_PRELOADS: dict[str, tuple[tuple[str, ...], str | None, bool]] = {}
 
 
-def command(name: str, help: str, *, preload: Sequence[str] = (), preload_lead: str | None = None):
+def command(name: str, help: str, *, preload: Sequence[str] = (), preload_lead: str | None = None,
+            downloads: bool = False):
     """Register a command. `preload`: modules its runner will need, imported in a background thread
-    from the moment the command line names the command (see `_preload`)."""
+    from the moment the command line names the command (see `_preload`). `downloads`: the command
+    may download files; that thread first sets the heap up for it (`heap_tuning`)."""
     def deco(configure: Callable[[argparse.ArgumentParser], Callable[..., Any]]):
         _COMMANDS[name] = (help, configure)
-        if preload:
-            _PRELOADS[name] = (tuple(preload), preload_lead)
+        if preload or downloads:
+            _PRELOADS[name] = (tuple(preload), preload_lead, downloads)
         return configure
     return deco
 
@@ -252,7 +255,8 @@ def _load_command_modules() -> None:
             _PRELOADS.setdefault(name, preload)
 
 
-def _preload(modules: Sequence[str], *, lead: str | None = None, lead_seconds: float = 1.0) -> None:
+def _preload(modules: Sequence[str], *, lead: str | None = None, lead_seconds: float = 1.0,
+             downloads: bool = False) -> None:
     """Import `modules` in a background thread while the command imports the rest.
 
     aiohttp builds two TLS contexts when imported, loading the system CA certificates each time:
@@ -262,12 +266,19 @@ def _preload(modules: Sequence[str], *, lead: str | None = None, lead_seconds: f
     reaches the certificates when the command has nothing left to do but wait for it. So with
     `lead`, this waits (sleeping, the GIL free) until the thread starts importing `lead` (the
     module that loads the certificates), at most `lead_seconds`, and the command's own imports
-    run while OpenSSL reads the certificates."""
+    run while OpenSSL reads the certificates. With `downloads`, the thread first sets this
+    process's heap up for downloading (`heap_tuning`)."""
+    if not modules and not downloads:
+        return
     import importlib
     import threading
     import time
 
     def load() -> None:
+        if downloads:
+            from .heap_tuning import tune_heap_for_downloads
+
+            tune_heap_for_downloads()
         for name in modules:
             try:
                 importlib.import_module(name)
@@ -332,7 +343,9 @@ def _main(argv: Sequence[str] | None, collector: _StartupCollector) -> int:
     _load_command_modules()
     name = _named_command(words)
     if name in _PRELOADS and not {"-h", "--help"} & set(words):
-        _preload(_PRELOADS[name][0], lead=_PRELOADS[name][1])
+        modules, lead, downloads = _PRELOADS[name]
+        # the heap is tuned only in a `cmr` process (main() without argv), never in a host that embeds us
+        _preload(modules, lead=lead, downloads=downloads and argv is None)
     args = build_parser(name).parse_args(words)
     import asyncio
     import logging

@@ -110,7 +110,7 @@ async def _run_download(args: argparse.Namespace) -> int:
 # aiohttp is imported in the background as the command starts; it loads the CA certificates in
 # aiohttp.connector, which the thread should reach first (see cli._preload).
 @command("download", "download a model file into a ComfyUI model folder (resumable, verified)",
-         preload=("aiohttp",), preload_lead="aiohttp.connector")
+         preload=("aiohttp",), preload_lead="aiohttp.connector", downloads=True)
 def _configure_download(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("url", metavar="URL", help="http(s) URL (Hugging Face /resolve/ URL, Civitai download URL, …)")
     p.add_argument("--folder", required=True, help="ComfyUI model folder: checkpoints, loras, vae, … (one ComfyUI "

@@ -66,7 +66,8 @@ async def _run_ensure(args: argparse.Namespace) -> int:
     return exit_code(report)
 
 
-@command("ensure", "make sure every model of these workflows is on this host's models volume (for start-up)")
+@command("ensure", "make sure every model of these workflows is on this host's models volume (for start-up)",
+         downloads=True)
 def _configure_ensure(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("paths", nargs="+", metavar="WORKFLOW", help="workflow .json, or .png/.webp saved by ComfyUI")
     add_install_options(p)

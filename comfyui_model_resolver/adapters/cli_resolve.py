@@ -214,7 +214,7 @@ async def _download(resolver, res, args: argparse.Namespace) -> int:
     return EXIT_FAILED if failed else EXIT_OK
 
 
-@command("resolve", "find where to download each model a workflow needs, ranked and explained")
+@command("resolve", "find where to download each model a workflow needs, ranked and explained", downloads=True)
 def _configure_resolve(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("paths", nargs="+", metavar="PATH", help="workflow .json, or .png/.webp saved by ComfyUI")
     add_install_options(p)

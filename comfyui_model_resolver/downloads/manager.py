@@ -51,6 +51,7 @@ from .store import JobRecord, JobStore
 from .volume import layout_owns, volume_id
 # last, those that need aiohttp (`cmr download` imports it in a thread meanwhile: adapters/cli.py _preload)
 from ..upstream import RetryPolicy, open_session
+from .body import RECV_SIZE
 from .http import TokenPolicy
 from .placement import check_format, pickle_warning, remove_part_quietly
 from .runner import ACTIVE_STATES, JobEntry, JobRunner
@@ -63,9 +64,10 @@ log = logging.getLogger(__name__)
 __all__ = ["DownloadManager", "Job", "RetryPolicy"]
 
 PUBLISH_INTERVAL = 0.25  # progress events per job: at most 4 per second (state changes always)
-#: aiohttp's per-connection read buffer. When a connection drops, aiohttp discards what is still buffered
-#: (up to twice this), so it bounds the bytes re-fetched after a drop; larger buffers were not faster.
-_READ_BUFSIZE = 256 * 1024
+#: aiohttp's per-connection read buffer: as large as one receive (`body.RECV_SIZE`), so a receive does
+#: not pause reading. When a connection drops, aiohttp discards what is still buffered (up to twice
+#: this), so it also bounds the bytes fetched again after a drop.
+_READ_BUFSIZE = RECV_SIZE
 
 
 class DownloadManager:
