@@ -120,11 +120,11 @@ def check_folder_name(layout: FolderLayout, folder: str) -> str:
 def check_download_folder(layout: FolderLayout, folder: str, *, create: bool = False) -> None:
     """Refuse a folder a user typed that ComfyUI would never look in (`lorass`), unless `create`
     says to make it: one of ComfyUI's folders, a configured extra path or an existing folder is fine."""
-    import difflib
-
     canonical = check_folder_name(layout, folder)  # a path, `..`, a drive: UnsafePath first
     if create or layout.is_known(canonical):
         return
+    import difflib  # only for the message: every download checks its folder
+
     known = layout.known_folders()
     close = difflib.get_close_matches(canonical.lower(), known, n=3, cutoff=0.6)
     raise UnknownFolder(
