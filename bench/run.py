@@ -2,7 +2,8 @@
 
     python bench/run.py [--tiny] [--runs 5] [--only startup,download,capped,sidecar,index] [--no-install]
 
-Figures (runs of ours and the baseline interleaved, so load changes hit both alike):
+Figures (runs of ours and the baseline interleaved, so load changes hit both alike; except in the
+capped and sidecar sections, a first round warms up and is not counted):
 
 * startup.help / startup.analyze / startup.download_1k: whole processes — `cmr --help`, `cmr analyze`
   of one official template, `cmr download` of a 1 KiB file from nginx (SHA-256 verified) — against
