@@ -266,7 +266,7 @@ def _preload(modules: Sequence[str], *, lead: str | None = None, lead_seconds: f
     reaches the certificates when the command has nothing left to do but wait for it. So with
     `lead`, this waits (sleeping, the GIL free) until the thread starts importing `lead` (the
     module that loads the certificates), at most `lead_seconds`, and the command's own imports
-    run while OpenSSL reads the certificates. With `downloads`, the thread first sets this
+    run while OpenSSL reads the certificates. With `downloads`, the thread then sets this
     process's heap up for downloading (`heap_tuning`)."""
     if not modules and not downloads:
         return
@@ -275,15 +275,15 @@ def _preload(modules: Sequence[str], *, lead: str | None = None, lead_seconds: f
     import time
 
     def load() -> None:
-        if downloads:
-            from .heap_tuning import tune_heap_for_downloads
-
-            tune_heap_for_downloads()
         for name in modules:
             try:
                 importlib.import_module(name)
             except Exception:  # noqa: BLE001 - the command's own import reports it
                 pass
+        if downloads:  # after the imports, which are on the way to the first request (ctypes is not)
+            from .heap_tuning import tune_heap_for_downloads
+
+            tune_heap_for_downloads()
 
     thread = threading.Thread(target=load, name="cmr-preload", daemon=True)
     thread.start()
