@@ -47,7 +47,7 @@ def command(name: str, help: str, *, preload: Sequence[str] = (), preload_lead: 
             downloads: bool = False):
     """Register a command. `preload`: modules its runner will need, imported in a background thread
     from the moment the command line names the command (see `_preload`). `downloads`: the command
-    may download files; that thread first sets the heap up for it (`heap_tuning`)."""
+    may download files; that thread also sets the heap up for it (`heap_tuning`)."""
     def deco(configure: Callable[[argparse.ArgumentParser], Callable[..., Any]]):
         _COMMANDS[name] = (help, configure)
         if preload or downloads:

@@ -1,11 +1,12 @@
 """Copy one response body into the part file: receive -> pwrite -> hash, pipelined.
 
 The event loop only receives (up to `RECV_SIZE` bytes at a time, `widen_receive`): chunks are
-gathered into about `WRITE_CHUNK` bytes and handed to a worker thread that writes them with one ``pwritev`` at their offset (no joining copy); up to
-`MAX_PENDING_WRITES` writes per connection are in flight while the next bytes arrive. When a
-write is done, its buffers go to the `OrderedHasher`, which hashes them in another worker thread
-(no read-back), and the piece's written mark moves on. When more written bytes wait for the hash
-than the hasher's backlog allows, the connection waits (SHA-256 is then the bottleneck).
+gathered into about `WRITE_CHUNK` bytes and handed to a worker thread that writes them with one
+``pwritev`` at their offset (no joining copy); up to `MAX_PENDING_WRITES` writes per connection
+are in flight while the next bytes arrive. When a write is done, its buffers go to the
+`OrderedHasher`, which hashes them in another worker thread (no read-back), and the piece's
+written mark moves on. When more written bytes wait for the hash than the hasher's backlog
+allows, the connection waits (SHA-256 is then the bottleneck).
 """
 from __future__ import annotations
 
