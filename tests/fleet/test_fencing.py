@@ -20,7 +20,7 @@ from comfyui_model_resolver.downloads.store import JobRecord
 from comfyui_model_resolver.fleet.queue import FleetQueue
 from comfyui_model_resolver.types import DownloadRequest
 from support.downloads import MiB, sha256_of
-from support.fleet import LEASE, host, until
+from support.fleet import LEASE, ends_cancelled_and_clean, host, until
 
 
 async def _stalled(env, server, size: int):
@@ -48,10 +48,7 @@ async def test_a_cancel_that_a_stalled_host_meets_only_at_the_rename_is_never_pu
     sent = await b.cancel(job.id)  # a holds the lease: the request waits for a
     assert sent.state.value in ("running", "verifying") and sent.host == "a"
     # a's checkpoints are still its own (a pending request does not refuse them); its rename is refused
-    done = await a.wait(job.id, timeout=60)
-    assert done.state.value == "cancelled"
-    await until(lambda: env.leftovers() == [], "a to remove the cancelled job's part file")
-    assert not env.final().exists()
+    await ends_cancelled_and_clean(env, a, job.id, "a")
     assert (await b.fleet.queue.get(job.id)).state == "cancelled"
     await until(lambda: b.job(job.id).state.value == "cancelled", "b to show the job cancelled")
 
@@ -88,10 +85,7 @@ async def test_redis_away_at_the_rename_a_job_known_cancelled_is_not_put_in_plac
         await ops.client.aclose()
     await a.fleet.refresh()  # what a's tick does every second: its fleet view says cancelled
     server.stop()  # then Redis goes away: a can no longer ask, but it knows the job is cancelled
-    done = await a.wait(job.id, timeout=60)
-    assert done.state.value == "cancelled"
-    await until(lambda: env.leftovers() == [], "a to remove the cancelled job's part file")
-    assert not env.final().exists()
+    await ends_cancelled_and_clean(env, a, job.id, "a")
 
 
 async def test_a_new_priority_from_another_host_reaches_the_host_that_runs_or_takes_the_job(fleet):

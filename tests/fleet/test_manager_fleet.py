@@ -8,7 +8,7 @@ import asyncio
 
 from comfyui_model_resolver.types import DownloadRequest
 from support.downloads import MiB, sha256_of
-from support.fleet import host, until
+from support.fleet import ends_cancelled_and_clean, host, until
 
 
 def body_gets(hub) -> list[dict]:
@@ -86,10 +86,7 @@ async def test_pause_resume_and_cancel_from_another_host(fleet):
     await until(lambda: a.runs_here(job.id) or b.runs_here(job.id), "a host to take the resumed job")
     out = await b.cancel(job.id)
     assert out.state.value in ("cancelled", "running", "queued", "verifying")
-    final = await a.wait(job.id, timeout=30)
-    assert final.state.value == "cancelled"
-    await until(lambda: env.leftovers() == [], "the part file removed")
-    assert not env.final().exists()
+    await ends_cancelled_and_clean(env, a, job.id, "a")
 
 
 async def test_redis_away_mid_run_then_back_empty_loses_no_job(fleet):

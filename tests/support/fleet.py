@@ -26,3 +26,11 @@ async def until(check, what: str, timeout: float = 30.0):
         if loop.time() > end:
             raise AssertionError(f"timed out waiting for {what}")
         await asyncio.sleep(0.05)
+
+
+async def ends_cancelled_and_clean(env, manager, job_id: str, who: str = "the host") -> None:
+    """`manager` sees the job end cancelled, removes its part file, and no file took the final name."""
+    done = await manager.wait(job_id, timeout=60)
+    assert done.state.value == "cancelled"
+    await until(lambda: env.leftovers() == [], f"{who} to remove the cancelled job's part file")
+    assert not env.final().exists()
