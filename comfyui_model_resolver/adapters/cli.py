@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable, NoReturn, Sequence
+from typing import TYPE_CHECKING, Any, Callable, NamedTuple, NoReturn, Sequence
 
 from ..errors import ConfigError, ResolverError, WorkflowError
 from .row_words import origin_notes
@@ -38,20 +38,31 @@ def worst_exit(*codes: int) -> int:
 #: name -> (help, configure). `configure(parser)` adds arguments and returns the async runner.
 #: Other modules (cli_resolve, cli_download, sidecar.cli_serve) add commands with `@command(...)`.
 _COMMANDS: dict[str, tuple[str, Callable[[argparse.ArgumentParser], Callable[..., Any]]]] = {}
-#: name -> (modules to import in a background thread as the command starts, the one to let it reach
-#: first, whether the command downloads: see `heap_tuning`).
-_PRELOADS: dict[str, tuple[tuple[str, ...], str | None, bool]] = {}
+
+
+class Preload(NamedTuple):
+    """What a command loads as it starts (see `_preload`)."""
+
+    modules: tuple[str, ...]  # imported in a background thread
+    lead: str | None  # the module that thread should reach before the command goes on
+    downloads: bool  # the command downloads: the thread also sets the heap up (`heap_tuning`)
+    meanwhile: tuple[str, ...]  # imported by the command itself while the thread is past `lead`
+
+
+#: name -> what the command loads as it starts.
+_PRELOADS: dict[str, Preload] = {}
 
 
 def command(name: str, help: str, *, preload: Sequence[str] = (), preload_lead: str | None = None,
-            downloads: bool = False):
+            preload_meanwhile: Sequence[str] = (), downloads: bool = False):
     """Register a command. `preload`: modules its runner will need, imported in a background thread
-    from the moment the command line names the command (see `_preload`). `downloads`: the command
-    may download files; that thread also sets the heap up for it (`heap_tuning`)."""
+    from the moment the command line names the command (see `_preload`). `preload_meanwhile`: modules
+    the runner needs that do not import the preloaded ones, imported while that thread is busy.
+    `downloads`: the command may download files; that thread also sets the heap up for it."""
     def deco(configure: Callable[[argparse.ArgumentParser], Callable[..., Any]]):
         _COMMANDS[name] = (help, configure)
         if preload or downloads:
-            _PRELOADS[name] = (tuple(preload), preload_lead, downloads)
+            _PRELOADS[name] = Preload(tuple(preload), preload_lead, downloads, tuple(preload_meanwhile))
         return configure
     return deco
 
@@ -256,7 +267,7 @@ def _load_command_modules() -> None:
 
 
 def _preload(modules: Sequence[str], *, lead: str | None = None, lead_seconds: float = 1.0,
-             downloads: bool = False) -> None:
+             downloads: bool = False, meanwhile: Sequence[str] = ()) -> None:
     """Import `modules` in a background thread while the command imports the rest.
 
     aiohttp builds two TLS contexts when imported, loading the system CA certificates each time:
@@ -265,9 +276,11 @@ def _preload(modules: Sequence[str], *, lead: str | None = None, lead_seconds: f
     and take turns on the GIL, so a thread that starts together with the command's own imports
     reaches the certificates when the command has nothing left to do but wait for it. So with
     `lead`, this waits (sleeping, the GIL free) until the thread starts importing `lead` (the
-    module that loads the certificates), at most `lead_seconds`, and the command's own imports
-    run while OpenSSL reads the certificates. With `downloads`, the thread then sets this
-    process's heap up for downloading (`heap_tuning`)."""
+    module that loads the certificates), at most `lead_seconds`, and then imports `meanwhile`:
+    the command's own modules that do not need aiohttp, loaded while OpenSSL reads the
+    certificates rather than after aiohttp (the command would otherwise block on aiohttp at its
+    first module that imports it, and load the rest later). With `downloads`, the thread then sets
+    this process's heap up for downloading (`heap_tuning`)."""
     if not modules and not downloads:
         return
     import importlib
@@ -285,12 +298,20 @@ def _preload(modules: Sequence[str], *, lead: str | None = None, lead_seconds: f
 
             tune_heap_for_downloads()
 
-    thread = threading.Thread(target=load, name="cmr-preload", daemon=True)
+    # Not a daemon: a command that stops early (a usage error) must not exit the process while the
+    # thread is inside OpenSSL reading certificates; OpenSSL's exit handler frees what that read
+    # uses, and the process dies of SIGSEGV instead of exiting 2. The interpreter waits for it.
+    thread = threading.Thread(target=load, name="cmr-preload", daemon=False)
     thread.start()
     if lead is not None:
         deadline = time.monotonic() + lead_seconds
         while lead not in sys.modules and thread.is_alive() and time.monotonic() < deadline:
             time.sleep(0.001)
+    for name in meanwhile:
+        try:
+            importlib.import_module(name)
+        except Exception:  # noqa: BLE001 - the command's own import reports it
+            pass
 
 
 class _StartupCollector:
@@ -343,9 +364,9 @@ def _main(argv: Sequence[str] | None, collector: _StartupCollector) -> int:
     _load_command_modules()
     name = _named_command(words)
     if name in _PRELOADS and not {"-h", "--help"} & set(words):
-        modules, lead, downloads = _PRELOADS[name]
+        pre = _PRELOADS[name]
         # the heap is tuned only in a `cmr` process (main() without argv), never in a host that embeds us
-        _preload(modules, lead=lead, downloads=downloads and argv is None)
+        _preload(pre.modules, lead=pre.lead, downloads=pre.downloads and argv is None, meanwhile=pre.meanwhile)
     args = build_parser(name).parse_args(words)
     import asyncio
     import logging

@@ -56,7 +56,6 @@ async def _run_download(args: argparse.Namespace) -> int:
     from ..service import build_resolver
     from ..settings import process_environ
     from ..types import DownloadRequest, DownloadState
-    from .download_bars import run_downloads
 
     try:
         req = DownloadRequest(url=args.url, folder=args.folder, filename=args.filename, sha256=args.sha256,
@@ -66,13 +65,16 @@ async def _run_download(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     settings = settings_from_args(args)
     resolver = await build_resolver(settings, environ=process_environ())
-    manager = resolver.downloads
-    manager.resume_unfinished = False  # this command runs its own job only
     stop = asyncio.Event()
     restore = _install_sigint(stop)
     started = time.monotonic()
     try:
+        # Up to here nothing needs aiohttp, which loads in another thread meanwhile (cli._preload).
         resolver.check_download_folder(req.folder, create=args.create_folder)
+        from .download_bars import run_downloads
+
+        manager = resolver.downloads
+        manager.resume_unfinished = False  # this command runs its own job only
         outcome = (await run_downloads(manager, [req], stop=stop, bars=None if not args.no_progress else False))[0]
     except UnsafePath as exc:  # a folder that can never work (UnknownFolder, a path, a node pack's code)
         outcome = exc
@@ -107,10 +109,21 @@ async def _run_download(args: argparse.Namespace) -> int:
     return EXIT_USAGE if err.get("type") in {c.__name__ for c in USAGE_ERRORS} else EXIT_FAILED
 
 
+#: The modules `cmr download` needs that do not import aiohttp (tests/adapters/test_cli_download_startup.py
+#: checks both). The command imports them while aiohttp's connector module loads the CA certificates
+#: in the preload thread, a wait in OpenSSL that leaves the interpreter free.
+MEANWHILE = tuple(f"comfyui_model_resolver.{name}" for name in (
+    "settings", "types", "hosts", "service", "upstream.policy", "index.hashing",
+    "downloads.intervals", "downloads.paths", "downloads.containment", "downloads.job", "downloads.store",
+    "downloads.locks", "downloads.slots", "downloads.volume", "downloads.schedule", "downloads.partfile",
+    "downloads.hashing", "downloads.verify",
+)) + ("encodings.idna",)  # the resolver encodes the host name with it (socket.getaddrinfo)
+
+
 # aiohttp is imported in the background as the command starts; it loads the CA certificates in
 # aiohttp.connector, which the thread should reach first (see cli._preload).
 @command("download", "download a model file into a ComfyUI model folder (resumable, verified)",
-         preload=("aiohttp",), preload_lead="aiohttp.connector", downloads=True)
+         preload=("aiohttp",), preload_lead="aiohttp.connector", preload_meanwhile=MEANWHILE, downloads=True)
 def _configure_download(p: argparse.ArgumentParser) -> Callable[..., Any]:
     p.add_argument("url", metavar="URL", help="http(s) URL (Hugging Face /resolve/ URL, Civitai download URL, …)")
     p.add_argument("--folder", required=True, help="ComfyUI model folder: checkpoints, loras, vae, … (one ComfyUI "

@@ -16,8 +16,26 @@ policy's, `upstream/policy.py`). The modules, inside out:
     runner.py      one job's life: name, lock, slot, transfer, placement, outcome
     manager.py     the queue: submit and dedup, controls, queries, persistence, progress events
 """
-from .job import Job
-from .manager import DownloadManager
-from ..upstream import RetryPolicy
+from __future__ import annotations
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..upstream.policy import RetryPolicy
+    from .job import Job
+    from .manager import DownloadManager
 
 __all__ = ["DownloadManager", "Job", "RetryPolicy"]
+
+# The names above load on first use, so that importing one module of the package (paths, hashing, …)
+# does not import the manager and, with it, aiohttp: `cmr download` imports those while aiohttp loads
+# in another thread (adapters/cli.py `_preload`).
+_HOMES = {"DownloadManager": ".manager", "Job": ".job", "RetryPolicy": "..upstream.policy"}
+
+
+def __getattr__(name: str) -> Any:
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(home, __name__), name)

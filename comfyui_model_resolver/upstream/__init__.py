@@ -9,12 +9,30 @@
 Sources (Hub REST API, Civitai, pre-flight) and downloads both use it; it imports only errors,
 hosts and settings, so neither has to import the other.
 """
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
 from .policy import (CIVITAI_TOKEN_ENV, HF_TOKEN_ENV, RETRY_STATUSES, RetryPolicy, error_for_status,
                      parse_retry_after)
-from .transport import (MAX_REDIRECTS, USER_AGENT, Retryable, Sent, TokenPolicy, fetch_configured, host_of,
-                        open_session, refused_hop, send)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .transport import (MAX_REDIRECTS, USER_AGENT, Retryable, Sent, TokenPolicy, fetch_configured, host_of,
+                            open_session, refused_hop, send)
 
 __all__ = ["CIVITAI_TOKEN_ENV", "HF_TOKEN_ENV", "MAX_REDIRECTS", "RETRY_STATUSES", "USER_AGENT", "RetryPolicy",
-           "Retryable", "Sent", "TokenPolicy", "error_for_status", "fetch_configured", "host_of", "open_session", "parse_retry_after",
-           "refused_hop",
-           "send"]
+           "Retryable", "Sent", "TokenPolicy", "error_for_status", "fetch_configured", "host_of", "open_session",
+           "parse_retry_after", "refused_hop", "send"]
+
+# The transport's names load on first use: it imports aiohttp, and the policy's users (the retry
+# backoff of a download, the status table) need not wait for it (adapters/cli.py `_preload`).
+_TRANSPORT = frozenset({"MAX_REDIRECTS", "USER_AGENT", "Retryable", "Sent", "TokenPolicy", "fetch_configured",
+                        "host_of", "open_session", "refused_hop", "send"})
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _TRANSPORT:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from . import transport
+
+    return getattr(transport, name)

@@ -97,6 +97,40 @@ async def test_download_loads_neither_pydantic_nor_the_hub_client_nor_tqdm(fake_
     assert not analysis & set(probe["modules"])
     # the collector was held back only while the command loaded: it runs again, start-up objects frozen
     assert probe["gc_enabled"] and probe["gc_frozen"] > 10_000
+    # what the command imports while aiohttp loads is what it needs anyway: nothing extra
+    from comfyui_model_resolver.adapters.cli_download import MEANWHILE
+
+    assert set(MEANWHILE) <= set(probe["modules"])
+
+
+def test_what_download_imports_meanwhile_does_not_wait_for_aiohttp(tmp_path):
+    """`cmr download` imports these while aiohttp loads in another thread: any of them that imported
+    aiohttp would wait for that thread instead (and the rest would load after it)."""
+    from comfyui_model_resolver.adapters.cli_download import MEANWHILE
+
+    probe = ("import importlib, json, sys\n"
+             f"for name in {list(MEANWHILE)!r}: importlib.import_module(name)\n"
+             "print(json.dumps(sorted(sys.modules)))")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    mods = {m.split(".")[0] for m in json.loads(r.stdout)}
+    assert "comfyui_model_resolver" in mods and not mods & {*HEAVY, "pydantic"}
+
+
+def test_a_usage_error_while_aiohttp_loads_exits_2_not_with_a_crash(tmp_path):
+    """`cmr download` starts loading aiohttp (and the CA certificates) in a thread before it reads its
+    arguments. A command that stops at once must not exit under that thread: OpenSSL's exit handler
+    would free what the certificate load is using (SIGSEGV, seen as exit code -11)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMR_")}
+    env.update({"CMR_DATA_DIR": str(tmp_path / "data"), "PYTHONPATH": str(REPO)})
+    for argv in (["download", "http://127.0.0.1:9/a.safetensors"],  # no --folder: argparse exits 2
+                 ["download", "http://127.0.0.1:9/a.safetensors", "--folder", "checkpoints", "--sha256", "abc"]):
+        for _ in range(3):
+            r = subprocess.run([sys.executable, "-m", "comfyui_model_resolver", *argv], capture_output=True,
+                               text=True, env=env, cwd=tmp_path, timeout=120)
+            assert r.returncode == 2, (argv, r.returncode, r.stderr[-500:])
+            assert "--folder" in r.stderr or "sha256" in r.stderr
 
 
 def test_the_named_command_is_found_past_the_global_options():

@@ -57,7 +57,7 @@ def test_only_the_commands_that_download_tune_the_heap():
     from comfyui_model_resolver.adapters.cli import _PRELOADS, _load_command_modules
 
     _load_command_modules()
-    downloading = {name for name, (_mods, _lead, downloads) in _PRELOADS.items() if downloads}
+    downloading = {name for name, pre in _PRELOADS.items() if pre.downloads}
     assert downloading == {"download", "resolve", "ensure"}
 
 
