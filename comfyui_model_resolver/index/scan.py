@@ -7,7 +7,8 @@ unchanged tree costs one stat() per directory. The cache is persisted with an at
 Files are never stat()ed during a scan; sizes are read lazily when a file is used.
 
 A new process loads the cache without decoding the file names (they stay one marshal blob until a
-query needs them), and answers name lookups without a map over every file (`find_by_basename`).
+query needs them), and answers name lookups without a map over every file (`find_by_basename`): it
+searches the names as one lower-cased text, saved with the cache (`name_text.py`).
 """
 from __future__ import annotations
 
@@ -20,8 +21,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .layout import FolderLayout
+from .name_text import NameText, SavedText, save_text
 
-_CACHE_VERSION = 4
+_CACHE_VERSION = 5
 _RACY_NS = 2_000_000_000  # a directory modified this recently may change again within its mtime tick
 _SEP = "\0"
 _MAP_AFTER = 32  # name lookups answered by searching the listings before a name map is built
@@ -107,43 +109,6 @@ def _list_names(d: str) -> str:
     return ModelIndex._list(d, 0, 0).files
 
 
-class _NameText:
-    """Every file name of the index as one text, "\0"-separated, lower-cased, for substring search.
-
-    Built from the per-directory name strings with one join and one lower() (no per-file work);
-    `find` is a C substring search plus a bisect per hit."""
-
-    def __init__(self, dirs: dict[str, _Dir]) -> None:
-        self.dirs: list[str] = []
-        self.starts: list[int] = []
-        parts: list[str] = []
-        pos = 1
-        for d, entry in dirs.items():
-            if entry.files:
-                self.dirs.append(d)
-                self.starts.append(pos)
-                parts.append(entry.files)
-                pos += len(entry.files) + 1
-        raw = _SEP + _SEP.join(parts) + _SEP
-        self.ascii = raw.isascii()
-        self.text = raw.lower() if self.ascii else ""
-        self.raw = raw
-
-    def find(self, needle: str) -> list[str] | None:
-        if not self.ascii:
-            return None
-        import bisect
-
-        key = _SEP + needle + _SEP
-        out: list[str] = []
-        i = self.text.find(key)
-        while i != -1:
-            k = bisect.bisect_right(self.starts, i + 1) - 1
-            out.append(os.path.join(self.dirs[k], self.raw[i + 1:i + 1 + len(needle)]))
-            i = self.text.find(key, i + len(key) - 1)
-        return out
-
-
 class ModelIndex:
     """Directory listings of every model folder, refreshed incrementally."""
 
@@ -152,7 +117,7 @@ class ModelIndex:
         self._dirs: dict[str, _Dir] = {}
         self._lock = threading.RLock()
         self._by_name: dict[str, list[str]] | None = None
-        self._names: _NameText | None = None
+        self._names: NameText | SavedText | None = None
         self._lookups = 0
         self._loaded = False
         self._cache_file: Path | None = None
@@ -186,23 +151,33 @@ class ModelIndex:
             return
         lazy.entries = entries
         self._dirs = dict(zip(dirs, entries))
+        text = data.get("text")
+        if isinstance(text, tuple) and len(text) == 3:  # the names as one lower-cased text (name_text.py)
+            self._names = SavedText(self._cache_file.with_suffix(".text"), token, *text)
 
     def _save_cache(self) -> None:
-        """Names first, then the structure that names their token: a reader never pairs the new
-        structure with old names (and checks the token for the other order)."""
+        """Names first (per directory, and as one lower-cased text for lookups), then the structure
+        that names their token: a reader never pairs the new structure with old names (and checks
+        the token for the other order)."""
         if self._cache_file is None:
             return
         entries = list(self._dirs.items())
         token = os.urandom(_TOKEN)
         names = token + marshal.dumps([e.files for _, e in entries])
-        blob = marshal.dumps({"v": _CACHE_VERSION, "token": token, "dirs": [d for d, _ in entries],
-                              "meta": [(e.mtime_ns, e.subdirs, e.nfiles, e.children) for _, e in entries]})
+        self._names = text = NameText((d, e.files) for d, e in entries)
         try:
             self._cache_file.parent.mkdir(parents=True, exist_ok=True)
-            for path, data in ((self._cache_file.with_suffix(".names"), names), (self._cache_file, blob)):
-                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-                tmp.write_bytes(data)
-                os.replace(tmp, path)
+            path = self._cache_file.with_suffix(".names")
+            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(names)
+            os.replace(tmp, path)
+            saved = save_text(self._cache_file.with_suffix(".text"), token, text)
+            blob = marshal.dumps({"v": _CACHE_VERSION, "token": token, "dirs": [d for d, _ in entries],
+                                  "meta": [(e.mtime_ns, e.subdirs, e.nfiles, e.children) for _, e in entries],
+                                  "text": saved})
+            tmp = self._cache_file.with_name(f"{self._cache_file.name}.{os.getpid()}.tmp")
+            tmp.write_bytes(blob)
+            os.replace(tmp, self._cache_file)
         except OSError as exc:  # a cache that cannot be written is not fatal
             import logging
 
@@ -315,8 +290,11 @@ class ModelIndex:
                 self._by_name = self._name_map()
                 return list(self._by_name.get(needle, ()))
             if self._names is None:
-                self._names = _NameText(self._dirs)
+                self._names = NameText((d, e.files) for d, e in self._dirs.items())
             found = self._names.find(needle)
+            if found is None and isinstance(self._names, SavedText):  # gone, or another writer's
+                self._names = NameText((d, e.files) for d, e in self._dirs.items())
+                found = self._names.find(needle)
             if found is None:  # names that are not ASCII: lower-casing may change their length
                 self._by_name = self._name_map()
                 return list(self._by_name.get(needle, ()))
