@@ -226,3 +226,15 @@ def test_every_door_calls_the_one_guard():
                        and n.value.lower() in ("origin", "sec-fetch-site", "x-forwarded-host")
                        for n in ast.walk(ast.parse(p.read_text(encoding="utf-8"))))]
     assert readers == []
+
+
+def test_the_product_never_runs_aria2():
+    """aria2c is the bench's baseline for capped CDNs (bench/run.py installs it); the product downloads
+    with its own segmented downloader and never starts another program to fetch a file."""
+    files = [*_product_files(), *sorted((ROOT / "api").glob("*.py")), ROOT / "install.py",
+             ROOT / "start-production.sh", ROOT / "Dockerfile",
+             *sorted((ROOT / "web" / "js").glob("*.js"))]
+    assert len(files) > 50
+    offenders = [str(p.relative_to(ROOT)) for p in files if "aria2" in p.read_text(encoding="utf-8").lower()]
+    assert offenders == []
+    assert "aria2" in (ROOT / "bench" / "run.py").read_text(encoding="utf-8")  # the check can see the word
