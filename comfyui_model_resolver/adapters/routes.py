@@ -194,7 +194,7 @@ def decode_json_body(raw: bytes) -> Any:
     so a bad body gives the same 400 on every door."""
     if not raw.strip():
         return None
-    return parse_json_text(raw, what="request body")
+    return parse_json_text(raw, what="request body", many=True)
 
 
 def _workflow_input(req: ApiRequest) -> tuple[Any, str]:

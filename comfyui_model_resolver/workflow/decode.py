@@ -34,8 +34,13 @@ def size_error(size: int, limit: int) -> WorkflowTooLarge:
     return err
 
 
-def parse_json_text(text: str | bytes | bytearray | memoryview, *, what: str = "workflow") -> Any:
-    """json.loads with errors a user can act on; over the caps of `limits` refused before parsing."""
+def parse_json_text(text: str | bytes | bytearray | memoryview, *, what: str = "workflow",
+                    many: bool = False) -> Any:
+    """json.loads with errors a user can act on; over the caps of `limits` refused before parsing.
+    `many`: the caller decodes many texts (a server's request bodies): use orjson, when installed,
+    for every size from now on (see FAST_FROM)."""
+    if many:
+        load_fast_decoder()
     if not isinstance(text, str):
         view = memoryview(text)
         if bytes(view[:3]) == b"\xef\xbb\xbf":
@@ -75,9 +80,39 @@ def parse_json_text(text: str | bytes | bytearray | memoryview, *, what: str = "
 
 
 _NO_FAST = object()
-#: 20+ digits in a row: maybe an integer beyond 64 bits, which orjson would read as a float.
-_LONG_DIGITS = re.compile(r"\d{20}")
+#: Until orjson is imported, texts shorter than this go to json.loads: a workflow of a few KiB decodes
+#: in a fraction of a millisecond, and importing orjson takes ~5 ms (it imports uuid and platform),
+#: which a one-shot command (`cmr analyze`) would pay for nothing. Servers import it up front.
+FAST_FROM = 64 * 1024
 _orjson: Any = None  # the module once imported; False when it is not installed
+
+
+def load_fast_decoder() -> bool:
+    """Import orjson (optional) for every text from now on; whether it is installed. The HTTP doors
+    call this once: they decode many request bodies."""
+    global _orjson
+    if _orjson is None:
+        try:
+            import orjson as _orjson_module
+        except ImportError:
+            _orjson_module = False
+        _orjson = _orjson_module
+    return _orjson is not False
+#: bytes -> b"0" for an ASCII digit, b"." for anything else: 20 zeros in a row after translating are
+#: 20+ digits in a row, maybe an integer beyond 64 bits, which orjson would read as a float. (A regex
+#: such as \d{20} costs 5x orjson's own time on a big workflow: it tries a match at every position.)
+_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x2E for b in range(256))
+_RUN = 20
+_SLICE = 1 << 20  # characters checked at a time (bounds the copies)
+
+
+def _long_digit_run(text: str) -> bool:
+    zeros = b"0" * _RUN
+    for i in range(0, len(text), _SLICE):
+        part = text[i:i + _SLICE + _RUN - 1]  # overlapping: a run across two slices is seen
+        if zeros in part.encode("utf-8", "surrogatepass").translate(_DIGITS):
+            return True
+    return False
 
 
 def _fast_loads(text: str) -> Any:
@@ -87,14 +122,11 @@ def _fast_loads(text: str) -> Any:
     orjson refuses what the json path refuses (NaN, Infinity, numbers that overflow to infinity,
     lone surrogate escapes, nesting deeper than 1024), so a refusal falls through to json.loads for
     the same error; integers wider than 64 bits (which orjson reads as floats) never reach it."""
-    global _orjson
     if _orjson is None:
-        try:
-            import orjson as _orjson_module
-        except ImportError:
-            _orjson_module = False
-        _orjson = _orjson_module
-    if _orjson is False or _LONG_DIGITS.search(text):
+        if len(text) < FAST_FROM:
+            return _NO_FAST
+        load_fast_decoder()
+    if _orjson is False or _long_digit_run(text):
         return _NO_FAST
     try:
         return _orjson.loads(text)

@@ -20,6 +20,11 @@ BAD = [b'{"x": NaN}', b'[Infinity]', b'[1e999]', b'{"a": 1,}', b'{"a" 1}', b'[' 
        b'{"a": "unterminated', b'[1] [2]', b"{'single': 1}"]
 
 
+@pytest.fixture(autouse=True)
+def _orjson_for_every_size(monkeypatch):
+    monkeypatch.setattr(decode, "FAST_FROM", 0)  # these inputs are small: take the orjson path anyway
+
+
 def _both(raw: bytes, monkeypatch):
     fast = decode.parse_json_text(raw)
     with monkeypatch.context() as m:
@@ -64,3 +69,24 @@ def test_bad_input_gives_the_same_error(raw, monkeypatch):
         with pytest.raises(WorkflowError) as slow:
             decode.parse_json_text(raw)
     assert fast.value.message == slow.value.message and fast.value.hint == slow.value.hint
+
+
+@pytest.mark.parametrize("text, long", [
+    ("1" * 20, True), ("x" + "9" * 19 + "y", False), ("1" * 19 + ".5", False),
+    ('{"seed": 123456789012345678901}', True), ("\u0661" * 25, False),  # Arabic-Indic digits are not JSON's
+    ("a" * (decode._SLICE - 10) + "1" * 20 + "b", True),  # across the first slice's end
+    ("a" * (2 * decode._SLICE) + "1" * 19, False), ("lone \ud800 surrogate " + "7" * 20, True),
+])
+def test_the_check_for_integers_orjson_would_read_as_floats(text, long):
+    assert decode._long_digit_run(text) is long
+
+
+def test_small_texts_do_not_import_orjson(monkeypatch):
+    monkeypatch.setattr(decode, "FAST_FROM", 64 * 1024)
+    monkeypatch.setattr(decode, "_orjson", None)
+    assert decode.parse_json_text(b'{"seed": 1, "f": 0.5}') == {"seed": 1, "f": 0.5}
+    assert decode._orjson is None  # json.loads answered; orjson was not imported for it
+    big = b'{"k": [' + b"0.25," * 20000 + b'1]}'
+    assert decode.parse_json_text(big)["k"][-1] == 1 and decode._orjson  # a big one uses it
+    monkeypatch.setattr(decode, "_orjson", None)
+    assert decode.parse_json_text(b'{"a": 1}', many=True) == {"a": 1} and decode._orjson  # a server's bodies
