@@ -8,7 +8,8 @@ capped and sidecar sections, a first round warms up and is not counted):
 * startup.help / startup.analyze / startup.download_1k: whole processes — `cmr --help`, `cmr analyze`
   of one official template, `cmr download` of a 1 KiB file from nginx (SHA-256 verified) — against
   `python -c pass` (goals <= 4x, <= 8x, <= 10x); 3 rounds per --runs, as a round takes ~0.6 s and
-  the baseline only ~40 ms.
+  the baseline only ~40 ms. `install` says whether the package is an editable install: its finder,
+  loaded by site in every process, is half of that baseline (a regular install: ~20 ms).
 * download.in_process / download.cmr: 1 GiB from nginx on loopback, SHA-256 verified — in-process
   (`DownloadManager`) and `cmr download` end to end — as MB/s against `curl` (goals >= 0.9x, >= 0.8x).
 * capped: a 512 MiB file from an nginx that caps every connection (`limit_rate`, 32 MiB/s), `cmr
@@ -45,6 +46,19 @@ sys.path.insert(0, str(REPO / "bench"))
 
 SECTIONS = ("startup", "download", "capped", "sidecar", "index")
 STARTUP_ROUNDS = 3  # start-up rounds per --runs (they are short; see bench_startup)
+
+
+def install_mode() -> dict:
+    """How this interpreter finds the package. It matters to every ratio against `python -c pass`:
+    an editable install (`pip install -e`, the README's) adds a finder that site imports in every
+    process, the baseline included (~20 ms here, pathlib and re with it); a regular install does not,
+    and the same commands then measure about twice the ratio."""
+    import glob
+    import site
+
+    pth = sorted(os.path.basename(p) for d in site.getsitepackages() for p in glob.glob(os.path.join(d, "*.pth")))
+    editable = any(n.startswith("__editable__") and "comfyui_model_resolver" in n for n in pth)
+    return {"package": "editable" if editable else "regular", "pth_files": pth}
 
 
 def load_avg() -> dict:
@@ -278,7 +292,7 @@ def main() -> int:
         ap.error(f"unknown sections: {', '.join(sorted(unknown))}")
     args.work.mkdir(parents=True, exist_ok=True)
     compile_bytecode()
-    result: dict = {"python": sys.version.split()[0], "runs": args.runs, "tiny": args.tiny,
+    result: dict = {"python": sys.version.split()[0], "install": install_mode(), "runs": args.runs, "tiny": args.tiny,
                     "load_start": load_avg()}
     import transfer_goals as tg
 
