@@ -32,13 +32,14 @@ from comfyui_model_resolver.settings import Settings
 from .deps import MetricsDep, ProbeDep, ResolverDep
 from .health import UpstreamProbe, health_report
 from .metrics import CONTENT_TYPE, Metrics
-from .routes import JsonAnswer, bind_routes
+from .routes import JsonAnswer, bind_routes, body_schemas
 from .security import GuardMiddleware, is_loopback, sidecar_guard_for, sidecar_policy
 
 log = logging.getLogger("cmr.sidecar")
 
 ResolverFactory = Callable[[Settings], Awaitable[Resolver]]
 GRADIO_PATH = "/gradio"
+DOWNLOAD_STACK = "comfyui_model_resolver.downloads.manager"
 
 
 def check_bind(settings: Settings, host: str | None = None) -> None:
@@ -139,7 +140,9 @@ async def _start_downloads(resolver: Resolver) -> None:
     if start_downloads is None:
         return
     try:
-        await asyncio.to_thread(importlib.import_module, "comfyui_model_resolver.downloads")
+        # the manager's module, which imports aiohttp and the rest of the stack (the package itself
+        # loads its names lazily): in a thread, so that the event loop answers /health meanwhile
+        await asyncio.to_thread(importlib.import_module, DOWNLOAD_STACK)
         await start_downloads()
     except Exception as exc:  # noqa: BLE001 - the API still works; the first submit retries
         log.warning("could not resume earlier downloads: %s", getattr(exc, "message", exc))
@@ -200,12 +203,18 @@ def _install_error_handlers(app: FastAPI) -> None:
 
 
 def _add_service_routes(app: FastAPI) -> None:
+    # `upstreams` is read from the query and documented by hand: a typed query parameter would make
+    # FastAPI check its annotation against pydantic.v1, importing it (~50 ms of every start-up).
     @app.get("/health", tags=["service"], summary="Liveness and readiness; upstream reachability as information.",
-             responses={200: {"description": "Ready"}, 503: {"description": "Alive but not ready (see checks)"}})
-    async def health(request: Request, resolver: ResolverDep, probe: ProbeDep, upstreams: str | None = None) -> Response:
+             responses={200: {"description": "Ready"}, 503: {"description": "Alive but not ready (see checks)"}},
+             openapi_extra={"parameters": [{"name": "upstreams", "in": "query", "required": False,
+                                            "schema": {"type": "string", "enum": ["check"]},
+                                            "description": "`check`: wait for a fresh reachability check"}]})
+    async def health(request: Request, resolver: ResolverDep, probe: ProbeDep) -> Response:
         """Ready = configuration loaded, models root and data dir writable. `?upstreams=check` waits for
         a fresh reachability check of the Hugging Face and Civitai endpoints."""
-        body, ready = await health_report(resolver, probe, version=__version__, wait_upstreams=upstreams == "check")
+        wait = request.query_params.get("upstreams") == "check"
+        body, ready = await health_report(resolver, probe, version=__version__, wait_upstreams=wait)
         return JsonAnswer(body, 200 if ready else 503)
 
     @app.get("/metrics", tags=["service"], summary="Prometheus metrics (text exposition format).",
@@ -226,7 +235,7 @@ def _install_openapi(app: FastAPI) -> None:
             schema = get_openapi(title=app.title, version=app.version, description=app.description,
                                  routes=app.routes)
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            components.update(app.state.openapi_schemas)
+            components.update(body_schemas(app.state.openapi_bodies))  # built now, not at start-up
             schema["components"]["securitySchemes"] = {"bearer": {"type": "http", "scheme": "bearer",
                                                                   "description": "CMR_API_KEY"}}
             for route in ROUTES:

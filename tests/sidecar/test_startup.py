@@ -188,3 +188,48 @@ async def test_unfinished_downloads_resume_once_the_server_answers(fake_hub, tmp
         assert sha256_of(env.final()) == f.sha256
     finally:
         await close_env(env)
+
+
+def test_the_download_stack_loads_in_a_thread_not_on_the_event_loop(tmp_path):
+    """`start_downloads` runs on the event loop: by then the manager (aiohttp and the rest) must be
+    imported already, in a worker thread, or the loop stops answering for a quarter of a second."""
+    probe = ("import asyncio, json, sys, threading\n"
+             "from sidecar.main import _start_downloads\n"
+             "before = 'aiohttp' in sys.modules\n"
+             "seen = {}\n"
+             "class Resolver:\n"
+             "    async def start_downloads(self):\n"
+             "        seen['manager'] = 'comfyui_model_resolver.downloads.manager' in sys.modules\n"
+             "        seen['aiohttp'] = 'aiohttp' in sys.modules\n"
+             "asyncio.run(_start_downloads(Resolver()))\n"
+             "print(json.dumps({'before': before, **seen}))\n")
+    r = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={**_env(tmp_path)})
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip().splitlines()[-1] == '{"before": false, "manager": true, "aiohttp": true}'
+
+
+def test_building_the_app_leaves_the_openapi_work_for_the_document(tmp_path):
+    """API-only start-up is under a second (bench/run.py): building the app must not import pydantic.v1
+    (FastAPI does, for any typed query parameter) nor build the request bodies' JSON schemas, which the
+    document gets when it is first asked for."""
+    probe = ("import json, sys\n"
+             "import pydantic.main\n"
+             "built = []\n"
+             "real = pydantic.main.BaseModel.model_json_schema.__func__\n"
+             "pydantic.main.BaseModel.model_json_schema = classmethod(lambda cls, *a, **k: built.append(cls.__name__)"
+             " or real(cls, *a, **k))\n"
+             "from fastapi.testclient import TestClient\n"
+             "from sidecar.main import create_app\n"
+             "from comfyui_model_resolver.settings import Settings\n"
+             "app = create_app(Settings.load({}, env_file='/nonexistent', data_dir=sys.argv[1]), enable_ui=False)\n"
+             "at_start = {'v1': 'pydantic.v1' in sys.modules, 'schemas': list(built)}\n"
+             "doc = TestClient(app).get('/openapi.json').json()\n"
+             "print(json.dumps({**at_start, 'components': sorted(doc['components']['schemas']),\n"
+             "                  'health': [p['name'] for p in doc['paths']['/health']['get']['parameters']]}))\n")
+    r = subprocess.run([sys.executable, "-c", probe, str(tmp_path / "data")], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=120, env=_env(tmp_path))
+    assert r.returncode == 0, r.stderr
+    out = __import__("json").loads(r.stdout.strip().splitlines()[-1])
+    assert out["v1"] is False and out["schemas"] == []
+    assert {"DownloadCreate", "ConfigPatch", "Error"} <= set(out["components"]) and out["health"] == ["upstreams"]
