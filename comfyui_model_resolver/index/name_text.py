@@ -5,7 +5,7 @@ every file costs a pass over all of them; instead the names of all directories a
 "\0"-separated and lower-cased, searched in C (`find`), with a bisect per hit to find its directory.
 
 * `NameText` builds that text from the listings in memory (one join, one `lower()`).
-* `SavedText` is the same text as the index cache saved it (`save_text`): a new process reads it with
+* `SavedText` is the same text as the index cache saved it (`saved_form`): a new process reads it with
   one `read()` on its first lookup, with no per-directory decoding, join or lower-casing. It is written
   only when every name is ASCII (lower-casing other names can change their length, and with it the
   offsets); otherwise lookups build a `NameText` or the caller's name map.
@@ -53,21 +53,18 @@ class NameText:
         return out
 
 
-def save_text(path: Path, token: bytes, names: NameText) -> tuple[list[str], list[int], int] | None:
-    """Write `names` for `SavedText`: `token`, the lower-cased text, then the text as listed (for the
-    names' own case). Returns what the cache's structure keeps to read it back (directories, their
-    starts, the text's length), or None when the names are not ASCII (nothing is written)."""
+def saved_form(token: bytes, names: NameText) -> tuple[bytes, tuple[list[str], list[int], int]] | None:
+    """`names` as `SavedText` reads it: the file's bytes (`token`, the lower-cased text, then the text
+    as listed, for the names' own case) and what the cache's structure keeps to read it back
+    (directories, their starts, the text's length). None when the names are not ASCII."""
     if not names.ascii:
         return None
     lower = names.text.encode("ascii")
-    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(token + lower + names.raw.encode("ascii"))
-    os.replace(tmp, path)
-    return names.dirs, names.starts, len(lower)
+    return token + lower + names.raw.encode("ascii"), (names.dirs, names.starts, len(lower))
 
 
 class SavedText:
-    """A `NameText` saved by `save_text`, read on the first lookup. `find` returns None when the file
+    """A `NameText` saved in its `saved_form`, read on the first lookup. `find` returns None when the file
     is gone or belongs to another save (its token differs): the caller then builds a `NameText`."""
 
     def __init__(self, path: Path, token: bytes, dirs: list[str], starts: list[int], size: int) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .layout import FolderLayout
-from .name_text import NameText, SavedText, save_text
+from .name_text import NameText, SavedText, saved_form
 
 _CACHE_VERSION = 5
 _RACY_NS = 2_000_000_000  # a directory modified this recently may change again within its mtime tick
@@ -165,19 +165,18 @@ class ModelIndex:
         token = os.urandom(_TOKEN)
         names = token + marshal.dumps([e.files for _, e in entries])
         self._names = text = NameText((d, e.files) for d, e in entries)
+        saved = saved_form(token, text)  # None when the names are not ASCII: no text file
+        blob = marshal.dumps({"v": _CACHE_VERSION, "token": token, "dirs": [d for d, _ in entries],
+                              "meta": [(e.mtime_ns, e.subdirs, e.nfiles, e.children) for _, e in entries],
+                              "text": saved and saved[1]})
+        files = [(".names", names), *([(".text", saved[0])] if saved else []), (self._cache_file.suffix, blob)]
         try:
             self._cache_file.parent.mkdir(parents=True, exist_ok=True)
-            path = self._cache_file.with_suffix(".names")
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(names)
-            os.replace(tmp, path)
-            saved = save_text(self._cache_file.with_suffix(".text"), token, text)
-            blob = marshal.dumps({"v": _CACHE_VERSION, "token": token, "dirs": [d for d, _ in entries],
-                                  "meta": [(e.mtime_ns, e.subdirs, e.nfiles, e.children) for _, e in entries],
-                                  "text": saved})
-            tmp = self._cache_file.with_name(f"{self._cache_file.name}.{os.getpid()}.tmp")
-            tmp.write_bytes(blob)
-            os.replace(tmp, self._cache_file)
+            for suffix, data in files:
+                path = self._cache_file.with_suffix(suffix)
+                tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+                tmp.write_bytes(data)
+                os.replace(tmp, path)
         except OSError as exc:  # a cache that cannot be written is not fatal
             import logging
 
