@@ -121,15 +121,16 @@ def _wait_http(url: str, proc: subprocess.Popen, timeout: float = 60) -> httpx.R
     raise AssertionError(f"{url} did not answer")
 
 
-def _stop(proc: subprocess.Popen, timeout: float = 10) -> tuple[int, float, str]:
-    started = time.monotonic()
+def _stop(proc: subprocess.Popen, hang: float = 60) -> tuple[int, str]:
+    """SIGTERM, then wait for the process to end by itself. `hang` only tells a process that never
+    ends (a stream holding the server open forever) from one that does: not a speed check."""
     proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=timeout)
+        proc.wait(timeout=hang)
     except subprocess.TimeoutExpired:
         proc.kill()
-        raise
-    return proc.returncode, time.monotonic() - started, _log(proc)
+        raise AssertionError(f"still running {hang:.0f} s after SIGTERM:\n{_log(proc)}") from None
+    return proc.returncode, _log(proc)
 
 
 def _refused(port: int) -> bool:
@@ -150,11 +151,10 @@ def test_uvicorn_command_line(tmp_path):
         assert health.status_code == 200 and health.json()["checks"]["models_root"]["path"].startswith(str(tmp_path))
         with httpx.Client(timeout=10) as c, c.stream("GET", f"http://127.0.0.1:{port}{SIDECAR_PREFIX}/downloads/events") as r:
             assert read_events(r.iter_lines(), 1)[0][0] == "snapshot"
-            code, seconds, err = _stop(proc)
+            code, err = _stop(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
-    assert seconds < 8, err
     assert code in (0, -signal.SIGTERM)  # uvicorn re-raises the signal it handled once it has shut down
     logs = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert any(rec["msg"] == "sidecar stopped" for rec in logs), err  # the lifespan closed the Resolver
@@ -171,12 +171,15 @@ def _serve_and_stop(cmd: list[str], tmp_path: Path, ui: bool) -> None:
             page = _wait_http(f"http://127.0.0.1:{gui}/", proc)
             assert page.status_code == 200 and "<html" in page.text.lower()
             assert httpx.get(f"http://127.0.0.1:{api}/gradio/", timeout=5).status_code == 200
-        code, seconds, err = _stop(proc)
+        # an open SSE stream must not hold the server until uvicorn's graceful-shutdown deadline
+        with httpx.Client(timeout=10) as c, c.stream("GET", f"http://127.0.0.1:{api}{SIDECAR_PREFIX}/downloads/events") as r:
+            assert read_events(r.iter_lines(), 1)[0][0] == "snapshot"
+            code, err = _stop(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
     assert code == 0, err
-    assert seconds < 10
+    assert "graceful shutdown exceeded" not in err  # ended by itself, not by uvicorn's deadline
     assert _refused(api) and _refused(gui)
     records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
     assert records and all({"ts", "level", "logger", "msg"} <= set(r) for r in records)
