@@ -11,8 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ..errors import WorkflowError, WorkflowTooLarge, too_large
-from .a1111 import looks_like_parameters, parameters_workflow
-from .images import is_png, is_webp, png_text_chunks, webp_text_entries
+from .images import is_png, is_webp
 from .limits import check_json_text
 
 GraphKind = Literal["ui", "api"]
@@ -250,6 +249,10 @@ def decode_workflow(data: bytes | bytearray | memoryview, *, max_bytes: int) -> 
     if is_png(head) or is_webp(head):
         image = data if isinstance(data, bytes) else bytes(data)
         container: Literal["png", "webp"] = "png" if is_png(head) else "webp"
+        # the chunk readers and the A1111 parser load only when an image arrives (not for JSON)
+        from .a1111 import looks_like_parameters, parameters_workflow
+        from .images import png_text_chunks, webp_text_entries
+
         texts = png_text_chunks(image, limit=max_bytes) if container == "png" else webp_text_entries(image)
         del image
         for key in ("workflow", "prompt"):

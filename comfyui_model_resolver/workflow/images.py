@@ -7,7 +7,6 @@ A1111-style `parameters` text: PNG text chunk `parameters`; WebP EXIF UserCommen
 """
 from __future__ import annotations
 
-import html
 import re
 import struct
 import zlib
@@ -193,6 +192,8 @@ def _xmp_parameters(xmp: bytes) -> str | None:
         return None
     text = m.group(1) if m.group(1) is not None else m.group(2)
     inner = re.search(r"(?s)<rdf:li\b[^>]*>(.*?)</rdf:li>", text)
+    import html  # only for XMP packets (html.entities is a large table)
+
     return html.unescape(inner.group(1) if inner else re.sub(r"<[^>]+>", "", text)).strip() or None
 
 

@@ -65,6 +65,9 @@ def test_analyze_does_not_load_the_download_stack_or_the_hub_client(tmp_path):
     analysis = json.loads(out.strip().splitlines()[0])
     assert analysis["models"] and analysis["models"][0]["folder"] == "checkpoints"
     assert not mods & {*HEAVY, "pydantic", "yaml"}
+    # a JSON workflow loads neither the A1111 parser nor html (for XMP packets in images)
+    full = set(json.loads(out.strip().splitlines()[-1])["modules"])
+    assert not full & {"comfyui_model_resolver.workflow.a1111", "html"}
 
 
 async def test_download_loads_neither_pydantic_nor_the_hub_client_nor_tqdm(fake_hub, tmp_path):
